@@ -1,0 +1,217 @@
+#include <cmath>
+#include <new>
+
+#include "binding.hpp"
+#include "dispatch.hpp"
+#include "thread_pool.hpp"
+
+namespace sfb {
+
+void ThrowCoded(Napi::Env env, const char* code, const std::string& message, bool type) {
+  Napi::Error err = type ? Napi::TypeError::New(env, message) : Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+namespace {
+
+class Worker : public Napi::AsyncWorker {
+ public:
+  Worker(Napi::Env env, std::unique_ptr<Task> task)
+      : Napi::AsyncWorker(env, "scorefield"), task_(std::move(task)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      task_->Execute(false);
+    } catch (const sf::Error& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = kErrMemory;
+      SetError("Expected enough memory for the working buffers but allocation failed");
+    } catch (const std::exception& e) {
+      code_ = sf::code::kInternal;
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override { deferred_.Resolve(task_->Result(Env())); }
+
+  void OnError(const Napi::Error& e) override {
+    Napi::Object err = e.Value();
+    err.Set("code", Napi::String::New(Env(), code_));
+    deferred_.Reject(err);
+  }
+
+ private:
+  std::unique_ptr<Task> task_;
+  Napi::Promise::Deferred deferred_;
+  const char* code_ = sf::code::kInternal;
+};
+
+}  // namespace
+
+Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task, bool async) {
+  if (async) {
+    auto* w = new Worker(env, std::move(task));
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+  try {
+    task->Execute(true);
+  } catch (const sf::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    ThrowCoded(env, kErrMemory, "Expected enough memory for the working buffers but allocation failed");
+  }
+  return task->Result(env);
+}
+
+static F32 ToF32(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    ThrowCoded(env, sf::code::kType, std::string("Expected a Float32Array for ") + name +
+                                         " but received " + (v.IsTypedArray() ? "another typed array" : "something else"),
+               true);
+  }
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  Napi::ArrayBuffer buf = a.ArrayBuffer();
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, buf, &detached) == napi_ok && detached) {
+    ThrowCoded(env, kErrDetached, std::string("Expected an attached buffer for ") + name +
+                                      " but received a Float32Array whose ArrayBuffer is detached",
+               true);
+  }
+  return F32{a.Data(), a.ElementLength()};
+}
+
+F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, Task* keep) {
+  F32 f = ToF32(info.Env(), info[i], name);
+  if (keep) keep->Keep(info[i]);
+  return f;
+}
+
+F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep) {
+  F32 f = ArgF32(info, i, name, keep);
+  if (f.length != length) {
+    ThrowCoded(info.Env(), sf::code::kShape, std::string("Expected ") + std::to_string(length) +
+                                                 " elements for " + name + " but received " +
+                                                 std::to_string(f.length));
+  }
+  return f;
+}
+
+F32 ArgOptF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return F32{};
+  return ArgF32(info, i, name, length, keep);
+}
+
+double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsNumber()) {
+    ThrowCoded(info.Env(), sf::code::kType, std::string("Expected a number for ") + name + " but received another type", true);
+  }
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+size_t ArgSize(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const double v = ArgNumber(info, i, name);
+  if (!(v >= 0 && v <= 9007199254740991.0) || v != static_cast<double>(static_cast<uint64_t>(v))) {
+    ThrowCoded(info.Env(), sf::code::kRange, std::string("Expected a non-negative safe integer for ") + name +
+                                                 " but received " + std::to_string(v));
+  }
+  return static_cast<size_t>(v);
+}
+
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsBoolean()) {
+    ThrowCoded(info.Env(), sf::code::kType, std::string("Expected a boolean for ") + name + " but received another type", true);
+  }
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, size_t B, Task* keep) {
+  sf::Coef c;
+  if (info[i].IsNumber()) {
+    c.value = info[i].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(c.value)) {
+      ThrowCoded(info.Env(), sf::code::kRange, std::string("Expected a finite number for ") + name + " but received " +
+                                                   std::to_string(c.value));
+    }
+    return c;
+  }
+  c.per = ArgF32(info, i, name, B, keep).data;
+  return c;
+}
+
+namespace {
+
+Napi::Value Capabilities(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("simd", sf::simd_level());
+  Napi::Array avail = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (const std::string& s : sf::simd_available()) avail.Set(k++, s);
+  o.Set("simdAvailable", avail);
+  o.Set("threads", sf::ThreadPool::global().threads());
+  o.Set("hardwareThreads", sf::ThreadPool::hardware_threads());
+#if defined(__x86_64__) || defined(_M_X64)
+  o.Set("arch", "x64");
+#elif defined(__aarch64__) || defined(_M_ARM64)
+  o.Set("arch", "arm64");
+#else
+  o.Set("arch", "other");
+#endif
+  o.Set("chunkElements", static_cast<double>(sf::kChunkElems));
+  return o;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const size_t n = ArgSize(info, 0, "threads");
+  if (n < 1 || n > 1024) {
+    ThrowCoded(info.Env(), sf::code::kRange, "Expected an integer from 1 to 1024 for threads but received " + std::to_string(n));
+  }
+  sf::ThreadPool::global().set_threads(static_cast<unsigned>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a string for level but received another type", true);
+  }
+  try {
+    sf::set_simd_level(info[0].As<Napi::String>().Utf8Value());
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
+  return Napi::String::New(info.Env(), sf::simd_level());
+}
+
+Napi::Value IsDetached(const Napi::CallbackInfo& info) {
+  bool detached = false;
+  if (info[0].IsTypedArray()) {
+    napi_is_detached_arraybuffer(info.Env(), info[0].As<Napi::TypedArray>().ArrayBuffer(), &detached);
+  } else if (info[0].IsArrayBuffer()) {
+    napi_is_detached_arraybuffer(info.Env(), info[0], &detached);
+  }
+  return Napi::Boolean::New(info.Env(), detached);
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
+  exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
+  InitTargets(env, exports);
+  return exports;
+}
+
+}  // namespace sfb
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return sfb::Init(env, exports); }
+
+NODE_API_MODULE(scorefield, InitModule)

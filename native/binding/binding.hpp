@@ -1,0 +1,62 @@
+// The thin Node-API layer: argument checks JavaScript cannot do (detached buffers, size
+// overflow), copying arguments into a plain Task, running it on the caller's thread or
+// off the main thread, and turning core errors into JavaScript errors with codes.
+//
+// lib/ validates everything first and gives the user its messages; these checks are the
+// last line of defence for anyone calling the binding directly.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.hpp"
+#include "targets.hpp"
+
+namespace sfb {
+
+inline constexpr const char* kErrDetached = "ERR_SCOREFIELD_DETACHED";
+inline constexpr const char* kErrMemory = "ERR_SCOREFIELD_MEMORY";
+
+// Throws a JavaScript Error (TypeError when type) with a code property.
+[[noreturn]] void ThrowCoded(Napi::Env env, const char* code, const std::string& message, bool type = false);
+
+// A unit of work with its arguments copied in. Execute() must not touch JavaScript; it may
+// run on a libuv thread. Keep() holds a reference to every JavaScript object whose memory
+// Execute() reads or writes, so garbage collection cannot free it while work is queued.
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual void Execute(bool inline_ok) = 0;
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+  void Keep(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v.As<Napi::Object>())); }
+
+ private:
+  std::vector<Napi::ObjectReference> refs_;
+};
+
+// Runs the task now (sync) or queues it and returns a promise (async).
+Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task, bool async);
+
+// A Float32Array argument.
+struct F32 {
+  float* data = nullptr;
+  size_t length = 0;
+};
+
+F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, Task* keep);
+// A Float32Array argument that must hold exactly `length` elements.
+F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep);
+// Same, or null/undefined (returns data == nullptr).
+F32 ArgOptF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep);
+// A non-negative integer no larger than 2^53 - 1.
+size_t ArgSize(const Napi::CallbackInfo& info, size_t i, const char* name);
+double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A finite number, or a Float32Array of length B (one value per sample).
+sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, size_t B, Task* keep);
+
+void InitTargets(Napi::Env env, Napi::Object exports);
+
+}  // namespace sfb

@@ -1,0 +1,37 @@
+// AVX2 + FMA, 8 lanes. Only included by kernels_avx2.cpp, compiled with -mavx2 -mfma.
+#pragma once
+#include <immintrin.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace {
+struct V {
+  using reg = __m256;
+  static constexpr size_t W = 8;
+  static constexpr const char* name = "avx2";
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float x) { return _mm256_set1_ps(x); }
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static __m256i tail_mask(size_t n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+  }
+  static reg load_tail(const float* p, size_t n) { return _mm256_maskload_ps(p, tail_mask(n)); }
+  static void store_tail(float* p, reg v, size_t n) { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static float hsum(reg a) {
+    __m128 lo = _mm256_castps256_ps128(a);
+    __m128 hi = _mm256_extractf128_ps(a, 1);
+    lo = _mm_add_ps(lo, hi);
+    __m128 sh = _mm_movehdup_ps(lo);
+    lo = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, lo);
+    lo = _mm_add_ss(lo, sh);
+    return _mm_cvtss_f32(lo);
+  }
+};
+}  // namespace

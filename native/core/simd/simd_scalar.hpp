@@ -1,0 +1,24 @@
+// One-lane "vector" used by the portable scalar path. Every SIMD header defines a
+// struct V with the same static interface so kernels_impl.hpp is written once.
+#pragma once
+#include <cstddef>
+
+namespace {
+struct V {
+  using reg = float;
+  static constexpr size_t W = 1;
+  static constexpr const char* name = "scalar";
+  static reg zero() { return 0.0f; }
+  static reg set1(float x) { return x; }
+  static reg load(const float* p) { return *p; }
+  static void store(float* p, reg v) { *p = v; }
+  static reg load_tail(const float* p, size_t) { return *p; }
+  static void store_tail(float* p, reg v, size_t) { *p = v; }
+  static reg add(reg a, reg b) { return a + b; }
+  static reg sub(reg a, reg b) { return a - b; }
+  static reg mul(reg a, reg b) { return a * b; }
+  // a*b + c; the scalar path is not forced to fuse.
+  static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static float hsum(reg a) { return a; }
+};
+}  // namespace

@@ -1,0 +1,399 @@
+// The native core's own tests: no Node.js, no framework. Run under ASan+UBSan in CI.
+// Prints one line per failure and a final "N passed, N failed" line.
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "errors.hpp"
+#include "philox.hpp"
+#include "targets.hpp"
+#include "thread_pool.hpp"
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+std::string g_context;
+
+#define CHECK(cond)                                                                      \
+  do {                                                                                   \
+    if (cond) {                                                                          \
+      ++g_passed;                                                                        \
+    } else {                                                                             \
+      ++g_failed;                                                                        \
+      std::printf("FAIL %s:%d [%s] %s\n", __FILE__, __LINE__, g_context.c_str(), #cond); \
+    }                                                                                    \
+  } while (0)
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// Relative error of a against the float64 reference b, measured against max(|b|, floor).
+bool close(const std::vector<float>& a, const std::vector<double>& b, double rtol, double floor = 1e-6) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(a[i]) - b[i]);
+    if (!(err <= rtol * std::max(std::fabs(b[i]), floor))) {
+      std::printf("  mismatch at %zu: %.9g vs %.9g\n", i, static_cast<double>(a[i]), b[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// |a - b| <= rtol * mag elementwise, where mag is the size of the terms that were summed
+// (a difference of nearly equal terms can only be as exact as the terms).
+bool close_mag(const std::vector<float>& a, const std::vector<double>& b, const std::vector<double>& mag,
+               double rtol) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(std::fabs(static_cast<double>(a[i]) - b[i]) <= rtol * mag[i] + 1e-30)) {
+      std::printf("  mismatch at %zu: %.9g vs %.9g (terms %.3g)\n", i, static_cast<double>(a[i]), b[i], mag[i]);
+      return false;
+    }
+  }
+  return a.size() == b.size();
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void test_philox_known_answers() {
+  g_context = "philox";
+  // Known-answer vectors of the Random123 distribution (kat_vectors, philox4x32 10 rounds).
+  sf::Philox4x32 z = sf::philox4x32_10(0, 0, 0, 0, 0, 0);
+  CHECK(z.v[0] == 0x6627e8d5u && z.v[1] == 0xe169c58du && z.v[2] == 0xbc57ac4cu && z.v[3] == 0x9b00dbd8u);
+  sf::Philox4x32 f = sf::philox4x32_10(~0u, ~0u, ~0u, ~0u, ~0u, ~0u);
+  CHECK(f.v[0] == 0x408f276du && f.v[1] == 0x41c83b0eu && f.v[2] == 0xa20bc7c6u && f.v[3] == 0x6d5451fdu);
+  sf::Philox4x32 p = sf::philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u,
+                                       0xa4093822u, 0x299f31d0u);
+  CHECK(p.v[0] == 0xd16cfe09u && p.v[1] == 0x94fdccebu && p.v[2] == 0x5001e420u && p.v[3] == 0x24126ea1u);
+}
+
+void test_kernels_every_level() {
+  const size_t lengths[] = {0, 1, 2, 7, 15, 16, 17, 31, 33, 1023, 4099};
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    CHECK(sf::simd_level() == level);
+    for (size_t n : lengths) {
+      g_context = level + " n=" + std::to_string(n);
+      std::vector<float> u = random_vec(n, 1 + static_cast<uint32_t>(n));
+      std::vector<float> w = random_vec(n, 2 + static_cast<uint32_t>(n));
+      const float c = -0.37f, p = 1.25f, q = -0.8f;
+      std::vector<double> ref(n), mag(n);
+      for (size_t i = 0; i < n; ++i) {
+        ref[i] = double(c) * (double(q) * w[i] + double(p) * u[i]);
+        mag[i] = std::fabs(double(c)) * (std::fabs(double(q) * w[i]) + std::fabs(double(p) * u[i]));
+      }
+      // One guard element on each side catches writes past the end.
+      std::vector<float> out(n + 2, 12345.0f);
+      sf::kernels().combine(out.data() + 1, u.data(), w.data(), n, c, p, q);
+      CHECK(out[0] == 12345.0f && out[n + 1] == 12345.0f);
+      CHECK(close_mag(std::vector<float>(out.begin() + 1, out.end() - 1), ref, mag, 4e-7));
+      // In place: out aliases u.
+      std::vector<float> alias = u;
+      sf::kernels().combine(alias.data(), alias.data(), w.data(), n, c, p, q);
+      CHECK(close_mag(alias, ref, mag, 4e-7));
+
+      double ref_sum = 0.0;
+      std::vector<double> ref_grad(n);
+      for (size_t i = 0; i < n; ++i) {
+        const double dlt = double(u[i]) - double(w[i]);
+        ref_sum += dlt * dlt;
+        ref_grad[i] = 0.5 * dlt;
+      }
+      std::vector<float> grad(n + 2, 777.0f);
+      const double s = sf::kernels().sqdiff(u.data(), w.data(), n, 0.5f, grad.data() + 1);
+      CHECK(std::fabs(s - ref_sum) <= 1e-5 * std::max(1.0, ref_sum));
+      CHECK(grad[0] == 777.0f && grad[n + 1] == 777.0f);
+      CHECK(close(std::vector<float>(grad.begin() + 1, grad.end() - 1), ref_grad, 1e-6, 1e-3));
+      const double s2 = sf::kernels().sqdiff(u.data(), w.data(), n, 0.5f, nullptr);
+      CHECK(s2 == s);
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
+void test_unsupported_level() {
+  g_context = "set_simd_level";
+  bool threw = false;
+  try {
+    sf::set_simd_level("sse9");
+  } catch (const sf::Error& e) {
+    threw = std::string(e.code()) == sf::code::kUnsupported;
+  }
+  CHECK(threw);
+}
+
+struct Batch {
+  size_t B, d;
+  std::vector<float> a, b, alpha, sigma;
+};
+
+Batch make_batch(size_t B, size_t d, uint32_t seed) {
+  Batch t{B, d, random_vec(B * d, seed), random_vec(B * d, seed + 1), random_vec(B, seed + 2, 0.1f, 1.0f),
+          random_vec(B, seed + 3, 0.01f, 5.0f)};
+  return t;
+}
+
+void test_targets_against_float64() {
+  const size_t shapes[][2] = {{1, 1}, {3, 17}, {5, 1023}, {40000, 2}, {2, 70001}};
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    for (auto& sh : shapes) {
+      const size_t B = sh[0], d = sh[1];
+      g_context = level + " B=" + std::to_string(B) + " d=" + std::to_string(d);
+      Batch t = make_batch(B, d, 7);
+      sf::Coef al{t.alpha.data(), 0}, sg{t.sigma.data(), 0};
+      std::vector<float> out(B * d);
+      std::vector<double> ref(B * d), mag(B * d);
+
+      sf::perturb(out.data(), t.a.data(), t.b.data(), B, d, al, sg, true);
+      for (size_t i = 0; i < B; ++i)
+        for (size_t k = 0; k < d; ++k)
+        {
+          ref[i * d + k] = double(t.alpha[i]) * t.a[i * d + k] + double(t.sigma[i]) * t.b[i * d + k];
+          mag[i * d + k] = std::fabs(double(t.alpha[i]) * t.a[i * d + k]) + std::fabs(double(t.sigma[i]) * t.b[i * d + k]);
+        }
+      CHECK(close_mag(out, ref, mag, 4e-7));
+
+      sf::conditional_score(out.data(), t.a.data(), t.b.data(), B, d, al, sg, true);
+      for (size_t i = 0; i < B; ++i)
+        for (size_t k = 0; k < d; ++k) {
+          const double s = t.sigma[i];
+          ref[i * d + k] = -(double(t.a[i * d + k]) - double(t.alpha[i]) * t.b[i * d + k]) / (s * s);
+          mag[i * d + k] = (std::fabs(t.a[i * d + k]) + std::fabs(double(t.alpha[i]) * t.b[i * d + k])) / (s * s);
+        }
+      CHECK(close_mag(out, ref, mag, 4e-7));
+
+      // Scalar coefficients take the flat path.
+      sf::perturb(out.data(), t.a.data(), t.b.data(), B, d, sf::Coef{nullptr, 0.5}, sf::Coef{nullptr, 2.0}, true);
+      for (size_t i = 0; i < B * d; ++i) {
+        ref[i] = 0.5 * t.a[i] + 2.0 * t.b[i];
+        mag[i] = std::fabs(0.5 * t.a[i]) + std::fabs(2.0 * t.b[i]);
+      }
+      CHECK(close_mag(out, ref, mag, 4e-7));
+
+      sf::velocity_target(out.data(), t.a.data(), t.b.data(), B, d, sf::Coef{nullptr, -1.0}, sg, true);
+      for (size_t i = 0; i < B; ++i)
+        for (size_t k = 0; k < d; ++k) {
+          ref[i * d + k] = -double(t.a[i * d + k]) + double(t.sigma[i]) * t.b[i * d + k];
+          mag[i * d + k] = std::fabs(t.a[i * d + k]) + std::fabs(double(t.sigma[i]) * t.b[i * d + k]);
+        }
+      CHECK(close_mag(out, ref, mag, 4e-7));
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
+// Float64 conversion written from the MATH.md table, independently of targets.cpp.
+double ref_convert(int from, int to, double m, double x, double al, double sg) {
+  double x0, eps;
+  switch (from) {
+    case 0: eps = m; x0 = (x - sg * m) / al; break;
+    case 1: x0 = m; eps = (x - al * m) / sg; break;
+    case 2: x0 = (al * x - sg * m) / (al * al + sg * sg); eps = (sg * x + al * m) / (al * al + sg * sg); break;
+    default: x0 = (x + sg * sg * m) / al; eps = -sg * m; break;
+  }
+  switch (to) {
+    case 0: return eps;
+    case 1: return x0;
+    case 2: return al * eps - sg * x0;
+    default: return -eps / sg;
+  }
+}
+
+void test_convert_table() {
+  const size_t B = 9, d = 33;
+  Batch t = make_batch(B, d, 21);
+  sf::Coef al{t.alpha.data(), 0}, sg{t.sigma.data(), 0};
+  for (int from = 0; from < 4; ++from) {
+    for (int to = 0; to < 4; ++to) {
+      g_context = "convert " + std::to_string(from) + "->" + std::to_string(to);
+      std::vector<float> out(B * d);
+      sf::convert(static_cast<sf::Param>(from), static_cast<sf::Param>(to), out.data(), t.a.data(),
+                  t.b.data(), B, d, al, sg, true);
+      std::vector<double> ref(B * d), mag(B * d);
+      for (size_t i = 0; i < B; ++i)
+        for (size_t k = 0; k < d; ++k)
+          ref[i * d + k] = ref_convert(from, to, t.a[i * d + k], t.b[i * d + k], t.alpha[i], t.sigma[i]);
+      // Tolerance relative to the size of the terms, which can cancel.
+      bool ok = true;
+      for (size_t i = 0; i < B * d && ok; ++i) {
+        const size_t row = i / d;
+        const double scale = (std::fabs(t.a[i]) + std::fabs(t.b[i]) + 1.0) *
+                             (1.0 + 1.0 / (t.sigma[row] * t.sigma[row]) + 1.0 / t.alpha[row]) *
+                             (1.0 + t.sigma[row] + t.alpha[row]);
+        ok = std::fabs(out[i] - ref[i]) <= 2e-6 * scale;
+        if (!ok) std::printf("  at %zu: %.9g vs %.9g\n", i, static_cast<double>(out[i]), ref[i]);
+      }
+      CHECK(ok);
+      // Round trip back to the source parameterisation.
+      std::vector<float> back(B * d);
+      sf::convert(static_cast<sf::Param>(to), static_cast<sf::Param>(from), back.data(), out.data(),
+                  t.b.data(), B, d, al, sg, true);
+      bool rt = true;
+      for (size_t i = 0; i < B * d && rt; ++i) rt = std::fabs(back[i] - t.a[i]) <= 2e-3 * (1.0 + std::fabs(t.a[i]));
+      CHECK(rt);
+    }
+  }
+}
+
+void test_thread_count_invariance() {
+  const size_t B = 300, d = 777;  // several chunks, rows crossing chunk boundaries
+  Batch t = make_batch(B, d, 99);
+  sf::Coef w{t.alpha.data(), 0};
+  std::vector<float> base_grad(B * d), base_noise(B * d), base_perturb(B * d);
+  double base_loss = 0;
+  for (unsigned threads : {1u, 2u, 3u, 5u}) {
+    g_context = "threads=" + std::to_string(threads);
+    sf::ThreadPool::global().set_threads(threads);
+    CHECK(sf::ThreadPool::global().threads() == threads);
+    for (bool inline_ok : {true, false}) {
+      std::vector<float> grad(B * d), noise(B * d), pert(B * d);
+      const double loss = sf::dsm_loss(t.a.data(), t.b.data(), B, d, w, grad.data(), inline_ok);
+      sf::randn(noise.data(), B, d, 42, 3, 0, inline_ok);
+      sf::perturb(pert.data(), t.a.data(), noise.data(), B, d, sf::Coef{t.alpha.data(), 0},
+                  sf::Coef{t.sigma.data(), 0}, inline_ok);
+      if (threads == 1 && inline_ok) {
+        base_loss = loss;
+        base_grad = grad;
+        base_noise = noise;
+        base_perturb = pert;
+      } else {
+        CHECK(loss == base_loss);
+        CHECK(same_bits(grad, base_grad));
+        CHECK(same_bits(noise, base_noise));
+        CHECK(same_bits(pert, base_perturb));
+      }
+    }
+  }
+  sf::ThreadPool::global().set_threads(sf::ThreadPool::hardware_threads());
+}
+
+void test_dsm_loss_value() {
+  g_context = "dsm_loss";
+  const size_t B = 13, d = 101;
+  Batch t = make_batch(B, d, 5);
+  std::vector<float> grad(B * d);
+  const double loss = sf::dsm_loss(t.a.data(), t.b.data(), B, d, sf::Coef{t.sigma.data(), 0}, grad.data(), true);
+  double ref = 0;
+  std::vector<double> ref_grad(B * d);
+  for (size_t i = 0; i < B; ++i)
+    for (size_t k = 0; k < d; ++k) {
+      const double dl = double(t.a[i * d + k]) - t.b[i * d + k];
+      ref += t.sigma[i] * dl * dl;
+      ref_grad[i * d + k] = 2.0 * t.sigma[i] * dl / B;
+    }
+  ref /= B;
+  CHECK(std::fabs(loss - ref) <= 1e-6 * ref);
+  CHECK(close(grad, ref_grad, 1e-5, 1e-3));
+  CHECK(sf::dsm_loss(t.a.data(), t.b.data(), 0, d, sf::Coef{nullptr, 1.0}, nullptr, true) == 0.0);
+}
+
+void test_randn_properties() {
+  g_context = "randn";
+  const size_t B = 64, d = 513;
+  std::vector<float> all(B * d);
+  sf::randn(all.data(), B, d, 7, 0, 0, true);
+  // Sample i's noise depends only on (seed, stream, i): generate rows one at a time.
+  bool rows_match = true;
+  for (size_t i = 0; i < B; ++i) {
+    std::vector<float> one(d);
+    sf::randn(one.data(), 1, d, 7, 0, i, true);
+    rows_match = rows_match && std::memcmp(one.data(), all.data() + i * d, d * sizeof(float)) == 0;
+  }
+  CHECK(rows_match);
+  double mean = 0, var = 0;
+  for (float v : all) mean += v;
+  mean /= all.size();
+  for (float v : all) var += (v - mean) * (v - mean);
+  var /= all.size() - 1;
+  // 32832 draws: the standard error of the mean is 0.0055, of the variance about 0.008.
+  CHECK(std::fabs(mean) < 0.03);
+  CHECK(std::fabs(var - 1.0) < 0.04);
+  std::vector<float> other(B * d);
+  sf::randn(other.data(), B, d, 7, 1, 0, true);
+  CHECK(!same_bits(all, other));
+  sf::randn(other.data(), B, d, 8, 0, 0, true);
+  CHECK(!same_bits(all, other));
+}
+
+void test_pool_exceptions_and_concurrency() {
+  g_context = "pool";
+  sf::ThreadPool& pool = sf::ThreadPool::global();
+  pool.set_threads(2);
+  bool caught = false;
+  std::atomic<int> ran{0};
+  try {
+    pool.parallel_for(64, [&](size_t i) {
+      ran++;
+      if (i == 17) throw sf::Error(sf::code::kRange, "boom");
+    }, false);
+  } catch (const sf::Error& e) {
+    caught = std::string(e.what()) == "boom";
+  }
+  CHECK(caught);
+  CHECK(ran.load() == 64);
+
+  // Many callers at once, resizing in between: every job completes with its own result.
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 6; ++c) {
+    callers.emplace_back([&, c] {
+      for (int rep = 0; rep < 50; ++rep) {
+        std::vector<int> hits(37, 0);
+        pool.parallel_for(hits.size(), [&](size_t i) { hits[i] += c + 1; }, rep % 2 == 0);
+        for (int h : hits) if (h != c + 1) wrong++;
+      }
+    });
+  }
+  for (unsigned n : {1u, 3u, 2u, 4u}) pool.set_threads(n);
+  for (std::thread& t : callers) t.join();
+  CHECK(wrong.load() == 0);
+  pool.set_threads(sf::ThreadPool::hardware_threads());
+}
+
+void test_overflow_checked() {
+  g_context = "overflow";
+  bool threw = false;
+  try {
+    sf::checked_mul(size_t{1} << 40, size_t{1} << 40, "test");
+  } catch (const sf::Error& e) {
+    threw = std::string(e.code()) == sf::code::kOverflow;
+  }
+  CHECK(threw);
+}
+
+}  // namespace
+
+int main() {
+  std::printf("simd levels available:");
+  for (const std::string& l : sf::simd_available()) std::printf(" %s", l.c_str());
+  std::printf("\n");
+  test_philox_known_answers();
+  test_kernels_every_level();
+  test_unsupported_level();
+  test_targets_against_float64();
+  test_convert_table();
+  test_thread_count_invariance();
+  test_dsm_loss_value();
+  test_randn_properties();
+  test_pool_exceptions_and_concurrency();
+  test_overflow_checked();
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
