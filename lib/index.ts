@@ -1,0 +1,25 @@
+/**
+ * scorefield: the mathematics of score-based diffusion models on the CPU.
+ * @packageDocumentation
+ */
+export * from './errors';
+export { capabilities, setThreads, setSimdLevel } from './runtime';
+export type { Capabilities, SimdLevel } from './runtime';
+export {
+  perturb,
+  perturbAsync,
+  conditionalScore,
+  conditionalScoreAsync,
+  convert,
+  convertAsync,
+  velocityTarget,
+  velocityTargetAsync,
+  dsmLoss,
+  dsmLossAsync,
+  randn,
+  randnAsync,
+} from './targets';
+export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
+import * as schedules from './schedules';
+export { schedules };
+export type { Schedule, VpDiscreteSchedule, GridOptions } from './schedules';

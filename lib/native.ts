@@ -1,0 +1,87 @@
+/**
+ * Loads the addon: a prebuild from prebuilds/ or the local build/Release (node-gyp-build),
+ * or the file named by SCOREFIELD_NATIVE (used by CI to test the cmake-js build).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ScorefieldNativeError, fromNative } from './errors';
+
+type MaybeAsync<T> = T | Promise<T>;
+type C = number | Float32Array;
+
+/** The raw binding. Internal: arguments are validated by lib/ before they get here. */
+export interface NativeBinding {
+  capabilities(): {
+    simd: string;
+    simdAvailable: string[];
+    threads: number;
+    hardwareThreads: number;
+    arch: string;
+    chunkElements: number;
+  };
+  setThreads(n: number): void;
+  setSimdLevel(level: string): string;
+  isDetached(v: ArrayBufferView | ArrayBuffer): boolean;
+  perturb(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
+  conditionalScore(out: Float32Array, x: Float32Array, x0: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
+  velocityTarget(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, dAlpha: C, dSigma: C, async: boolean): MaybeAsync<undefined>;
+  convert(from: number, to: number, out: Float32Array, model: Float32Array, x: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
+  dsmLoss(pred: Float32Array, target: Float32Array, B: number, d: number, weight: C, grad: Float32Array | null, async: boolean): MaybeAsync<number>;
+  randn(out: Float32Array, B: number, d: number, seed: bigint, stream: number, offset: number, async: boolean): MaybeAsync<undefined>;
+  streamTriad(a: Float32Array, b: Float32Array, c: Float32Array, s: number, async: boolean): MaybeAsync<undefined>;
+}
+
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj)) {
+      try {
+        if (JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'scorefield') return dir;
+      } catch {
+        // keep looking upwards
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return path.join(__dirname, '..');
+    dir = up;
+  }
+}
+
+let cached: NativeBinding | undefined;
+
+/** The loaded binding (loaded on first use). */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const explicit = process.env.SCOREFIELD_NATIVE;
+  try {
+    cached = explicit
+      ? (require(path.resolve(explicit)) as NativeBinding)
+      : (require('node-gyp-build')(packageRoot()) as NativeBinding);
+  } catch (err) {
+    throw new ScorefieldNativeError(
+      `Expected a loadable scorefield addon for ${explicit ? `SCOREFIELD_NATIVE=${explicit}` : 'this platform'} but received a load failure: ${(err as Error).message}. Run \`npm rebuild scorefield\` to build it.`,
+      'ERR_SCOREFIELD_NATIVE_LOAD',
+      { cause: err },
+    );
+  }
+  return cached;
+}
+
+/** Runs a synchronous binding call, re-typing its errors. */
+export function callSync<T>(fn: () => MaybeAsync<T>): T {
+  try {
+    return fn() as T;
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/** Awaits an asynchronous binding call, re-typing its errors. */
+export async function callAsync<T>(fn: () => MaybeAsync<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}

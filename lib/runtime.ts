@@ -1,0 +1,43 @@
+/** Process-wide settings of the native engine. */
+import * as is from './is';
+import { callSync, native } from './native';
+
+export type SimdLevel = 'avx512' | 'avx2' | 'neon' | 'scalar';
+
+export interface Capabilities {
+  /** The kernel set in use now. */
+  simd: SimdLevel;
+  /** Levels this CPU can run, best first (always ends with 'scalar'). */
+  simdAvailable: SimdLevel[];
+  /** Worker threads of the shared pool. */
+  threads: number;
+  /** Threads the machine offers this process. */
+  hardwareThreads: number;
+  arch: 'x64' | 'arm64' | 'other';
+  /** Elements per unit of parallel work; fixed, so results do not depend on thread count. */
+  chunkElements: number;
+}
+
+/** Which SIMD path runs and how many threads the shared pool has. */
+export function capabilities(): Capabilities {
+  return callSync(() => native().capabilities()) as Capabilities;
+}
+
+/**
+ * Sets the number of worker threads of the one native pool every call shares (default: the
+ * CPUs this process may use, or SCOREFIELD_THREADS). Results do not depend on it.
+ */
+export function setThreads(n: number): void {
+  is.integer(n, 'threads', 1, 1024);
+  callSync(() => native().setThreads(n));
+}
+
+/**
+ * Forces a SIMD level for the whole process (tests and benchmarks; the default is the best
+ * the CPU supports, capped by the SCOREFIELD_SIMD environment variable). Returns the level
+ * now in use. Throws ERR_SCOREFIELD_UNSUPPORTED for a level this CPU cannot run.
+ */
+export function setSimdLevel(level: SimdLevel): SimdLevel {
+  if (typeof level !== 'string') throw is.typeError('one of avx512, avx2, neon, scalar', 'level', level);
+  return callSync(() => native().setSimdLevel(level)) as SimdLevel;
+}
