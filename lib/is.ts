@@ -41,13 +41,14 @@ export function rangeError(what: string, name: string, v: unknown): ScorefieldRa
 /** Asserts a Float32Array, optionally of an exact length; reports detached buffers as such. */
 export function f32(v: unknown, name: string, length?: number): Float32Array {
   if (!(v instanceof Float32Array)) throw typeError('a Float32Array', name, v);
+  // A detached buffer reads as length 0; only then is the (native) check worth its cost.
+  if (v.length === 0 && native().isDetached(v)) {
+    throw new ScorefieldShapeError(
+      `Expected an attached buffer for ${name} but received a Float32Array whose ArrayBuffer is detached`,
+      'ERR_SCOREFIELD_DETACHED',
+    );
+  }
   if (length !== undefined && v.length !== length) {
-    if (v.length === 0 && native().isDetached(v)) {
-      throw new ScorefieldShapeError(
-        `Expected an attached buffer for ${name} but received a Float32Array whose ArrayBuffer is detached`,
-        'ERR_SCOREFIELD_DETACHED',
-      );
-    }
     throw new ScorefieldShapeError(`Expected a Float32Array of length ${length} for ${name} but received ${describe(v)}`);
   }
   return v;
