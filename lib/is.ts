@@ -154,43 +154,6 @@ export function batchShape(
   return { B, d: n / B };
 }
 
-function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  if (a.buffer !== b.buffer) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}
-
-function sameView(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
-}
-
-/**
- * Asserts that `out` either is exactly one of the elementwise inputs (computing in place is
- * allowed) or does not overlap it, and never overlaps a per-sample coefficient array.
- */
-export function noBadAlias(
-  out: Float32Array,
-  outName: string,
-  elementwise: ReadonlyArray<readonly [string, Float32Array]>,
-  coefficients: ReadonlyArray<readonly [string, unknown]> = [],
-): void {
-  for (const [name, v] of elementwise) {
-    if (v.byteLength > 0 && out.byteLength > 0 && overlaps(out, v) && !sameView(out, v)) {
-      throw new ScorefieldShapeError(
-        `Expected ${outName} to be the same view as ${name} or not to overlap it for ${outName} but received a partially overlapping view`,
-        'ERR_SCOREFIELD_ALIAS',
-      );
-    }
-  }
-  for (const [name, v] of coefficients) {
-    if (v instanceof Float32Array && v.byteLength > 0 && out.byteLength > 0 && overlaps(out, v)) {
-      throw new ScorefieldShapeError(
-        `Expected ${outName} not to overlap the per-sample ${name} for ${outName} but received an overlapping view`,
-        'ERR_SCOREFIELD_ALIAS',
-      );
-    }
-  }
-}
-
 /** Options must be undefined or a plain object. */
 export function options<T extends object>(v: unknown, name: string): Partial<T> {
   if (v === undefined) return {};

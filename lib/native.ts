@@ -49,15 +49,21 @@ function packageRoot(): string {
 }
 
 let cached: NativeBinding | undefined;
+let loadedFrom = '';
+
+/** The file the addon was loaded from. */
+export function addonPath(): string {
+  native();
+  return loadedFrom;
+}
 
 /** The loaded binding (loaded on first use). */
 export function native(): NativeBinding {
   if (cached) return cached;
   const explicit = process.env.SCOREFIELD_NATIVE;
   try {
-    cached = explicit
-      ? (require(path.resolve(explicit)) as NativeBinding)
-      : (require('node-gyp-build')(packageRoot()) as NativeBinding);
+    loadedFrom = explicit ? path.resolve(explicit) : (require('node-gyp-build').path(packageRoot()) as string);
+    cached = require(loadedFrom) as NativeBinding;
   } catch (err) {
     throw new ScorefieldNativeError(
       `Expected a loadable scorefield addon for ${explicit ? `SCOREFIELD_NATIVE=${explicit}` : 'this platform'} but received a load failure: ${(err as Error).message}. Run \`npm rebuild scorefield\` to build it.`,

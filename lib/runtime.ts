@@ -1,6 +1,6 @@
 /** Process-wide settings of the native engine. */
 import * as is from './is';
-import { callSync, native } from './native';
+import { addonPath, callSync, native } from './native';
 
 export type SimdLevel = 'avx512' | 'avx2' | 'neon' | 'scalar';
 
@@ -16,11 +16,13 @@ export interface Capabilities {
   arch: 'x64' | 'arm64' | 'other';
   /** Elements per unit of parallel work; fixed, so results do not depend on thread count. */
   chunkElements: number;
+  /** The addon file in use (a prebuild, build/Release, or SCOREFIELD_NATIVE). */
+  addon: string;
 }
 
 /** Which SIMD path runs and how many threads the shared pool has. */
 export function capabilities(): Capabilities {
-  return callSync(() => native().capabilities()) as Capabilities;
+  return { ...(callSync(() => native().capabilities()) as Omit<Capabilities, 'addon'>), addon: addonPath() };
 }
 
 /**

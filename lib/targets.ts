@@ -3,7 +3,8 @@
  * Float32Arrays; alpha and sigma are one number for the batch or a Float32Array with one
  * value per sample (which fixes B; d = length / B). Results go into `out` when given
  * (zero-copy; `out` may be the very same view as an elementwise input, never a partial
- * overlap) and into a new Float32Array otherwise. Inputs are never written.
+ * overlap nor an overlap with a per-sample array: ERR_SCOREFIELD_ALIAS, checked natively)
+ * and into a new Float32Array otherwise. Inputs are never written.
  *
  * Every function has an `...Async` form that runs on the native thread pool and keeps
  * its buffers referenced until it settles; do not transfer or detach them meanwhile.
@@ -48,7 +49,6 @@ function planAffine(
     [bn, bb],
   ]);
   const o = out === undefined ? new Float32Array(uu.length) : is.f32(out, 'out', uu.length);
-  is.noBadAlias(o, 'out', [[un, uu], [wn, ww]], [[an, aa], [bn, bb]]);
   return { out: o, u: uu, w: ww, B, d, a: aa, b: bb };
 }
 
@@ -261,7 +261,6 @@ function planLoss(prediction: unknown, target: unknown, options: unknown): LossP
   let grad: Float32Array | null = null;
   if (o.gradOut !== undefined) {
     grad = is.f32(o.gradOut, 'options.gradOut', pred.length);
-    is.noBadAlias(grad, 'options.gradOut', [['prediction', pred], ['target', tgt]], [['options.weight', lambda]]);
   } else if (o.grad !== false) {
     grad = new Float32Array(pred.length);
   }

@@ -13,6 +13,8 @@ test('capabilities reports the SIMD path and the pool', (t) => {
   t.is(c.simdAvailable[c.simdAvailable.length - 1], 'scalar');
   t.true(c.threads >= 1 && c.hardwareThreads >= 1);
   t.true(['x64', 'arm64', 'other'].includes(c.arch));
+  t.regex(c.addon, /scorefield\.node$/);
+  if (process.env.SCOREFIELD_NATIVE) t.is(c.addon, path.resolve(process.env.SCOREFIELD_NATIVE));
   if (c.arch === 'x64') t.true(c.simdAvailable.every((l) => ['avx512', 'avx2', 'scalar'].includes(l)));
 });
 

@@ -53,8 +53,8 @@ class Worker : public Napi::AsyncWorker {
 
 }  // namespace
 
-Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task, bool async) {
-  if (async) {
+Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task) {
+  if (task->async()) {
     auto* w = new Worker(env, std::move(task));
     Napi::Promise p = w->Promise();
     w->Queue();
@@ -70,21 +70,30 @@ Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task, bool async) {
   return task->Result(env);
 }
 
+// One napi_get_typedarray_info call per argument: this runs on every call, and tiny calls
+// are dominated by it.
 static F32 ToF32(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+  bool is_ta = false;
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, &buffer, nullptr) != napi_ok ||
+      type != napi_float32_array) {
     ThrowCoded(env, sf::code::kType, std::string("Expected a Float32Array for ") + name +
-                                         " but received " + (v.IsTypedArray() ? "another typed array" : "something else"),
+                                         " but received " + (is_ta ? "another typed array" : "something else"),
                true);
   }
-  Napi::Float32Array a = v.As<Napi::Float32Array>();
-  Napi::ArrayBuffer buf = a.ArrayBuffer();
-  bool detached = false;
-  if (napi_is_detached_arraybuffer(env, buf, &detached) == napi_ok && detached) {
-    ThrowCoded(env, kErrDetached, std::string("Expected an attached buffer for ") + name +
-                                      " but received a Float32Array whose ArrayBuffer is detached",
-               true);
+  if (length == 0) {  // a detached buffer reads as empty
+    bool detached = false;
+    if (napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached) {
+      ThrowCoded(env, kErrDetached, std::string("Expected an attached buffer for ") + name +
+                                        " but received a Float32Array whose ArrayBuffer is detached",
+                 true);
+    }
   }
-  return F32{a.Data(), a.ElementLength()};
+  return F32{static_cast<float*>(data), length};
 }
 
 F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, Task* keep) {
@@ -130,6 +139,23 @@ bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name) {
   }
   return info[i].As<Napi::Boolean>().Value();
 }
+
+void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, std::initializer_list<Input> inputs) {
+  if (!out || n == 0) return;
+  const auto lo = reinterpret_cast<uintptr_t>(out), hi = lo + n * sizeof(float);
+  for (const Input& in : inputs) {
+    if (!in.data || in.length == 0) continue;
+    const auto a = reinterpret_cast<uintptr_t>(in.data), b = a + in.length * sizeof(float);
+    if (a >= hi || lo >= b) continue;  // disjoint
+    if (in.elementwise && a == lo && b == hi) continue;  // in place
+    ThrowCoded(env, kErrAlias,
+               std::string("Expected ") + out_name + (in.elementwise ? " to be the same view as " : " not to overlap ") +
+                   in.name + (in.elementwise ? " or not to overlap it" : "") + " for " + out_name +
+                   " but received " + (in.elementwise ? "a partially overlapping view" : "an overlapping view"));
+  }
+}
+
+void ArgAsync(const Napi::CallbackInfo& info, size_t i, Task* task) { task->SetAsync(ArgBool(info, i, "async")); }
 
 sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, size_t B, Task* keep) {
   sf::Coef c;

@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 namespace sfb {
 
 inline constexpr const char* kErrDetached = "ERR_SCOREFIELD_DETACHED";
+inline constexpr const char* kErrAlias = "ERR_SCOREFIELD_ALIAS";
 inline constexpr const char* kErrMemory = "ERR_SCOREFIELD_MEMORY";
 
 // Throws a JavaScript Error (TypeError when type) with a code property.
@@ -30,14 +32,25 @@ class Task {
   virtual ~Task() = default;
   virtual void Execute(bool inline_ok) = 0;
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
-  void Keep(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v.As<Napi::Object>())); }
+  // Only asynchronous tasks need references: a synchronous one finishes before the call
+  // returns, while its arguments are alive on the JavaScript stack.
+  void Keep(const Napi::Value& v) {
+    if (async_) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  void SetAsync(bool async) { async_ = async; }
+  bool async() const { return async_; }
 
  private:
+  bool async_ = false;
   std::vector<Napi::ObjectReference> refs_;
 };
 
-// Runs the task now (sync) or queues it and returns a promise (async).
-Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task, bool async);
+// Runs the task now (sync) or queues it and returns a promise (task->async()).
+Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task);
+
+// Reads the trailing `async` flag (argument i) into the task; call before reading arguments
+// so that asynchronous tasks keep references to them.
+void ArgAsync(const Napi::CallbackInfo& info, size_t i, Task* task);
 
 // A Float32Array argument.
 struct F32 {
@@ -56,6 +69,18 @@ double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
 // A finite number, or a Float32Array of length B (one value per sample).
 sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, size_t B, Task* keep);
+
+// An array a call reads while it writes `out`.
+struct Input {
+  const char* name;
+  const void* data;
+  size_t length;  // elements (float32)
+  bool elementwise;  // read at the same index it writes: exact aliasing is allowed
+};
+
+// Throws ERR_SCOREFIELD_ALIAS when out partially overlaps an elementwise input (exact
+// aliasing is allowed: computing in place) or overlaps any other input at all.
+void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, std::initializer_list<Input> inputs);
 
 void InitTargets(Napi::Env env, Napi::Object exports);
 

@@ -31,6 +31,7 @@ class AffineTask : public Task {
 Napi::Value AffineCall(const Napi::CallbackInfo& info, AffineFn fn, const char* un, const char* wn,
                        const char* an, const char* bn) {
   auto t = std::make_unique<AffineTask>();
+  ArgAsync(info, 7, t.get());
   t->fn = fn;
   t->B = ArgSize(info, 3, "batch");
   t->d = ArgSize(info, 4, "dim");
@@ -40,7 +41,9 @@ Napi::Value AffineCall(const Napi::CallbackInfo& info, AffineFn fn, const char* 
   t->w = ArgF32(info, 2, wn, n, t.get()).data;
   t->a = ArgCoef(info, 5, an, t->B, t.get());
   t->b = ArgCoef(info, 6, bn, t->B, t.get());
-  return Run(info.Env(), std::move(t), ArgBool(info, 7, "async"));
+  CheckAlias(info.Env(), "out", t->out, n,
+             {{un, t->u, n, true}, {wn, t->w, n, true}, {an, t->a.per, t->B, false}, {bn, t->b.per, t->B, false}});
+  return Run(info.Env(), std::move(t));
 }
 
 Napi::Value Perturb(const Napi::CallbackInfo& info) {
@@ -73,6 +76,7 @@ sf::Param ArgParam(const Napi::CallbackInfo& info, size_t i, const char* name) {
 // (from, to, out, model, x, B, d, alpha, sigma, async)
 Napi::Value Convert(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<ConvertTask>();
+  ArgAsync(info, 9, t.get());
   t->from = ArgParam(info, 0, "from");
   t->to = ArgParam(info, 1, "to");
   t->B = ArgSize(info, 5, "batch");
@@ -83,7 +87,10 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
   t->x = ArgF32(info, 4, "x", n, t.get()).data;
   t->alpha = ArgCoef(info, 7, "alpha", t->B, t.get());
   t->sigma = ArgCoef(info, 8, "sigma", t->B, t.get());
-  return Run(info.Env(), std::move(t), ArgBool(info, 9, "async"));
+  CheckAlias(info.Env(), "out", t->out, n,
+             {{"modelOutput", t->model, n, true}, {"x", t->x, n, true}, {"alpha", t->alpha.per, t->B, false},
+              {"sigma", t->sigma.per, t->B, false}});
+  return Run(info.Env(), std::move(t));
 }
 
 class LossTask : public Task {
@@ -101,6 +108,7 @@ class LossTask : public Task {
 // (pred, target, B, d, weight, grad|null, async) -> loss
 Napi::Value DsmLoss(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<LossTask>();
+  ArgAsync(info, 6, t.get());
   t->B = ArgSize(info, 2, "batch");
   t->d = ArgSize(info, 3, "dim");
   const size_t n = Elements(info, t->B, t->d);
@@ -108,7 +116,9 @@ Napi::Value DsmLoss(const Napi::CallbackInfo& info) {
   t->target = ArgF32(info, 1, "target", n, t.get()).data;
   t->weight = ArgCoef(info, 4, "weight", t->B, t.get());
   t->grad = ArgOptF32(info, 5, "gradOut", n, t.get()).data;
-  return Run(info.Env(), std::move(t), ArgBool(info, 6, "async"));
+  CheckAlias(info.Env(), "options.gradOut", t->grad, n,
+             {{"prediction", t->pred, n, true}, {"target", t->target, n, true}, {"options.weight", t->weight.per, t->B, false}});
+  return Run(info.Env(), std::move(t));
 }
 
 class RandnTask : public Task {
@@ -123,6 +133,7 @@ class RandnTask : public Task {
 // (out, B, d, seed: bigint, stream, offset, async)
 Napi::Value Randn(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<RandnTask>();
+  ArgAsync(info, 6, t.get());
   t->B = ArgSize(info, 1, "batch");
   t->d = ArgSize(info, 2, "dim");
   if (t->d > (size_t{1} << 33)) {
@@ -137,7 +148,7 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
   if (stream > 0xffffffffu) ThrowCoded(info.Env(), sf::code::kRange, "Expected a stream below 2^32 for stream but received " + std::to_string(stream));
   t->stream = static_cast<uint32_t>(stream);
   t->offset = ArgSize(info, 5, "offset");
-  return Run(info.Env(), std::move(t), ArgBool(info, 6, "async"));
+  return Run(info.Env(), std::move(t));
 }
 
 class TriadTask : public Task {
@@ -153,13 +164,14 @@ class TriadTask : public Task {
 // (a, b, c, s, async): the benchmark's bandwidth reference.
 Napi::Value StreamTriad(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<TriadTask>();
+  ArgAsync(info, 4, t.get());
   F32 a = ArgF32(info, 0, "a", t.get());
   t->a = a.data;
   t->n = a.length;
   t->b = ArgF32(info, 1, "b", a.length, t.get()).data;
   t->c = ArgF32(info, 2, "c", a.length, t.get()).data;
   t->s = static_cast<float>(ArgNumber(info, 3, "s"));
-  return Run(info.Env(), std::move(t), ArgBool(info, 4, "async"));
+  return Run(info.Env(), std::move(t));
 }
 
 }  // namespace

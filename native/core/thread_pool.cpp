@@ -44,8 +44,9 @@ unsigned ThreadPool::hardware_threads() {
 }
 
 void ThreadPool::ensure_started() {
+  if (started_.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> g(resize_mu_);
-  if (started_) return;
+  if (started_.load(std::memory_order_relaxed)) return;
   unsigned n = hardware_threads();
   if (const char* env = std::getenv("SCOREFIELD_THREADS")) {
     char* end = nullptr;
@@ -55,13 +56,12 @@ void ThreadPool::ensure_started() {
   std::lock_guard<std::mutex> lk(mu_);
   target_ = n;
   for (unsigned i = 0; i < n; ++i) workers_.emplace_back(&ThreadPool::worker_loop, this, i);
-  started_ = true;
+  started_.store(true, std::memory_order_release);
 }
 
 unsigned ThreadPool::threads() {
   ensure_started();
-  std::lock_guard<std::mutex> lk(mu_);
-  return target_;
+  return target_.load();
 }
 
 void ThreadPool::set_threads(unsigned n) {
@@ -112,12 +112,7 @@ void ThreadPool::worker_loop(unsigned id) {
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t)>& fn, bool inline_ok) {
   if (n == 0) return;
   ensure_started();
-  bool run_inline = false;
-  if (inline_ok) {
-    std::lock_guard<std::mutex> lk(mu_);
-    run_inline = n == 1 || target_ == 1;
-  }
-  if (run_inline) {
+  if (inline_ok && (n == 1 || target_.load(std::memory_order_relaxed) == 1)) {
     for (size_t i = 0; i < n; ++i) fn(i);
     return;
   }

@@ -8,6 +8,7 @@
 // Work must be split into chunks whose boundaries depend on the problem only, never on
 // the thread count; then results are identical for every thread count.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -47,8 +48,8 @@ class ThreadPool {
   std::condition_variable cv_;
   std::deque<Job*> queue_;
   std::vector<std::thread> workers_;
-  unsigned target_ = 0;
-  bool started_ = false;
+  std::atomic<unsigned> target_{0};  // written under mu_, read without it on the fast path
+  std::atomic<bool> started_{false};
 };
 
 }  // namespace sf

@@ -1,0 +1,50 @@
+// Shared helpers for the microbenchmarks: timing with medians, JSON-lines output.
+import { performance } from 'node:perf_hooks';
+
+/** Median seconds per call of fn over `reps` timed runs of `inner` calls each (after a warm-up). */
+export function timeSync(fn: () => unknown, reps = 7, inner = 1): number {
+  for (let i = 0; i < Math.max(1, Math.ceil(inner / 4)); i++) fn();
+  const samples: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < inner; i++) fn();
+    samples.push((performance.now() - t0) / 1000 / inner);
+  }
+  return median(samples);
+}
+
+export async function timeAsync(fn: () => Promise<unknown>, reps = 7, inner = 1): Promise<number> {
+  await fn();
+  const samples: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < inner; i++) await fn();
+    samples.push((performance.now() - t0) / 1000 / inner);
+  }
+  return median(samples);
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Prints one machine-readable result line on stdout. */
+export function emit(record: Record<string, unknown>): void {
+  const rounded: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record)) {
+    rounded[k] = typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v;
+  }
+  process.stdout.write(JSON.stringify(rounded) + '\n');
+}
+
+export function filled(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    a[i] = s / 2 ** 31 - 1;
+  }
+  return a;
+}
