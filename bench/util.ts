@@ -13,6 +13,27 @@ export function timeSync(fn: () => unknown, reps = 7, inner = 1): number {
   return median(samples);
 }
 
+/**
+ * Times two functions in alternation (a, b, a, b, ...) and returns both medians, so that a
+ * ratio between them is not skewed by the machine's load drifting between two separate
+ * measurements.
+ */
+export function timePair(a: () => unknown, b: () => unknown, reps = 7): [number, number] {
+  a();
+  b();
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    let t0 = performance.now();
+    a();
+    ta.push((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    b();
+    tb.push((performance.now() - t0) / 1000);
+  }
+  return [median(ta), median(tb)];
+}
+
 export async function timeAsync(fn: () => Promise<unknown>, reps = 7, inner = 1): Promise<number> {
   await fn();
   const samples: number[] = [];

@@ -1,0 +1,26 @@
+// The README's TypeScript examples run as written (importing 'scorefield' resolves to this
+// package's built entry point).
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+const root = path.join(__dirname, '..');
+const blocks = [...readFileSync(path.join(root, 'README.md'), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)]
+  .map((m) => m[1])
+  .filter((code) => code.includes("from 'scorefield'"));
+
+test('README examples run', (t) => {
+  t.true(blocks.length > 0);
+  const dir = mkdtempSync(path.join(root, 'test', '.readme-'));
+  try {
+    blocks.forEach((code, i) => {
+      const file = path.join(dir, `example${i}.ts`);
+      writeFileSync(file, code);
+      const out = execFileSync(process.execPath, ['--import', 'tsx', file], { cwd: root }).toString();
+      t.log(`example ${i}: ${out.trim()}`);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
