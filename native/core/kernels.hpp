@@ -14,6 +14,28 @@ struct KernelTable {
   // Returns sum_k (a[k] - b[k])^2 accumulated in float blocks added into a double.
   // When grad is not null also writes grad[k] = gscale * (a[k] - b[k]); grad may equal a or b.
   double (*sqdiff)(const float* a, const float* b, size_t n, float gscale, float* grad);
+
+  // ---- The estimator's fused pass (estimator.cpp). Queries are processed in blocks of
+  // qblock = 2 * lanes; a tile of nt references Y (row-major, row stride d) at a time.
+  size_t lanes;
+  size_t qblock;
+  // "Lanes" layout, queries in vector lanes: XT[k * qblock + q] holds query q's coordinate k.
+  // S[j * qblock + q] = sum_k XT[k * qblock + q] * Y[j * d + k]
+  void (*dot_lanes)(const float* XT, const float* Y, size_t nt, size_t d, float* S);
+  // AccT[k * qblock + q] += sum_j P[j * qblock + q] * Y[j * d + k]; float within the tile,
+  // added into double accumulators.
+  void (*acc_lanes)(double* AccT, const float* P, const float* Y, size_t nt, size_t d);
+  // "Rows" layout for a few queries (row-major X, nq < qblock), same S and P layouts.
+  void (*dot_rows)(const float* X, size_t nq, const float* Y, size_t nt, size_t d, float* S);
+  // Acc[q * d + k] += sum_j P[j * qblock + q] * Y[j * d + k] for q < nq.
+  void (*acc_rows)(double* Acc, size_t nq, const float* P, const float* Y, size_t nt, size_t d);
+  // Gaussian log-weights from dot products, in place: L = cA[q] * S + (cB[q] * yy[j] + cC[q]).
+  void (*logits_gauss)(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC);
+  // Online-softmax step over a tile of final log-weights L (in place -> weights):
+  // M[q] (running max, in/out), scale[q] = exp(M_old - M_new), P = exp(L - M_new), and the
+  // tile sums sums[0..qblock) = sum_j P, sums[qblock..2qb) = sum_j P^2,
+  // sums[2qb..3qb) = sum_j P * yy[j].
+  void (*softmax_lanes)(float* L, size_t nt, const float* yy, float* M, float* scale, float* sums);
 };
 
 // Each returns nullptr when its instruction set was not compiled for this architecture.

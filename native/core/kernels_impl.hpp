@@ -8,6 +8,7 @@
 // plain arithmetic.
 #pragma once
 #include <cstddef>
+#include <type_traits>
 
 #include "kernels.hpp"
 
@@ -71,6 +72,225 @@ double k_sqdiff(const float* a, const float* b, size_t n, float gscale, float* g
   return total;
 }
 
-const sf::KernelTable kTable = {V::name, k_combine, k_sqdiff};
+// ---------------------------------------------------------------------------------------
+// Estimator kernels. QB = 2 * W queries per block; R = V::kR references per micro-tile.
+
+constexpr size_t W = V::W;
+constexpr size_t QB = 2 * V::W;
+constexpr size_t R = V::kR;
+
+// Adds the W floats of v into p[0..n) (double).
+inline void add_to_double(double* p, typename V::reg v, size_t n) {
+  float tmp[W];
+  V::store(tmp, v);
+  for (size_t i = 0; i < n; ++i) p[i] += static_cast<double>(tmp[i]);
+}
+
+template <size_t RR>
+void dot_lanes_block(const float* XT, const float* Y, size_t d, float* S) {
+  typename V::reg a0[RR], a1[RR];
+  const float* y[RR];
+  for (size_t r = 0; r < RR; ++r) {
+    a0[r] = V::zero();
+    a1[r] = V::zero();
+    y[r] = Y + r * d;
+  }
+  for (size_t k = 0; k < d; ++k) {
+    const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
+    for (size_t r = 0; r < RR; ++r) {
+      const typename V::reg b = V::set1(y[r][k]);
+      a0[r] = V::fma(x0, b, a0[r]);
+      a1[r] = V::fma(x1, b, a1[r]);
+    }
+  }
+  for (size_t r = 0; r < RR; ++r) {
+    V::store(S + r * QB, a0[r]);
+    V::store(S + r * QB + W, a1[r]);
+  }
+}
+
+template <size_t N>
+struct Unroll {
+  template <class F>
+  static void dispatch(size_t n, F&& f) {
+    if (n == N) {
+      f(std::integral_constant<size_t, N>{});
+    } else {
+      Unroll<N - 1>::dispatch(n, f);
+    }
+  }
+};
+template <>
+struct Unroll<0> {
+  template <class F>
+  static void dispatch(size_t, F&&) {}
+};
+
+void k_dot_lanes(const float* XT, const float* Y, size_t nt, size_t d, float* S) {
+  size_t j = 0;
+  for (; j + R <= nt; j += R) dot_lanes_block<R>(XT, Y + j * d, d, S + j * QB);
+  if (j < nt) {
+    Unroll<R>::dispatch(nt - j, [&](auto rr) { dot_lanes_block<decltype(rr)::value>(XT, Y + j * d, d, S + j * QB); });
+  }
+}
+
+template <size_t KK>
+void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, size_t d) {
+  typename V::reg c0[KK], c1[KK];
+  for (size_t k = 0; k < KK; ++k) {
+    c0[k] = V::zero();
+    c1[k] = V::zero();
+  }
+  for (size_t j = 0; j < nt; ++j) {
+    const typename V::reg p0 = V::load(P + j * QB), p1 = V::load(P + j * QB + W);
+    const float* y = Y + j * d;
+    for (size_t k = 0; k < KK; ++k) {
+      const typename V::reg b = V::set1(y[k]);
+      c0[k] = V::fma(p0, b, c0[k]);
+      c1[k] = V::fma(p1, b, c1[k]);
+    }
+  }
+  for (size_t k = 0; k < KK; ++k) {
+    add_to_double(AccT + k * QB, c0[k], W);
+    add_to_double(AccT + k * QB + W, c1[k], W);
+  }
+}
+
+void k_acc_lanes(double* AccT, const float* P, const float* Y, size_t nt, size_t d) {
+  size_t k = 0;
+  for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, nt, d);
+  if (k < d) {
+    Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, nt, d); });
+  }
+}
+
+// S[(j + r) * QB + q] for QQ queries and 4 references at a time, vectorised along k.
+template <size_t QQ>
+void dot_rows_block(const float* X, const float* Y, size_t nt, size_t d, float* S) {
+  size_t j = 0;
+  for (; j < nt; j += 4) {
+    const size_t rr = nt - j < 4 ? nt - j : 4;
+    typename V::reg acc[QQ][4];
+    for (size_t q = 0; q < QQ; ++q)
+      for (size_t r = 0; r < 4; ++r) acc[q][r] = V::zero();
+    const float* y0 = Y + j * d;
+    const float* y1 = Y + (j + (rr > 1 ? 1 : 0)) * d;
+    const float* y2 = Y + (j + (rr > 2 ? 2 : 0)) * d;
+    const float* y3 = Y + (j + (rr > 3 ? 3 : 0)) * d;
+    size_t k = 0;
+    for (; k + W <= d; k += W) {
+      const typename V::reg b0 = V::load(y0 + k), b1 = V::load(y1 + k), b2 = V::load(y2 + k), b3 = V::load(y3 + k);
+      for (size_t q = 0; q < QQ; ++q) {
+        const typename V::reg a = V::load(X + q * d + k);
+        acc[q][0] = V::fma(a, b0, acc[q][0]);
+        acc[q][1] = V::fma(a, b1, acc[q][1]);
+        acc[q][2] = V::fma(a, b2, acc[q][2]);
+        acc[q][3] = V::fma(a, b3, acc[q][3]);
+      }
+    }
+    if (k < d) {
+      const size_t n = d - k;
+      const typename V::reg b0 = V::load_tail(y0 + k, n), b1 = V::load_tail(y1 + k, n),
+                            b2 = V::load_tail(y2 + k, n), b3 = V::load_tail(y3 + k, n);
+      for (size_t q = 0; q < QQ; ++q) {
+        const typename V::reg a = V::load_tail(X + q * d + k, n);
+        acc[q][0] = V::fma(a, b0, acc[q][0]);
+        acc[q][1] = V::fma(a, b1, acc[q][1]);
+        acc[q][2] = V::fma(a, b2, acc[q][2]);
+        acc[q][3] = V::fma(a, b3, acc[q][3]);
+      }
+    }
+    for (size_t r = 0; r < rr; ++r)
+      for (size_t q = 0; q < QQ; ++q) S[(j + r) * QB + q] = V::hsum(acc[q][r]);
+  }
+}
+
+void k_dot_rows(const float* X, size_t nq, const float* Y, size_t nt, size_t d, float* S) {
+  size_t q = 0;
+  for (; q + 2 <= nq; q += 2) dot_rows_block<2>(X + q * d, Y, nt, d, S + q);
+  if (q < nq) dot_rows_block<1>(X + q * d, Y, nt, d, S + q);
+}
+
+// Acc[q * d + k] += sum_j P[j * QB + q] * Y[j * d + k] for QQ queries, 4 vectors of k at a time.
+template <size_t QQ>
+void acc_rows_block(double* Acc, const float* P, const float* Y, size_t nt, size_t d) {
+  constexpr size_t KV = 4;
+  for (size_t k0 = 0; k0 < d; k0 += KV * W) {
+    typename V::reg c[QQ][KV];
+    for (size_t q = 0; q < QQ; ++q)
+      for (size_t v = 0; v < KV; ++v) c[q][v] = V::zero();
+    const size_t rem = d - k0;
+    if (rem >= KV * W) {
+      for (size_t j = 0; j < nt; ++j) {
+        const float* y = Y + j * d + k0;
+        const typename V::reg b0 = V::load(y), b1 = V::load(y + W), b2 = V::load(y + 2 * W), b3 = V::load(y + 3 * W);
+        for (size_t q = 0; q < QQ; ++q) {
+          const typename V::reg p = V::set1(P[j * QB + q]);
+          c[q][0] = V::fma(p, b0, c[q][0]);
+          c[q][1] = V::fma(p, b1, c[q][1]);
+          c[q][2] = V::fma(p, b2, c[q][2]);
+          c[q][3] = V::fma(p, b3, c[q][3]);
+        }
+      }
+    } else {
+      for (size_t j = 0; j < nt; ++j) {
+        const float* y = Y + j * d + k0;
+        for (size_t v = 0; v * W < rem; ++v) {
+          const size_t n = rem - v * W < W ? rem - v * W : W;
+          const typename V::reg b = n == W ? V::load(y + v * W) : V::load_tail(y + v * W, n);
+          for (size_t q = 0; q < QQ; ++q) c[q][v] = V::fma(V::set1(P[j * QB + q]), b, c[q][v]);
+        }
+      }
+    }
+    for (size_t q = 0; q < QQ; ++q)
+      for (size_t v = 0; v < KV && v * W < rem; ++v) {
+        const size_t n = rem - v * W < W ? rem - v * W : W;
+        add_to_double(Acc + q * d + k0 + v * W, c[q][v], n);
+      }
+  }
+}
+
+void k_acc_rows(double* Acc, size_t nq, const float* P, const float* Y, size_t nt, size_t d) {
+  size_t q = 0;
+  for (; q + 2 <= nq; q += 2) acc_rows_block<2>(Acc + q * d, P + q, Y, nt, d);
+  if (q < nq) acc_rows_block<1>(Acc + q * d, P + q, Y, nt, d);
+}
+
+void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC) {
+  const typename V::reg a0 = V::load(cA), a1 = V::load(cA + W), b0 = V::load(cB), b1 = V::load(cB + W);
+  const typename V::reg c0 = V::load(cC), c1 = V::load(cC + W);
+  for (size_t j = 0; j < nt; ++j) {
+    const typename V::reg y = V::set1(yy[j]);
+    float* s = S + j * QB;
+    V::store(s, V::fma(a0, V::load(s), V::fma(b0, y, c0)));
+    V::store(s + W, V::fma(a1, V::load(s + W), V::fma(b1, y, c1)));
+  }
+}
+
+void k_softmax_lanes(float* L, size_t nt, const float* yy, float* M, float* scale, float* sums) {
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t o = h * W;
+    const typename V::reg old = V::load(M + o);
+    typename V::reg mx = old;
+    for (size_t j = 0; j < nt; ++j) mx = V::max(mx, V::load(L + j * QB + o));
+    V::store(M + o, mx);
+    V::store(scale + o, V::exp(V::sub(old, mx)));
+    typename V::reg s0 = V::zero(), s1 = V::zero(), s2 = V::zero();
+    for (size_t j = 0; j < nt; ++j) {
+      const typename V::reg p = V::exp(V::sub(V::load(L + j * QB + o), mx));
+      V::store(L + j * QB + o, p);
+      s0 = V::add(s0, p);
+      s1 = V::fma(p, p, s1);
+      s2 = V::fma(p, V::set1(yy[j]), s2);
+    }
+    V::store(sums + o, s0);
+    V::store(sums + QB + o, s1);
+    V::store(sums + 2 * QB + o, s2);
+  }
+}
+
+const sf::KernelTable kTable = {V::name,        k_combine,     k_sqdiff,        W,          QB,
+                                k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
+                                k_softmax_lanes};
 
 }  // namespace

@@ -27,5 +27,23 @@ struct V {
   static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
   static float hsum(reg a) { return vaddvq_f32(a); }
+  static reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+  // exp(x) for x in [-87.3, 88.3] (clamped), Cephes polynomial, about 2 ulp.
+  static reg exp(reg x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3365f)), vdupq_n_f32(88.3762f));
+    const reg fx = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    x = vfmsq_f32(x, fx, vdupq_n_f32(0.693359375f));
+    x = vfmsq_f32(x, fx, vdupq_n_f32(-2.12194440e-4f));
+    reg y = vdupq_n_f32(1.9875691500E-4f);
+    y = vfmaq_f32(vdupq_n_f32(1.3981999507E-3f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(8.3334519073E-3f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(4.1665795894E-2f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(1.6666665459E-1f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(5.0000001201E-1f), y, x);
+    y = vfmaq_f32(vaddq_f32(x, vdupq_n_f32(1.0f)), y, vmulq_f32(x, x));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(fx), vdupq_n_s32(127)), 23);
+    return vmulq_f32(y, vreinterpretq_f32_s32(e));
+  }
+  static constexpr size_t kR = 12;
 };
 }  // namespace

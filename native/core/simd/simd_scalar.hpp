@@ -20,5 +20,9 @@ struct V {
   // a*b + c; the scalar path is not forced to fuse.
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static float hsum(reg a) { return a; }
+  static reg max(reg a, reg b) { return a > b ? a : b; }
+  static reg exp(reg x) { return __builtin_expf(x); }
+  // Queries per block are 2 * W; kR references per micro-tile of the estimator GEMMs.
+  static constexpr size_t kR = 4;
 };
 }  // namespace

@@ -1,0 +1,618 @@
+#include "estimator.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "dispatch.hpp"
+#include "errors.hpp"
+#include "thread_pool.hpp"
+
+namespace sf {
+namespace {
+
+constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
+constexpr float kEmpty = -1e30f;               // log-weight of padded lanes
+constexpr double kPi = 3.14159265358979323846;
+
+// ---------------------------------------------------------------------------------------
+// Reference set construction
+
+// Drops the lowest `drop` mantissa bits of x (towards zero): a "rounder" centre.
+float drop_bits(float x, int drop) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u &= ~((drop >= 32 ? 0u : (1u << drop)) - 1u);
+  if (drop >= 32) u &= 0x80000000u;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) / std::max<size_t>(d, 1)); }
+
+}  // namespace
+
+std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok) {
+  checked_mul(n, d, "reference rows x dim");
+  auto rs = std::unique_ptr<ReferenceSet>(new ReferenceSet());
+  rs->n_ = n;
+  rs->d_ = d;
+  rs->y_.resize(n * d);
+  rs->c_.assign(d, 0.0f);
+  rs->yy_.resize(n);
+  rs->ny_.resize(n);
+  rs->am_.resize(n);
+  ThreadPool& pool = ThreadPool::global();
+  const size_t rpc = rows_per_chunk(d);
+  const size_t chunks = (n + rpc - 1) / rpc;
+
+  // Column means, summed per fixed chunk in double then in chunk order (deterministic).
+  std::vector<double> partial(chunks * d, 0.0);
+  pool.parallel_for(chunks, [&](size_t ch) {
+    double* acc = partial.data() + ch * d;
+    for (size_t i = ch * rpc; i < std::min(n, (ch + 1) * rpc); ++i)
+      for (size_t k = 0; k < d; ++k) acc[k] += data[i * d + k];
+  }, inline_ok);
+  std::vector<double> mean(d, 0.0);
+  for (size_t ch = 0; ch < chunks; ++ch)
+    for (size_t k = 0; k < d; ++k) mean[k] += partial[ch * d + k];
+  for (double& m : mean) m /= static_cast<double>(std::max<size_t>(n, 1));
+  partial.clear();
+  partial.shrink_to_fit();
+
+  // Pick per coordinate the first candidate centre for which y - c is exact for every row:
+  // the float mean, then the mean with fewer mantissa bits, then 0 (always exact).
+  const int drops[] = {0, 12, 20, 32};
+  std::vector<char> settled(d, 0);
+  for (int drop : drops) {
+    std::vector<float> cand(d);
+    for (size_t k = 0; k < d; ++k) cand[k] = settled[k] ? rs->c_[k] : (drop >= 32 ? 0.0f : drop_bits(static_cast<float>(mean[k]), drop));
+    std::unique_ptr<std::atomic<unsigned char>[]> bad(new std::atomic<unsigned char>[d]);
+    for (size_t k = 0; k < d; ++k) bad[k].store(0, std::memory_order_relaxed);
+    if (drop < 32) {
+      pool.parallel_for(chunks, [&](size_t ch) {
+        for (size_t i = ch * rpc; i < std::min(n, (ch + 1) * rpc); ++i)
+          for (size_t k = 0; k < d; ++k) {
+            if (settled[k]) continue;
+            const float y = data[i * d + k];
+            const float t = y - cand[k];
+            if (static_cast<double>(t) != static_cast<double>(y) - static_cast<double>(cand[k]) ||
+                !std::isfinite(t)) {
+              bad[k].store(1, std::memory_order_relaxed);
+            }
+          }
+      }, inline_ok);
+    }
+    for (size_t k = 0; k < d; ++k) {
+      if (!settled[k] && !bad[k].load(std::memory_order_relaxed)) {
+        rs->c_[k] = cand[k];
+        settled[k] = 1;
+      }
+    }
+  }
+
+  const float* c = rs->c_.data();
+  pool.parallel_for(chunks, [&](size_t ch) {
+    for (size_t i = ch * rpc; i < std::min(n, (ch + 1) * rpc); ++i) {
+      double s = 0.0;
+      float am = 0.0f;
+      for (size_t k = 0; k < d; ++k) {
+        const float t = data[i * d + k] - c[k];
+        rs->y_[i * d + k] = t;
+        s += static_cast<double>(t) * t;
+        am = std::max(am, std::fabs(t));
+      }
+      rs->yy_[i] = static_cast<float>(s);
+      rs->ny_[i] = static_cast<float>(std::sqrt(s));
+      rs->am_[i] = am;
+    }
+  }, inline_ok);
+  return rs;
+}
+
+size_t ReferenceSet::bytes() const {
+  return sizeof(float) * (y_.capacity() + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
+         sizeof(*this);
+}
+
+PrecisionPolicy& precision_policy() {
+  static PrecisionPolicy p;
+  return p;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Kernels: a kernel is its log-weight as a function of r^2 (exact, in double), the float
+// tile form of the same log-weight computed from dot products, a bound on that form's
+// error, and its normalising constant. The fused loop below is written against this
+// interface only.
+
+// One query's constants (double), shared by all kernels.
+struct Lane {
+  double alpha = 1, sigma = 1;
+  double xx = 0;  // ||x - alpha c||^2 of the float centred query
+  double nx = 0;  // its norm
+  bool valid = false;
+};
+
+struct GaussianKernel {
+  static double log_norm(double sigma, size_t d) { return -0.5 * static_cast<double>(d) * std::log(2 * kPi * sigma * sigma); }
+  static double logw(double r2, const Lane& q) { return -r2 / (2 * q.sigma * q.sigma); }
+  // Offset making the tile form shift-invariant before the first tile: l + xx/(2 s^2).
+  static double initial_offset(const Lane& q) { return -q.xx / (2 * q.sigma * q.sigma); }
+  // Coefficients of the tile form L = cA S + cB yy + cC, where S = x'.y' and the true
+  // log-weight is -(xx - 2 alpha S + alpha^2 yy) / (2 s^2) - offset.
+  static void coefs(const Lane& q, double offset, float* cA, float* cB, float* cC) {
+    const double inv2 = 1.0 / (2 * q.sigma * q.sigma);
+    *cA = static_cast<float>(2 * q.alpha * inv2);
+    *cB = static_cast<float>(-q.alpha * q.alpha * inv2);
+    *cC = static_cast<float>(-q.xx * inv2 - offset);
+  }
+  static void tile(const KernelTable& kt, float* S, size_t nt, const float* yy, const float* cA, const float* cB,
+                   const float* cC) {
+    kt.logits_gauss(S, nt, yy, cA, cB, cC);
+  }
+  // Modelled error of the tile form for a pair: E = eA ny + eG amax + eB yy + eC, with
+  // ny = ||y'||, amax = max_k |y'_k|. The float dot product x'.y' of d terms is modelled
+  // as a random walk of roundings, gamma_scale sqrt(d) u ||x'|| max|y'| (Cauchy-Schwarz's
+  // sqrt(d) u ||x'|| ||y'|| is 3-20x pessimistic on real data); the other terms bound the
+  // rounding of the three-term sum (which cancels at small sigma) and of the result.
+  static void error_coefs(const Lane& q, size_t d, double offset, double* eA, double* eG, double* eB, double* eC) {
+    const double inv2 = 1.0 / (2 * q.sigma * q.sigma);
+    const double a = 2 * std::fabs(q.alpha) * inv2 * q.nx;
+    *eA = a * 2 * kU;
+    *eG = a * precision_policy().gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
+    *eB = 2 * kU * q.alpha * q.alpha * inv2;
+    *eC = 4 * kU * std::fabs(-q.xx * inv2 - offset) + 8 * kU;
+  }
+};
+
+// Direct difference in double of the caller's exact data: sum_k (x_k - alpha y_k)^2 with
+// y = row + centre (exact by construction of the reference set).
+double exact_r2(const float* x, const float* row, const float* c, size_t d, double alpha) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  size_t k = 0;
+  for (; k + 4 <= d; k += 4) {
+    const double t0 = x[k] - alpha * static_cast<double>(row[k] + c[k]);
+    const double t1 = x[k + 1] - alpha * static_cast<double>(row[k + 1] + c[k + 1]);
+    const double t2 = x[k + 2] - alpha * static_cast<double>(row[k + 2] + c[k + 2]);
+    const double t3 = x[k + 3] - alpha * static_cast<double>(row[k + 3] + c[k + 3]);
+    a0 += t0 * t0;
+    a1 += t1 * t1;
+    a2 += t2 * t2;
+    a3 += t3 * t3;
+  }
+  for (; k < d; ++k) {
+    const double t = x[k] - alpha * static_cast<double>(row[k] + c[k]);
+    a0 += t * t;
+  }
+  return (a0 + a1) + (a2 + a3);
+}
+
+// Tile length: a tile of references should stay in L2 between the two GEMMs. Depends only
+// on d, so the reduction order never depends on the thread count.
+size_t tile_rows(size_t d) {
+  size_t nt = (size_t{1} << 17) / std::max<size_t>(d, 1);
+  nt = std::clamp<size_t>(nt, 16, 512);
+  return nt & ~size_t{3};
+}
+
+struct Plan {
+  size_t qb = 0;       // queries per block
+  size_t nqb = 0;      // query blocks
+  size_t shards = 1;   // reference shards per query block
+  size_t nt = 0;       // references per tile
+  size_t tiles = 0;    // tiles in [begin, end)
+  size_t begin = 0, end = 0;
+};
+
+Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
+  const KernelTable& kt = kernels();
+  Plan p;
+  p.qb = kt.qblock;
+  p.nqb = (B + p.qb - 1) / p.qb;
+  p.nt = tile_rows(ref.dim());
+  p.begin = begin;
+  p.end = end;
+  p.tiles = (end - begin + p.nt - 1) / p.nt;
+  // Few query blocks: split the references too, so a single query still uses every core.
+  // A function of the problem only, never of the thread count.
+  if (p.nqb < 8 && p.tiles > 1) {
+    const size_t want = (16 + p.nqb - 1) / p.nqb;
+    const size_t by_work = std::max<size_t>(1, (end - begin) * ref.dim() / (size_t{1} << 16));
+    p.shards = std::clamp<size_t>(std::min(want, by_work), 1, p.tiles);
+  }
+  return p;
+}
+
+Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, float* xrow) {
+  Lane l;
+  l.alpha = req.alpha.at(q);
+  l.sigma = req.sigma.at(q);
+  const float* x = req.x + q * d;
+  double s = 0;
+  for (size_t k = 0; k < d; ++k) {
+    const float t = static_cast<float>(x[k] - l.alpha * c[k]);
+    xrow[k] = t;
+    s += static_cast<double>(t) * t;
+  }
+  l.xx = s;
+  l.nx = std::sqrt(s);
+  l.valid = true;
+  return l;
+}
+
+// Scratch of one work item.
+struct Scratch {
+  std::vector<float> X;     // lanes: XT (d x qb); rows: X (nq x d)
+  std::vector<float> S;     // nt x qb
+  std::vector<double> acc;  // lanes: d x qb; rows: nq x d
+  std::vector<float> M, scale, sums, cA, cB, cC;
+  std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: exact tile sums
+};
+
+size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
+  return sizeof(float) * (qb * d + nt * qb + 9 * qb + d) + sizeof(double) * ((ws ? qb * d : 0) + 13 * qb) +
+         2 * sizeof(uint32_t) * nt * qb;
+}
+
+// Runs one query block over the references of tiles [t0, t1) and writes the partial state
+// of its queries into st (rows q0 .. q0 + nq).
+template <class K>
+void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, size_t q0, size_t nq,
+              size_t t0, size_t t1, PartialState& st, std::atomic<uint64_t>& refined) {
+  const KernelTable& kt = kernels();
+  const PrecisionPolicy pol = precision_policy();
+  const size_t d = ref.dim(), QB = plan.qb, W = kt.lanes;
+  const bool lanes = nq >= W;
+  const float* c = ref.centre();
+  Scratch s;
+  s.X.assign(lanes ? d * QB : nq * d, 0.0f);
+  s.S.assign(plan.nt * QB, 0.0f);
+  if (req.weighted_sum) s.acc.assign(d * (lanes ? QB : nq), 0.0);
+  s.M.assign(QB, kEmpty);
+  s.scale.assign(QB, 1.0f);
+  s.sums.assign(3 * QB, 0.0f);
+  s.cA.assign(QB, 0.0f);
+  s.cB.assign(QB, 0.0f);
+  s.cC.assign(QB, 0.0f);
+  s.off.assign(QB, 0.0);
+  s.s0.assign(QB, 0.0);
+  s.s1.assign(QB, 0.0);
+  s.s2.assign(QB, 0.0);
+  s.eA.assign(QB, 0.0);
+  s.eG.assign(QB, 0.0);
+  s.eB.assign(QB, 0.0);
+  s.eC.assign(QB, 0.0);
+  s.lo.assign(QB, 0.0);
+  s.x0.assign(QB, 0.0);
+  s.x1.assign(QB, 0.0);
+  s.x2.assign(QB, 0.0);
+
+  std::vector<Lane> lane(QB);
+  std::vector<float> xrow(d);
+  for (size_t q = 0; q < nq; ++q) {
+    lane[q] = make_lane(req, q0 + q, c, d, lanes ? xrow.data() : s.X.data() + q * d);
+    if (lanes)
+      for (size_t k = 0; k < d; ++k) s.X[k * QB + q] = xrow[k];
+    s.off[q] = K::initial_offset(lane[q]);
+  }
+  // Is any pair's approximate log-weight possibly worse than the tolerance? If not, the
+  // refinement pass is skipped for the whole item.
+  double max_norm = 0, max_abs = 0;
+  const float* ny = ref.norms();
+  const float* yy = ref.sqnorms();
+  const float* am = ref.maxabs();
+  const size_t j0 = plan.begin + t0 * plan.nt, j1 = std::min(plan.end, plan.begin + t1 * plan.nt);
+  for (size_t j = j0; j < j1; ++j) {
+    max_norm = std::max<double>(max_norm, ny[j]);
+    max_abs = std::max<double>(max_abs, am[j]);
+  }
+  // Pairs recomputed precisely in this tile: their weights are accumulated in double.
+  std::vector<uint32_t> refined_j, refined_q;
+  std::vector<double> refined_l;
+  std::vector<char> lane_refined(QB, 0);
+
+  uint64_t my_refined = 0;
+  for (size_t jt = j0; jt < j1; jt += plan.nt) {
+    const size_t nt = std::min(plan.nt, j1 - jt);
+    const float* Y = ref.rows() + jt * d;
+    if (lanes) {
+      kt.dot_lanes(s.X.data(), Y, nt, d, s.S.data());
+    } else {
+      kt.dot_rows(s.X.data(), nq, Y, nt, d, s.S.data());
+    }
+    bool any_uncertain = false;
+    for (size_t q = 0; q < nq; ++q) {
+      K::coefs(lane[q], s.off[q], &s.cA[q], &s.cB[q], &s.cC[q]);
+      K::error_coefs(lane[q], d, s.off[q], &s.eA[q], &s.eG[q], &s.eB[q], &s.eC[q]);
+      if (s.eA[q] * max_norm + s.eG[q] * max_abs + s.eB[q] * max_norm * max_norm + s.eC[q] > pol.tolerance) {
+        any_uncertain = true;
+      }
+    }
+    K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data());
+    for (size_t j = 0; j < nt; ++j)
+      for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = kEmpty;
+
+    refined_j.clear();
+    refined_q.clear();
+    refined_l.clear();
+    if (any_uncertain) {
+      // A lower bound of each query's true maximum log-weight, then a precise
+      // recomputation of every pair that is uncertain and could be within the window.
+      for (size_t q = 0; q < nq; ++q) s.lo[q] = s.M[q];
+      for (size_t j = 0; j < nt; ++j) {
+        const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
+        for (size_t q = 0; q < nq; ++q) {
+          const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
+          s.lo[q] = std::max(s.lo[q], static_cast<double>(s.S[j * QB + q]) - e);
+        }
+      }
+      for (size_t j = 0; j < nt; ++j) {
+        const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
+        for (size_t q = 0; q < nq; ++q) {
+          const float L = s.S[j * QB + q];
+          const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
+          if (e > pol.tolerance && L + e >= s.lo[q] - pol.window) {
+            const double r2 = exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
+            refined_j.push_back(static_cast<uint32_t>(j));
+            refined_q.push_back(static_cast<uint32_t>(q));
+            refined_l.push_back(K::logw(r2, lane[q]));  // true log-weight, double
+            lane_refined[q] = 1;
+          }
+        }
+      }
+      my_refined += refined_j.size();
+      // Move each refined lane's offset to its largest log-weight (in double) before the
+      // values are stored as floats relative to it: near the top they then keep their digits
+      // even when the offset is huge (small sigma, first tile).
+      for (size_t q = 0; q < nq; ++q) s.lo[q] = -std::numeric_limits<double>::infinity();
+      for (size_t i = 0; i < refined_q.size(); ++i) s.lo[refined_q[i]] = std::max(s.lo[refined_q[i]], refined_l[i]);
+      for (size_t q = 0; q < nq; ++q) {
+        if (!lane_refined[q]) continue;
+        double top = s.lo[q];
+        if (s.M[q] != kEmpty) top = std::max(top, s.off[q] + s.M[q]);
+        const double shift = s.off[q] - top;
+        for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] = static_cast<float>(s.S[j * QB + q] + shift);
+        if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.M[q] + shift);
+        s.off[q] = top;
+      }
+      for (size_t i = 0; i < refined_q.size(); ++i) {
+        s.S[refined_j[i] * QB + refined_q[i]] = static_cast<float>(refined_l[i] - s.off[refined_q[i]]);
+      }
+    }
+
+    kt.softmax_lanes(s.S.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data());
+    // Lanes with precisely recomputed pairs (small sigma: the weight sits on a few
+    // references, and float sums of a few large terms would cost digits the score
+    // amplifies by 1/sigma^2) take their tile sums in double; their recomputed pairs are
+    // added to the weighted sum in double and removed from the GEMM.
+    for (size_t q = 0; q < nq; ++q) {
+      if (!lane_refined[q]) continue;
+      double a0 = 0, a1 = 0, a2 = 0;
+      for (size_t j = 0; j < nt; ++j) {
+        const double p = s.S[j * QB + q];
+        a0 += p;
+        a1 += p * p;
+        a2 += p * yy[jt + j];
+      }
+      s.x0[q] = a0;
+      s.x1[q] = a1;
+      s.x2[q] = a2;
+    }
+    for (size_t q = 0; q < nq; ++q) {
+      const double sc = s.scale[q];
+      const bool exact = lane_refined[q];
+      s.s0[q] = s.s0[q] * sc + (exact ? s.x0[q] : s.sums[q]);
+      s.s1[q] = s.s1[q] * sc * sc + (exact ? s.x1[q] : s.sums[QB + q]);
+      s.s2[q] = s.s2[q] * sc + (exact ? s.x2[q] : s.sums[2 * QB + q]);
+      if (req.weighted_sum && sc != 1.0) {
+        if (lanes) {
+          for (size_t k = 0; k < d; ++k) s.acc[k * QB + q] *= sc;
+        } else {
+          for (size_t k = 0; k < d; ++k) s.acc[q * d + k] *= sc;
+        }
+      }
+    }
+    if (req.weighted_sum) {
+      for (size_t i = 0; i < refined_q.size(); ++i) {
+        const size_t j = refined_j[i], q = refined_q[i];
+        float& P = s.S[j * QB + q];
+        const double p = P;
+        P = 0.0f;
+        if (p == 0.0) continue;
+        const float* y = Y + j * d;
+        if (lanes) {
+          for (size_t k = 0; k < d; ++k) s.acc[k * QB + q] += p * y[k];
+        } else {
+          for (size_t k = 0; k < d; ++k) s.acc[q * d + k] += p * y[k];
+        }
+      }
+    }
+    for (size_t i = 0; i < refined_q.size(); ++i) lane_refined[refined_q[i]] = 0;
+    if (req.weighted_sum) {
+      if (lanes) {
+        kt.acc_lanes(s.acc.data(), s.S.data(), Y, nt, d);
+      } else {
+        kt.acc_rows(s.acc.data(), nq, s.S.data(), Y, nt, d);
+      }
+    }
+    // Re-centre: the running maximum becomes the offset, so stored log-weights stay near 0.
+    for (size_t q = 0; q < nq; ++q) {
+      s.off[q] += s.M[q];
+      s.M[q] = 0.0f;
+    }
+  }
+
+  for (size_t q = 0; q < nq; ++q) {
+    const size_t g = q0 + q;
+    st.max[g] = s.off[q];
+    st.sum[g] = s.s0[q];
+    st.sumsq[g] = s.s1[q];
+    st.sumyy[g] = s.s2[q];
+    if (req.weighted_sum) {
+      double* a = st.acc.data() + g * d;
+      if (lanes) {
+        for (size_t k = 0; k < d; ++k) a[k] = s.acc[k * QB + q];
+      } else {
+        for (size_t k = 0; k < d; ++k) a[k] = s.acc[q * d + k];
+      }
+    }
+  }
+  refined.fetch_add(my_refined, std::memory_order_relaxed);
+}
+
+PartialState empty_state(const ReferenceSet& ref, size_t B, bool ws) {
+  PartialState st;
+  st.B = B;
+  st.d = ref.dim();
+  st.origin.assign(ref.centre(), ref.centre() + ref.dim());
+  st.max.assign(B, -std::numeric_limits<double>::infinity());
+  st.sum.assign(B, 0.0);
+  st.sumsq.assign(B, 0.0);
+  st.sumyy.assign(B, 0.0);
+  if (ws) st.acc.assign(checked_mul(B, ref.dim(), "batch x dim"), 0.0);
+  return st;
+}
+
+void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, std::vector<PartialState>& states,
+              bool inline_ok, std::atomic<uint64_t>& refined) {
+  auto item = [&](size_t it) {
+    const size_t qbi = it / plan.shards, sh = it % plan.shards;
+    const size_t q0 = qbi * plan.qb, nq = std::min(plan.qb, req.B - q0);
+    const size_t t0 = plan.tiles * sh / plan.shards, t1 = plan.tiles * (sh + 1) / plan.shards;
+    switch (req.kernel.kind) {
+      case KernelKind::Gaussian:
+        run_item<GaussianKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        break;
+    }
+  };
+  ThreadPool::global().parallel_for(plan.nqb * plan.shards, item, inline_ok);
+}
+
+}  // namespace
+
+PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok, EstimateStats* stats) {
+  const size_t begin = std::min(req.begin, ref.size());
+  const size_t end = std::min(req.end, ref.size());
+  if (begin > end) throw Error(code::kRange, "Expected begin <= end for the reference range but received begin > end");
+  checked_mul(req.B, ref.dim(), "batch x dim");
+  if (req.B == 0 || begin == end) {
+    PartialState st = empty_state(ref, req.B, req.weighted_sum);
+    return st;
+  }
+  const Plan plan = make_plan(ref, req.B, begin, end);
+  std::vector<PartialState> states;
+  states.reserve(plan.shards);
+  for (size_t s = 0; s < plan.shards; ++s) states.push_back(empty_state(ref, req.B, req.weighted_sum));
+  std::atomic<uint64_t> refined{0};
+  run_plan(ref, req, plan, states, inline_ok, refined);
+  for (size_t s = 1; s < plan.shards; ++s) merge_partial(states[0], states[s]);
+  states[0].count = static_cast<double>(end - begin);
+  if (stats) {
+    stats->refined += refined.load();
+    stats->scratch_bytes = std::max(stats->scratch_bytes, estimate_scratch_bytes(ref, req.B, req.weighted_sum));
+  }
+  return std::move(states[0]);
+}
+
+void merge_partial(PartialState& into, const PartialState& o) {
+  if (into.B != o.B || into.d != o.d || (into.acc.empty() != o.acc.empty())) {
+    throw Error(code::kShape, "Expected partial states of the same batch, dim and outputs for mergePartials but received different ones");
+  }
+  const size_t d = into.d;
+  // o's coordinates are relative to o.origin; move them to into.origin: y - a = (y - b) + (b - a).
+  std::vector<double> delta(d);
+  double dd = 0;
+  for (size_t k = 0; k < d; ++k) {
+    delta[k] = o.origin[k] - into.origin[k];
+    dd += delta[k] * delta[k];
+  }
+  const bool shift = dd != 0.0;
+  for (size_t q = 0; q < into.B; ++q) {
+    if (o.sum[q] == 0.0) continue;
+    const double m = std::max(into.max[q], o.max[q]);
+    const double a = into.sum[q] == 0.0 ? 0.0 : std::exp(into.max[q] - m);
+    const double b = std::exp(o.max[q] - m);
+    double oyy = o.sumyy[q];
+    if (shift && !o.acc.empty()) {
+      double cross = 0;
+      for (size_t k = 0; k < d; ++k) cross += delta[k] * o.acc[q * d + k];
+      oyy += 2 * cross + dd * o.sum[q];
+    }
+    into.max[q] = m;
+    into.sum[q] = a * into.sum[q] + b * o.sum[q];
+    into.sumsq[q] = a * a * into.sumsq[q] + b * b * o.sumsq[q];
+    into.sumyy[q] = a * into.sumyy[q] + b * oyy;
+    if (!into.acc.empty()) {
+      double* x = into.acc.data() + q * d;
+      const double* y = o.acc.data() + q * d;
+      for (size_t k = 0; k < d; ++k) x[k] = a * x[k] + b * (y[k] + (shift ? delta[k] * o.sum[q] : 0.0));
+    }
+  }
+  into.count += o.count;
+}
+
+void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
+                      EstimateOutputs out) {
+  const size_t d = st.d;
+  const double log_n = std::log(std::max(st.count, 1.0));
+  std::vector<double> m(d);
+  for (size_t q = 0; q < st.B; ++q) {
+    const double al = alpha.at(q), sg = sigma.at(q);
+    const double s0 = st.sum[q];
+    double mm = 0;
+    if (!st.acc.empty()) {
+      for (size_t k = 0; k < d; ++k) {
+        m[k] = st.acc[q * d + k] / s0;
+        mm += m[k] * m[k];
+      }
+    }
+    const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
+    if (out.mean)
+      for (size_t k = 0; k < d; ++k) out.mean[q * d + k] = static_cast<float>(st.origin[k] + m[k]);
+    if (out.score) {
+      // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
+      const double inv = 1.0 / (sg * sg);
+      for (size_t k = 0; k < d; ++k) {
+        const double xr = static_cast<double>(x[q * d + k]) - al * st.origin[k];
+        out.score[q * d + k] = static_cast<float>((al * m[k] - xr) * inv);
+      }
+    }
+    double norm = 0;
+    switch (kernel.kind) {
+      case KernelKind::Gaussian: norm = GaussianKernel::log_norm(sg, d); break;
+    }
+    if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
+    if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
+    if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
+    if (out.divergence) {
+      out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
+    }
+  }
+}
+
+void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutputs out, bool inline_ok, EstimateStats* stats) {
+  EstimateRequest r = req;
+  r.begin = 0;
+  r.end = ref.size();
+  r.weighted_sum = (out.mean || out.score || out.trace_cov || out.divergence);
+  const PartialState st = estimate_partial(ref, r, inline_ok, stats);
+  finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out);
+}
+
+size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum) {
+  if (B == 0 || ref.size() == 0) return 0;
+  const Plan plan = make_plan(ref, B, 0, ref.size());
+  const size_t d = ref.dim();
+  const size_t per_item = scratch_bytes(plan.qb, plan.nt, d, weighted_sum);
+  const size_t states = plan.shards * (B * (4 + (weighted_sum ? d : 0)) + d) * sizeof(double);
+  const size_t concurrent = std::min<size_t>(plan.nqb * plan.shards, ThreadPool::global().threads());
+  return states + concurrent * per_item;
+}
+
+}  // namespace sf

@@ -1,0 +1,121 @@
+// The self-normalized estimator (MATH.md section 2): for B queries and a reference set of
+// N points, the softmax-weighted posterior mean over the references and what follows from
+// it, in one fused pass that never materialises the B x N matrix.
+//
+// Per tile of references: dot products by a float32 GEMM (queries in vector lanes, or
+// row-vectorised for a few queries), log-weights from them, a precise recomputation of the
+// pairs whose approximate log-weight is both uncertain and near the top (direct
+// differences in double), an online-softmax update with rescaled accumulators, and the
+// weighted sum of the references by a second GEMM.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "targets.hpp"
+
+namespace sf {
+
+// The reference set, built once. Rows are stored centred on `centre`, a per-coordinate
+// offset chosen so that every subtraction y - centre is exact: y = row + centre holds
+// bit for bit, so precise recomputations see the caller's exact data.
+class ReferenceSet {
+ public:
+  static std::unique_ptr<ReferenceSet> build(const float* data, size_t n, size_t d, bool inline_ok);
+
+  size_t size() const { return n_; }
+  size_t dim() const { return d_; }
+  const float* rows() const { return y_.data(); }
+  const float* centre() const { return c_.data(); }
+  const float* sqnorms() const { return yy_.data(); }  // ||row||^2
+  const float* norms() const { return ny_.data(); }    // ||row||
+  const float* maxabs() const { return am_.data(); }   // max_k |row_k|
+  size_t bytes() const;
+
+ private:
+  size_t n_ = 0, d_ = 0;
+  std::vector<float> y_, c_, yy_, ny_, am_;
+};
+
+// A kernel is its log-weight as a function of the squared distance r^2 = ||x - alpha y||^2,
+// plus its normalising constant (see kernels in estimator.cpp).
+enum class KernelKind : int { Gaussian = 0 };
+
+struct KernelSpec {
+  KernelKind kind = KernelKind::Gaussian;
+};
+
+enum Output : unsigned {
+  kMean = 1u << 0,
+  kScore = 1u << 1,
+  kLogDensity = 1u << 2,
+  kEss = 1u << 3,
+  kTraceCov = 1u << 4,
+  kDivergence = 1u << 5,
+};
+inline constexpr unsigned kNeedsWeightedSum = kMean | kScore | kTraceCov | kDivergence;
+
+struct EstimateRequest {
+  const float* x = nullptr;  // B x d, caller coordinates
+  size_t B = 0;
+  Coef alpha{nullptr, 1.0};
+  Coef sigma{nullptr, 1.0};
+  KernelSpec kernel;
+  bool weighted_sum = true;  // accumulate sum_j w_j y_j (needed by mean/score/traceCov/divergence)
+  size_t begin = 0, end = static_cast<size_t>(-1);  // reference rows [begin, end)
+};
+
+// Per-query partial state over a set of references, exact to merge (MATH.md "partial
+// states"). Coordinates are relative to `origin`:
+//   max[q]   = max_j l_j (true log-weight, without the kernel's normalising constant)
+//   sum[q]   = sum_j exp(l_j - max)          sumsq[q] = sum_j exp(2 (l_j - max))
+//   sumyy[q] = sum_j exp(l_j - max) ||y_j - origin||^2
+//   acc[q*d + k] = sum_j exp(l_j - max) (y_jk - origin_k)     (empty without weighted sums)
+struct PartialState {
+  size_t B = 0, d = 0;
+  double count = 0;  // references covered
+  std::vector<double> origin, max, sum, sumsq, sumyy, acc;
+};
+
+struct EstimateOutputs {
+  float* mean = nullptr;
+  float* score = nullptr;
+  float* log_density = nullptr;
+  float* ess = nullptr;
+  float* trace_cov = nullptr;
+  float* divergence = nullptr;
+};
+
+struct EstimateStats {
+  uint64_t refined = 0;  // pairs recomputed by direct difference
+  size_t scratch_bytes = 0;
+};
+
+// Partial state of every query over references [begin, end).
+PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok,
+                              EstimateStats* stats = nullptr);
+
+// Merges `other` into `into` (re-centring it onto into's origin). Shapes must agree.
+void merge_partial(PartialState& into, const PartialState& other);
+
+// Turns a (merged) state into outputs. total_count is N for logDensity's -log N.
+void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
+                      EstimateOutputs out);
+
+// estimate_partial over the whole set (split into shards when B is small) + finalize.
+void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutputs out, bool inline_ok,
+              EstimateStats* stats = nullptr);
+
+// Extra memory one estimate call allocates (accumulators, tiles, partial states).
+size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum);
+
+// Tunables of the precision policy (see estimator.cpp); exposed for tests and benchmarks.
+struct PrecisionPolicy {
+  double window = 30.0;      // log-weights more than this below the max are negligible (e^-30)
+  double tolerance = 1e-4;   // largest accepted (modelled) error of an approximate log-weight
+  double gamma_scale = 2.0;  // dot-product error model, see GaussianKernel::error_coefs
+};
+PrecisionPolicy& precision_policy();
+
+}  // namespace sf
