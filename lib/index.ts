@@ -20,6 +20,10 @@ export {
   randnAsync,
 } from './targets';
 export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
+export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
+export type { EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions } from './estimator';
+export { gaussian } from './kernels';
+export type { Kernel, GaussianKernel } from './kernels';
 import * as schedules from './schedules';
 export { schedules };
 export type { Schedule, VpDiscreteSchedule, GridOptions } from './schedules';

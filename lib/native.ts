@@ -29,6 +29,37 @@ export interface NativeBinding {
   dsmLoss(pred: Float32Array, target: Float32Array, B: number, d: number, weight: C, grad: Float32Array | null, async: boolean): MaybeAsync<number>;
   randn(out: Float32Array, B: number, d: number, seed: bigint, stream: number, offset: number, async: boolean): MaybeAsync<undefined>;
   streamTriad(a: Float32Array, b: Float32Array, c: Float32Array, s: number, async: boolean): MaybeAsync<undefined>;
+  refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
+  refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
+  estimate(
+    ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: number,
+    mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
+    async: boolean,
+  ): MaybeAsync<{ refined: number; scratchBytes: number }>;
+  estimatePartial(ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: number, start: number, end: number, weighted: boolean, async: boolean): MaybeAsync<NativeState>;
+  mergePartials(states: NativeState[]): NativeState;
+  finalizePartial(
+    state: NativeState, x: Float32Array, alpha: C, sigma: C, kernel: number,
+    mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
+  ): undefined;
+  scratchBytes(ref: RefHandle, B: number, weighted: boolean): number;
+  stableTargets(ref: RefHandle, x0: Float32Array, x: Float32Array, B: number, alpha: C, sigma: C, kernel: number, out: Float32Array, async: boolean): MaybeAsync<undefined>;
+}
+
+type F = Float32Array;
+/** An opaque native reference set. */
+export type RefHandle = { readonly __brand: 'scorefield.ReferenceSet' };
+/** The serialisable partial state of the estimator (see ReferenceSet.estimatePartial). */
+export interface NativeState {
+  batch: number;
+  dim: number;
+  count: number;
+  origin: Float64Array;
+  max: Float64Array;
+  sum: Float64Array;
+  sumSq: Float64Array;
+  sumYY: Float64Array;
+  weighted: Float64Array | null;
 }
 
 function packageRoot(): string {

@@ -100,3 +100,48 @@ test('the raw binding defends itself too: coded errors, no crash', async (t) => 
   t.throws(() => n.convert(7, 0, f, f, f, 2, 4, 1, 1, false), { code: 'ERR_SCOREFIELD_RANGE' });
   t.throws(() => n.dsmLoss(f, f, 2, 4, new Float32Array(3), null, false), { code: 'ERR_SCOREFIELD_SHAPE' });
 });
+
+test('estimator bad input: coded errors naming the argument', async (t) => {
+  const d = 4;
+  const data = rand(40 * d, 5);
+  const ref = new sf.ReferenceSet(data, d);
+  const x = rand(3 * d, 6);
+  const xc = x.slice();
+  const table: Array<[string, () => unknown, string, string]> = [
+    ['dim mismatch', () => ref.estimate(rand(10, 1), { sigma: 1 }), 'ERR_SCOREFIELD_SHAPE', 'x'],
+    ['N = 0', () => new sf.ReferenceSet(new Float32Array(0), 3), 'ERR_SCOREFIELD_SHAPE', 'data'],
+    ['data not divisible by dim', () => new sf.ReferenceSet(new Float32Array(10), 3), 'ERR_SCOREFIELD_SHAPE', 'data'],
+    ['dim 0', () => new sf.ReferenceSet(new Float32Array(10), 0), 'ERR_SCOREFIELD_RANGE', 'dim'],
+    ['NaN in data', () => new sf.ReferenceSet(Float32Array.of(1, Number.NaN), 1), 'ERR_SCOREFIELD_RANGE', 'data'],
+    ['plain array data', () => new sf.ReferenceSet(any([1, 2]), 1), 'ERR_SCOREFIELD_TYPE', 'data'],
+    ['empty batch', () => ref.estimate(new Float32Array(0), { sigma: 1 }), 'ERR_SCOREFIELD_SHAPE', 'x'],
+    ['missing sigma', () => ref.estimate(x, any({})), 'ERR_SCOREFIELD_TYPE', 'options.sigma'],
+    ['non-finite sigma', () => ref.estimate(x, { sigma: Number.POSITIVE_INFINITY }), 'ERR_SCOREFIELD_RANGE', 'options.sigma'],
+    ['zero sigma', () => ref.estimate(x, { sigma: 0 }), 'ERR_SCOREFIELD_RANGE', 'options.sigma'],
+    ['per-sample sigma of the wrong length', () => ref.estimate(x, { sigma: new Float32Array(2).fill(1) }), 'ERR_SCOREFIELD_SHAPE', 'options.sigma'],
+    ['NaN in x', () => ref.estimate(Float32Array.of(1, 2, Number.NaN, 4), { sigma: 1 }), 'ERR_SCOREFIELD_RANGE', 'x'],
+    ['unknown output', () => ref.estimate(x, { sigma: 1, outputs: any(['median']) }), 'ERR_SCOREFIELD_TYPE', 'options.outputs'],
+    ['empty outputs', () => ref.estimate(x, { sigma: 1, outputs: any([]) }), 'ERR_SCOREFIELD_TYPE', 'options.outputs'],
+    ['wrong out buffer size', () => ref.estimate(x, { sigma: 1, outputs: ['mean'], out: { mean: new Float32Array(5) } }), 'ERR_SCOREFIELD_SHAPE', 'options.out.mean'],
+    ['out buffer for an output not asked', () => ref.estimate(x, { sigma: 1, outputs: ['mean'], out: { ess: new Float32Array(3) } }), 'ERR_SCOREFIELD_TYPE', 'options.out.ess'],
+    ['out aliasing x', () => ref.estimate(x, { sigma: 1, outputs: ['mean'], out: { mean: x } }), 'ERR_SCOREFIELD_ALIAS', 'x'],
+    ['unknown kernel', () => ref.estimate(x, { sigma: 1, kernel: any('laplace') }), 'ERR_SCOREFIELD_TYPE', 'options.kernel'],
+    ['shard end past size', () => ref.estimatePartial(x, { sigma: 1, end: 41 }), 'ERR_SCOREFIELD_RANGE', 'options.end'],
+    ['merge of mismatched states', () => sf.ReferenceSet.mergePartials([ref.estimatePartial(x, { sigma: 1 }), ref.estimatePartial(x.subarray(0, d), { sigma: 1 })]), 'ERR_SCOREFIELD_SHAPE', 'mergePartials'],
+    ['merge of a non-state', () => sf.ReferenceSet.mergePartials([any({ batch: 1 })]), 'ERR_SCOREFIELD_TYPE', 'state'],
+    ['stableTargets with a non-set', () => sf.stableTargets(x, x, any({}), { sigma: 1 }), 'ERR_SCOREFIELD_TYPE', 'ref'],
+    ['stableTargets x0 length', () => sf.stableTargets(x.subarray(1), x, ref, { sigma: 1 }), 'ERR_SCOREFIELD_SHAPE', 'x0Batch'],
+  ];
+  t.log(`${table.length} estimator bad-input cases`);
+  for (const [name, call, code, mentions] of table) {
+    const err = t.throws(call, undefined, name) as (Error & { code?: string }) | undefined;
+    if (!err) continue;
+    t.is(err.code, code, name);
+    t.true(err instanceof sf.ScorefieldError, name);
+    t.true(err.message.includes(mentions), `${name}: "${err.message}" should mention ${mentions}`);
+  }
+  await t.throwsAsync(ref.estimateAsync(x, { sigma: -1 }), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(ref.estimateAsync(Float32Array.of(1, 2, 3, Number.NaN), { sigma: 1 }), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(sf.ReferenceSet.createAsync(new Float32Array(0), 2), { code: 'ERR_SCOREFIELD_SHAPE' });
+  t.true(bitsEqual(x, xc), 'x unchanged');
+});

@@ -233,6 +233,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
   InitTargets(env, exports);
+  InitEstimator(env, exports);
   return exports;
 }
 

@@ -83,5 +83,6 @@ struct Input {
 void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, std::initializer_list<Input> inputs);
 
 void InitTargets(Napi::Env env, Napi::Object exports);
+void InitEstimator(Napi::Env env, Napi::Object exports);
 
 }  // namespace sfb

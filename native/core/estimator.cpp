@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "dispatch.hpp"
 #include "errors.hpp"
@@ -37,6 +38,12 @@ size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) /
 
 std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok) {
   checked_mul(n, d, "reference rows x dim");
+  for (size_t i = 0; i < n * d; ++i) {
+    if (!std::isfinite(data[i])) {
+      throw Error(code::kRange, "Expected finite values for data but received a non-finite value at index " +
+                                    std::to_string(i));
+    }
+  }
   auto rs = std::unique_ptr<ReferenceSet>(new ReferenceSet());
   rs->n_ = n;
   rs->d_ = d;
@@ -505,6 +512,12 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
     PartialState st = empty_state(ref, req.B, req.weighted_sum);
     return st;
   }
+  for (size_t i = 0; i < req.B * ref.dim(); ++i) {
+    if (!std::isfinite(req.x[i])) {
+      throw Error(code::kRange, "Expected finite values for x but received a non-finite value at index " +
+                                    std::to_string(i));
+    }
+  }
   const Plan plan = make_plan(ref, req.B, begin, end);
   std::vector<PartialState> states;
   states.reserve(plan.shards);
@@ -602,6 +615,45 @@ void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutpu
   r.end = ref.size();
   r.weighted_sum = (out.mean || out.score || out.trace_cov || out.divergence);
   const PartialState st = estimate_partial(ref, r, inline_ok, stats);
+  finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out);
+}
+
+void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequest& req, float* score, bool inline_ok) {
+  EstimateRequest r = req;
+  r.begin = 0;
+  r.end = ref.size();
+  r.weighted_sum = true;
+  PartialState st = estimate_partial(ref, r, inline_ok);
+  const size_t d = ref.dim();
+  // Merge each query's own clean point: a one-reference state with its exact log-weight.
+  for (size_t q = 0; q < req.B; ++q) {
+    Lane lane;
+    lane.alpha = req.alpha.at(q);
+    lane.sigma = req.sigma.at(q);
+    const float* y = x0 + q * d;
+    double r2 = 0, yy = 0;
+    for (size_t k = 0; k < d; ++k) {
+      const double t = static_cast<double>(req.x[q * d + k]) - lane.alpha * y[k];
+      r2 += t * t;
+      const double u = static_cast<double>(y[k]) - st.origin[k];
+      yy += u * u;
+    }
+    double l = 0;
+    switch (req.kernel.kind) {
+      case KernelKind::Gaussian: l = GaussianKernel::logw(r2, lane); break;
+    }
+    const double m = std::max(st.max[q], l);
+    const double a = std::exp(st.max[q] - m), b = std::exp(l - m);
+    st.max[q] = m;
+    st.sum[q] = a * st.sum[q] + b;
+    st.sumsq[q] = a * a * st.sumsq[q] + b * b;
+    st.sumyy[q] = a * st.sumyy[q] + b * yy;
+    double* acc = st.acc.data() + q * d;
+    for (size_t k = 0; k < d; ++k) acc[k] = a * acc[k] + b * (static_cast<double>(y[k]) - st.origin[k]);
+  }
+  st.count += 1;
+  EstimateOutputs out;
+  out.score = score;
   finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out);
 }
 

@@ -107,6 +107,11 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
 void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutputs out, bool inline_ok,
               EstimateStats* stats = nullptr);
 
+// Stable target field (MATH.md section 2): for each training pair (x0_i, x_i), the score at
+// x_i estimated over the reference set plus x0_i itself. Writes B x d scores.
+void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequest& req, float* score,
+                    bool inline_ok);
+
 // Extra memory one estimate call allocates (accumulators, tiles, partial states).
 size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum);
 

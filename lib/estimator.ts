@@ -1,0 +1,289 @@
+/**
+ * The self-normalized estimator engine (MATH.md section 2): the ideal denoiser, the score
+ * of the noised empirical distribution and its diagnostics over a reference set, in one
+ * fused native pass that never materialises the B x N matrix.
+ */
+import { ScorefieldShapeError } from './errors';
+import * as is from './is';
+import { kernelId, type Kernel } from './kernels';
+import { callAsync, callSync, native, type NativeState, type RefHandle } from './native';
+import type { PerSample } from './targets';
+
+/** What `estimate` can compute per query. */
+export type EstimateOutput = 'mean' | 'score' | 'logDensity' | 'ess' | 'traceCov' | 'divergence';
+const OUTPUTS: readonly EstimateOutput[] = ['mean', 'score', 'logDensity', 'ess', 'traceCov', 'divergence'];
+const PER_DIM: ReadonlySet<EstimateOutput> = new Set(['mean', 'score']);
+
+export interface EstimateOptions<O extends EstimateOutput = 'mean' | 'score'> {
+  /** Noise level (the kernel's scale): one number or a Float32Array of length B. Must be > 0. */
+  sigma: PerSample;
+  /** Signal scale alpha of x = alpha x0 + sigma eps: number or per-sample; default 1. */
+  alpha?: PerSample;
+  /** The kernel (default gaussian()). */
+  kernel?: Kernel | 'gaussian';
+  /** What to compute; default ['mean', 'score']. The result has exactly these fields. */
+  outputs?: readonly O[];
+  /** Buffers to write the outputs into (B x dim for mean and score, B for the others). */
+  out?: Partial<Record<EstimateOutput, Float32Array>>;
+}
+
+/**
+ * Per query: `mean` E[x0 | x] (the ideal denoiser), `score` (alpha mean - x)/sigma^2,
+ * `logDensity` log p_sigma(x) of the smoothed empirical distribution (with the kernel's
+ * normalising constant, minus log N), `ess` 1/sum w^2 in [1, N], `traceCov` tr Cov(x0 | x),
+ * `divergence` of the score, (alpha^2 traceCov / sigma^2 - d) / sigma^2.
+ */
+export type EstimateResult<O extends EstimateOutput = 'mean' | 'score'> = { [K in O]: Float32Array };
+
+/**
+ * The serialisable state of the estimator over a shard of references, per query: the
+ * maximum log-weight, the sums of the rescaled weights, of their squares and of weight times
+ * ||y - origin||^2, and the weighted sums of y - origin. States of disjoint shards merge
+ * exactly (`ReferenceSet.mergePartials`); plain object of Float64Arrays, so it survives
+ * structuredClone / postMessage (and JSON after Array.from).
+ */
+export type PartialState = NativeState;
+
+export interface PartialOptions extends Omit<EstimateOptions, 'outputs' | 'out'> {
+  /** First reference row of the shard (default 0). */
+  start?: number;
+  /** One past the last reference row (default size). */
+  end?: number;
+  /** Keep the weighted sums (needed for mean, score, traceCov, divergence); default true. */
+  weighted?: boolean;
+}
+
+interface Query {
+  x: Float32Array;
+  B: number;
+  alpha: PerSample;
+  sigma: PerSample;
+  kernel: number;
+}
+
+function query(x: unknown, dim: number, options: unknown, xName = 'x'): Query & { o: Partial<EstimateOptions<EstimateOutput>> } {
+  const xx = is.f32(x, xName);
+  if (xx.length === 0) throw new ScorefieldShapeError(`Expected a non-empty Float32Array for ${xName} but received ${is.describe(xx)}`);
+  if (xx.length % dim !== 0) {
+    throw new ScorefieldShapeError(`Expected a length divisible by dim ${dim} for ${xName} but received ${is.describe(xx)}`);
+  }
+  const o = is.options<EstimateOptions<EstimateOutput>>(options, 'options');
+  if (o.sigma === undefined) throw is.typeError('a number or a Float32Array of per-sample values', 'options.sigma', undefined);
+  const sigma = is.coefficient(o.sigma, 'options.sigma', 'positive');
+  const alpha = o.alpha === undefined ? 1 : is.coefficient(o.alpha, 'options.alpha', 'finite');
+  const B = xx.length / dim;
+  is.batchShape(xx.length, [
+    ['options.sigma', sigma],
+    ['options.alpha', alpha],
+  ], { name: 'dim', value: dim });
+  return { x: xx, B, alpha, sigma, kernel: kernelId(o.kernel), o };
+}
+
+function outputBuffers(outputs: readonly EstimateOutput[], out: unknown, B: number, dim: number) {
+  const given = is.options<Record<EstimateOutput, Float32Array>>(out, 'options.out');
+  for (const k of Object.keys(given)) {
+    if (!OUTPUTS.includes(k as EstimateOutput)) throw is.typeError(`one of ${OUTPUTS.join(', ')}`, `options.out key`, k);
+    if (!outputs.includes(k as EstimateOutput)) {
+      throw is.typeError(`an output listed in options.outputs`, `options.out.${k}`, k);
+    }
+  }
+  const bufs: Partial<Record<EstimateOutput, Float32Array>> = {};
+  for (const k of outputs) {
+    const len = PER_DIM.has(k) ? B * dim : B;
+    bufs[k] = given[k] === undefined ? new Float32Array(len) : is.f32(given[k], `options.out.${k}`, len);
+  }
+  return bufs;
+}
+
+function outputList(v: unknown): EstimateOutput[] {
+  if (v === undefined) return ['mean', 'score'];
+  if (!Array.isArray(v) || v.length === 0) throw is.typeError(`a non-empty array of ${OUTPUTS.join(', ')}`, 'options.outputs', v);
+  for (const k of v) if (!OUTPUTS.includes(k)) throw is.typeError(`one of ${OUTPUTS.join(', ')}`, 'options.outputs[]', k);
+  return [...new Set(v as EstimateOutput[])];
+}
+
+const pick = (b: Partial<Record<EstimateOutput, Float32Array>>) =>
+  [b.mean ?? null, b.score ?? null, b.logDensity ?? null, b.ess ?? null, b.traceCov ?? null, b.divergence ?? null] as const;
+
+function resultOf<O extends EstimateOutput>(outputs: readonly EstimateOutput[], bufs: Partial<Record<EstimateOutput, Float32Array>>): EstimateResult<O> {
+  const r: Record<string, Float32Array> = {};
+  for (const k of outputs) r[k] = bufs[k]!;
+  return r as EstimateResult<O>;
+}
+
+const CREATE = Symbol('create');
+
+/**
+ * A reference set Y of N points in `dim` dimensions, built once and reused across calls.
+ * The data are copied (row-major N x dim Float32Array), centred on a per-coordinate offset
+ * chosen so that the centring is exact, with row norms precomputed; the caller's array is
+ * not kept. `byteLength` is the memory it holds.
+ */
+export class ReferenceSet {
+  /** Number of reference points N. */
+  readonly size: number;
+  /** Dimension d. */
+  readonly dim: number;
+  /** Bytes of native memory the set holds. */
+  readonly byteLength: number;
+  /** @internal */
+  readonly handle: RefHandle;
+
+  /** Builds a set from an N x dim row-major Float32Array (synchronously; see createAsync). */
+  constructor(data: Float32Array, dim: number);
+  /** @internal */
+  constructor(data: Float32Array | typeof CREATE, dim: number, handle?: RefHandle);
+  constructor(data: Float32Array | typeof CREATE, dim: number, handle?: RefHandle) {
+    let h: RefHandle;
+    if (data === CREATE) {
+      h = handle!;
+    } else {
+      const { d, n } = ReferenceSet.check(data, dim);
+      h = callSync(() => native().refBuild(data as Float32Array, n, d, false));
+    }
+    const info = native().refInfo(h);
+    this.handle = h;
+    this.size = info.size;
+    this.dim = info.dim;
+    this.byteLength = info.bytes;
+  }
+
+  private static check(data: unknown, dim: unknown): { n: number; d: number } {
+    const d = is.integer(dim, 'dim', 1);
+    const a = is.f32(data, 'data');
+    if (a.length === 0) throw new ScorefieldShapeError(`Expected at least one reference point for data but received ${is.describe(a)}`);
+    if (a.length % d !== 0) throw new ScorefieldShapeError(`Expected a length divisible by dim ${d} for data but received ${is.describe(a)}`);
+    return { n: a.length / d, d };
+  }
+
+  /** Builds a set off the main thread (O(N dim) on the thread pool). */
+  static async createAsync(data: Float32Array, dim: number): Promise<ReferenceSet> {
+    const { n, d } = ReferenceSet.check(data, dim);
+    const h = await callAsync(() => native().refBuild(data, n, d, true));
+    return new ReferenceSet(CREATE, d, h);
+  }
+
+  /** The per-coordinate offset the rows are stored relative to (y = row + centre exactly). */
+  get centre(): Float32Array {
+    return native().refInfo(this.handle).centre;
+  }
+
+  /**
+   * The estimator for B queries `x` (B x dim): by default the posterior mean (ideal
+   * denoiser) and the score. Weights l_j = log p(x | y_j), softmax over j, online.
+   */
+  estimate<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>): EstimateResult<O> {
+    const { q, outputs, bufs } = this.plan(x, options);
+    callSync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), false));
+    return resultOf<O>(outputs, bufs);
+  }
+
+  /** Async form of {@link estimate}: runs on the native pool, off the event loop. */
+  async estimateAsync<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>): Promise<EstimateResult<O>> {
+    const { q, outputs, bufs } = this.plan(x, options);
+    await callAsync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), true));
+    return resultOf<O>(outputs, bufs);
+  }
+
+  /** Like estimate, also returning how many query-reference pairs were recomputed precisely. */
+  estimateWithStats<O extends EstimateOutput = 'mean' | 'score'>(
+    x: Float32Array,
+    options: EstimateOptions<O>,
+  ): { result: EstimateResult<O>; refined: number; scratchBytes: number } {
+    const { q, outputs, bufs } = this.plan(x, options);
+    const s = callSync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), false));
+    return { result: resultOf<O>(outputs, bufs), refined: s.refined, scratchBytes: s.scratchBytes };
+  }
+
+  private plan(x: unknown, options: unknown) {
+    const q = query(x, this.dim, options);
+    const outputs = outputList(q.o.outputs);
+    const bufs = outputBuffers(outputs, q.o.out, q.B, this.dim);
+    return { q, outputs, bufs };
+  }
+
+  /** The partial state of every query over references [start, end) (a shard). */
+  estimatePartial(x: Float32Array, options: PartialOptions): PartialState {
+    const p = this.partialPlan(x, options);
+    return callSync(() => native().estimatePartial(this.handle, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.start, p.end, p.weighted, false));
+  }
+
+  /** Async form of {@link estimatePartial}. */
+  async estimatePartialAsync(x: Float32Array, options: PartialOptions): Promise<PartialState> {
+    const p = this.partialPlan(x, options);
+    return callAsync(() => native().estimatePartial(this.handle, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.start, p.end, p.weighted, true));
+  }
+
+  private partialPlan(x: unknown, options: unknown) {
+    const q = query(x, this.dim, options);
+    const o = q.o as PartialOptions;
+    const start = o.start === undefined ? 0 : is.integer(o.start, 'options.start', 0, this.size);
+    const end = o.end === undefined ? this.size : is.integer(o.end, 'options.end', start, this.size);
+    if (o.weighted !== undefined && typeof o.weighted !== 'boolean') throw is.typeError('a boolean', 'options.weighted', o.weighted);
+    return { q, start, end, weighted: o.weighted !== false };
+  }
+
+  /** Merges partial states of disjoint shards (of this or other sets of the same dim) exactly. */
+  static mergePartials(states: readonly PartialState[]): PartialState {
+    if (!Array.isArray(states) || states.length === 0) throw is.typeError('a non-empty array of partial states', 'states', states);
+    return callSync(() => native().mergePartials(states as PartialState[]));
+  }
+
+  /**
+   * Finishes a (merged) partial state into estimate outputs. `x`, `sigma`, `alpha` and the
+   * kernel must be those the states were computed with; N for logDensity is state.count.
+   */
+  static finalizePartial<O extends EstimateOutput = 'mean' | 'score'>(
+    state: PartialState,
+    x: Float32Array,
+    options: EstimateOptions<O>,
+  ): EstimateResult<O> {
+    if (!is.isPlainObject(state) || typeof (state as PartialState).dim !== 'number') throw is.typeError('a partial state', 'state', state);
+    const q = query(x, (state as PartialState).dim, options);
+    const outputs = outputList(q.o.outputs);
+    const bufs = outputBuffers(outputs, q.o.out, q.B, (state as PartialState).dim);
+    callSync(() => native().finalizePartial(state, q.x, q.alpha, q.sigma, q.kernel, ...pick(bufs)));
+    return resultOf<O>(outputs, bufs);
+  }
+
+  /** Peak extra memory (bytes) one estimate call of `batch` queries allocates: O(threads x tile + B d). */
+  workingMemory(batch: number, outputs: readonly EstimateOutput[] = ['mean', 'score']): number {
+    is.integer(batch, 'batch', 0);
+    const weighted = outputList(outputs).some((o) => o !== 'logDensity' && o !== 'ess');
+    return native().scratchBytes(this.handle, batch, weighted);
+  }
+}
+
+export interface StableTargetOptions {
+  sigma: PerSample;
+  alpha?: PerSample;
+  kernel?: Kernel | 'gaussian';
+  out?: Float32Array;
+}
+
+/**
+ * Stable target field training targets (Xu et al. 2023; MATH.md section 2): for each pair
+ * (x0_i, x_i) the score at x_i estimated over `ref` plus x0_i itself. A lower-variance
+ * replacement for the conditional score -(x - alpha x0)/sigma^2, biased by O(1/N).
+ */
+export function stableTargets(x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions): Float32Array {
+  const p = stablePlan(x0Batch, xBatch, ref, options);
+  callSync(() => native().stableTargets(ref.handle, p.x0, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.out, false));
+  return p.out;
+}
+
+/** Async form of {@link stableTargets}. */
+export async function stableTargetsAsync(x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions): Promise<Float32Array> {
+  const p = stablePlan(x0Batch, xBatch, ref, options);
+  await callAsync(() => native().stableTargets(ref.handle, p.x0, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.out, true));
+  return p.out;
+}
+
+function stablePlan(x0: unknown, x: unknown, ref: unknown, options: unknown) {
+  if (!(ref instanceof ReferenceSet)) throw is.typeError('a ReferenceSet', 'ref', ref);
+  const q = query(x, ref.dim, options, 'xBatch');
+  const x0b = is.f32(x0, 'x0Batch', q.x.length);
+  const o = q.o as StableTargetOptions;
+  const out = o.out === undefined ? new Float32Array(q.x.length) : is.f32(o.out, 'options.out', q.x.length);
+  return { q, x0: x0b, out };
+}

@@ -1,0 +1,314 @@
+// Bindings of the estimator (native/core/estimator.hpp). A reference set crosses into
+// JavaScript as an External holding a shared_ptr; every task copies the shared_ptr, so a
+// set stays alive while queued work uses it even if JavaScript drops it.
+#include <memory>
+
+#include "binding.hpp"
+#include "estimator.hpp"
+
+namespace sfb {
+namespace {
+
+using RefPtr = std::shared_ptr<sf::ReferenceSet>;
+
+Napi::Value WrapRef(Napi::Env env, RefPtr ref) {
+  auto* holder = new RefPtr(std::move(ref));
+  const size_t bytes = (*holder)->bytes();
+  Napi::External<RefPtr> ext =
+      Napi::External<RefPtr>::New(env, holder, [](Napi::Env, RefPtr* p) { delete p; });
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
+  return ext;
+}
+
+RefPtr ArgRef(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsExternal()) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a scorefield reference set handle for ref but received another value", true);
+  }
+  return *info[i].As<Napi::External<RefPtr>>().Data();
+}
+
+sf::KernelSpec ArgKernel(const Napi::CallbackInfo& info, size_t i) {
+  const size_t kind = ArgSize(info, i, "kernel");
+  if (kind != 0) ThrowCoded(info.Env(), sf::code::kRange, "Expected a known kernel id for kernel but received " + std::to_string(kind));
+  sf::KernelSpec k;
+  k.kind = static_cast<sf::KernelKind>(kind);
+  return k;
+}
+
+// ---- build
+class BuildTask : public Task {
+ public:
+  const float* data = nullptr;
+  size_t n = 0, d = 0;
+  RefPtr ref;
+  void Execute(bool inline_ok) override { ref = sf::ReferenceSet::build(data, n, d, inline_ok); }
+  Napi::Value Result(Napi::Env env) override { return WrapRef(env, ref); }
+};
+
+// (data, N, d, async) -> handle
+Napi::Value RefBuild(const Napi::CallbackInfo& info) {
+  auto t = std::make_unique<BuildTask>();
+  ArgAsync(info, 3, t.get());
+  t->n = ArgSize(info, 1, "size");
+  t->d = ArgSize(info, 2, "dim");
+  if (t->n == 0 || t->d == 0) {
+    ThrowCoded(info.Env(), sf::code::kShape, "Expected at least one reference point of dim >= 1 for data but received none");
+  }
+  size_t len = 0;
+  try {
+    len = sf::checked_mul(t->n, t->d, "size x dim");
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
+  t->data = ArgF32(info, 0, "data", len, t.get()).data;
+  return Run(info.Env(), std::move(t));
+}
+
+// (handle) -> { size, dim, bytes }
+Napi::Value RefInfo(const Napi::CallbackInfo& info) {
+  RefPtr ref = ArgRef(info, 0);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("size", static_cast<double>(ref->size()));
+  o.Set("dim", static_cast<double>(ref->dim()));
+  o.Set("bytes", static_cast<double>(ref->bytes()));
+  Napi::Float32Array c = Napi::Float32Array::New(info.Env(), ref->dim());
+  std::copy(ref->centre(), ref->centre() + ref->dim(), c.Data());
+  o.Set("centre", c);
+  return o;
+}
+
+// Reads (x, B, alpha, sigma, kernel) at positions i.. into a request.
+void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet& ref, sf::EstimateRequest& req, Task* t) {
+  req.B = ArgSize(info, i + 1, "batch");
+  size_t n = 0;
+  try {
+    n = sf::checked_mul(req.B, ref.dim(), "batch x dim");
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
+  req.x = ArgF32(info, i, "x", n, t).data;
+  req.alpha = ArgCoef(info, i + 2, "alpha", req.B, t);
+  req.sigma = ArgCoef(info, i + 3, "sigma", req.B, t);
+  req.kernel = ArgKernel(info, i + 4);
+}
+
+// ---- estimate
+class EstimateTask : public Task {
+ public:
+  RefPtr ref;
+  sf::EstimateRequest req;
+  sf::EstimateOutputs out;
+  sf::EstimateStats stats;
+  void Execute(bool inline_ok) override { sf::estimate(*ref, req, out, inline_ok, &stats); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("refined", static_cast<double>(stats.refined));
+    o.Set("scratchBytes", static_cast<double>(stats.scratch_bytes));
+    return o;
+  }
+};
+
+// (handle, x, B, alpha, sigma, kernel, mean|null, score|null, logDensity|null, ess|null,
+//  traceCov|null, divergence|null, async) -> { refined, scratchBytes }
+Napi::Value Estimate(const Napi::CallbackInfo& info) {
+  auto t = std::make_unique<EstimateTask>();
+  ArgAsync(info, 12, t.get());
+  t->ref = ArgRef(info, 0);
+  ArgQueries(info, 1, *t->ref, t->req, t.get());
+  const size_t B = t->req.B, d = t->ref->dim();
+  t->out.mean = ArgOptF32(info, 6, "out.mean", B * d, t.get()).data;
+  t->out.score = ArgOptF32(info, 7, "out.score", B * d, t.get()).data;
+  t->out.log_density = ArgOptF32(info, 8, "out.logDensity", B, t.get()).data;
+  t->out.ess = ArgOptF32(info, 9, "out.ess", B, t.get()).data;
+  t->out.trace_cov = ArgOptF32(info, 10, "out.traceCov", B, t.get()).data;
+  t->out.divergence = ArgOptF32(info, 11, "out.divergence", B, t.get()).data;
+  const float* x = t->req.x;
+  const sf::EstimateOutputs& o = t->out;
+  // Outputs are written while x and per-sample coefficients are still read.
+  const float* outs[] = {o.mean, o.score, o.log_density, o.ess, o.trace_cov, o.divergence};
+  const size_t lens[] = {B * d, B * d, B, B, B, B};
+  const char* names[] = {"out.mean", "out.score", "out.logDensity", "out.ess", "out.traceCov", "out.divergence"};
+  for (int a = 0; a < 6; ++a) {
+    CheckAlias(info.Env(), names[a], outs[a], lens[a],
+               {{"x", x, B * d, false}, {"alpha", t->req.alpha.per, B, false}, {"sigma", t->req.sigma.per, B, false}});
+    for (int b = a + 1; b < 6; ++b) CheckAlias(info.Env(), names[a], outs[a], lens[a], {{names[b], outs[b], lens[b], false}});
+  }
+  return Run(info.Env(), std::move(t));
+}
+
+// ---- partial states
+Napi::Float64Array ToF64(Napi::Env env, const std::vector<double>& v) {
+  Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+Napi::Object StateToJs(Napi::Env env, const sf::PartialState& st) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("batch", static_cast<double>(st.B));
+  o.Set("dim", static_cast<double>(st.d));
+  o.Set("count", st.count);
+  o.Set("origin", ToF64(env, st.origin));
+  o.Set("max", ToF64(env, st.max));
+  o.Set("sum", ToF64(env, st.sum));
+  o.Set("sumSq", ToF64(env, st.sumsq));
+  o.Set("sumYY", ToF64(env, st.sumyy));
+  if (!st.acc.empty()) {
+    o.Set("weighted", ToF64(env, st.acc));
+  } else {
+    o.Set("weighted", env.Null());
+  }
+  return o;
+}
+
+std::vector<double> F64Field(Napi::Env env, const Napi::Object& o, const char* name, size_t len) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      v.As<Napi::Float64Array>().ElementLength() != len) {
+    ThrowCoded(env, sf::code::kShape, std::string("Expected a Float64Array of length ") + std::to_string(len) +
+                                          " for state." + name + " but received another value");
+  }
+  Napi::Float64Array a = v.As<Napi::Float64Array>();
+  return std::vector<double>(a.Data(), a.Data() + len);
+}
+
+sf::PartialState StateFromJs(const Napi::CallbackInfo& info, const Napi::Value& v) {
+  Napi::Env env = info.Env();
+  if (!v.IsObject()) ThrowCoded(env, sf::code::kType, "Expected a partial state object for state but received another value", true);
+  Napi::Object o = v.As<Napi::Object>();
+  sf::PartialState st;
+  auto num = [&](const char* name) {
+    Napi::Value x = o.Get(name);
+    if (!x.IsNumber()) ThrowCoded(env, sf::code::kType, std::string("Expected a number for state.") + name + " but received another value", true);
+    return x.As<Napi::Number>().DoubleValue();
+  };
+  const double B = num("batch"), d = num("dim");
+  if (!(B >= 0 && d >= 1 && B <= 9007199254740991.0 && d <= 9007199254740991.0) || B != static_cast<double>(static_cast<size_t>(B)) ||
+      d != static_cast<double>(static_cast<size_t>(d))) {
+    ThrowCoded(env, sf::code::kRange, "Expected non-negative integers for state.batch and state.dim but received others");
+  }
+  st.B = static_cast<size_t>(B);
+  st.d = static_cast<size_t>(d);
+  st.count = num("count");
+  size_t bd = 0;
+  try {
+    bd = sf::checked_mul(st.B, st.d, "state batch x dim");
+  } catch (const sf::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+  st.origin = F64Field(env, o, "origin", st.d);
+  st.max = F64Field(env, o, "max", st.B);
+  st.sum = F64Field(env, o, "sum", st.B);
+  st.sumsq = F64Field(env, o, "sumSq", st.B);
+  st.sumyy = F64Field(env, o, "sumYY", st.B);
+  if (!o.Get("weighted").IsNull() && !o.Get("weighted").IsUndefined()) st.acc = F64Field(env, o, "weighted", bd);
+  return st;
+}
+
+class PartialTask : public Task {
+ public:
+  RefPtr ref;
+  sf::EstimateRequest req;
+  sf::PartialState st;
+  void Execute(bool inline_ok) override { st = sf::estimate_partial(*ref, req, inline_ok); }
+  Napi::Value Result(Napi::Env env) override { return StateToJs(env, st); }
+};
+
+// (handle, x, B, alpha, sigma, kernel, begin, end, weighted, async) -> state
+Napi::Value EstimatePartial(const Napi::CallbackInfo& info) {
+  auto t = std::make_unique<PartialTask>();
+  ArgAsync(info, 9, t.get());
+  t->ref = ArgRef(info, 0);
+  ArgQueries(info, 1, *t->ref, t->req, t.get());
+  t->req.begin = ArgSize(info, 6, "start");
+  t->req.end = ArgSize(info, 7, "end");
+  if (t->req.begin > t->req.end || t->req.end > t->ref->size()) {
+    ThrowCoded(info.Env(), sf::code::kRange, "Expected 0 <= start <= end <= size for the shard but received start " +
+                                                 std::to_string(t->req.begin) + ", end " + std::to_string(t->req.end));
+  }
+  t->req.weighted_sum = ArgBool(info, 8, "weighted");
+  return Run(info.Env(), std::move(t));
+}
+
+// (states: array) -> merged state (sync: O(B d) per state)
+Napi::Value MergePartials(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a non-empty array of partial states for states but received another value", true);
+  }
+  Napi::Array arr = info[0].As<Napi::Array>();
+  sf::PartialState st = StateFromJs(info, arr.Get(0u));
+  for (uint32_t i = 1; i < arr.Length(); ++i) {
+    try {
+      sf::merge_partial(st, StateFromJs(info, arr.Get(i)));
+    } catch (const sf::Error& e) {
+      ThrowCoded(info.Env(), e.code(), e.what());
+    }
+  }
+  return StateToJs(info.Env(), st);
+}
+
+// (state, x, alpha, sigma, kernel, mean|null, score|null, logDensity|null, ess|null, traceCov|null, divergence|null)
+Napi::Value FinalizePartial(const Napi::CallbackInfo& info) {
+  sf::PartialState st = StateFromJs(info, info[0]);
+  const size_t B = st.B, d = st.d;
+  const float* x = ArgF32(info, 1, "x", B * d, nullptr).data;
+  sf::Coef alpha = ArgCoef(info, 2, "alpha", B, nullptr), sigma = ArgCoef(info, 3, "sigma", B, nullptr);
+  sf::KernelSpec kernel = ArgKernel(info, 4);
+  sf::EstimateOutputs out;
+  out.mean = ArgOptF32(info, 5, "out.mean", B * d, nullptr).data;
+  out.score = ArgOptF32(info, 6, "out.score", B * d, nullptr).data;
+  out.log_density = ArgOptF32(info, 7, "out.logDensity", B, nullptr).data;
+  out.ess = ArgOptF32(info, 8, "out.ess", B, nullptr).data;
+  out.trace_cov = ArgOptF32(info, 9, "out.traceCov", B, nullptr).data;
+  out.divergence = ArgOptF32(info, 10, "out.divergence", B, nullptr).data;
+  if (st.acc.empty() && (out.mean || out.score || out.trace_cov || out.divergence)) {
+    ThrowCoded(info.Env(), sf::code::kShape, "Expected a state with weighted sums for mean, score, traceCov or divergence but received one without");
+  }
+  sf::finalize_partial(st, x, alpha, sigma, kernel, out);
+  return info.Env().Undefined();
+}
+
+// (handle, B, weighted) -> bytes
+Napi::Value ScratchBytes(const Napi::CallbackInfo& info) {
+  RefPtr ref = ArgRef(info, 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(sf::estimate_scratch_bytes(*ref, ArgSize(info, 1, "batch"), ArgBool(info, 2, "weighted"))));
+}
+
+class StableTask : public Task {
+ public:
+  RefPtr ref;
+  sf::EstimateRequest req;
+  const float* x0 = nullptr;
+  float* out = nullptr;
+  void Execute(bool inline_ok) override { sf::stable_targets(*ref, x0, req, out, inline_ok); }
+};
+
+// (handle, x0, x, B, alpha, sigma, kernel, out, async)
+Napi::Value StableTargets(const Napi::CallbackInfo& info) {
+  auto t = std::make_unique<StableTask>();
+  ArgAsync(info, 8, t.get());
+  t->ref = ArgRef(info, 0);
+  ArgQueries(info, 2, *t->ref, t->req, t.get());
+  const size_t n = t->req.B * t->ref->dim();
+  t->x0 = ArgF32(info, 1, "x0Batch", n, t.get()).data;
+  t->out = ArgF32(info, 7, "out", n, t.get()).data;
+  CheckAlias(info.Env(), "out", t->out, n,
+             {{"x0Batch", t->x0, n, false}, {"xBatch", t->req.x, n, false}, {"alpha", t->req.alpha.per, t->req.B, false},
+              {"sigma", t->req.sigma.per, t->req.B, false}});
+  return Run(info.Env(), std::move(t));
+}
+
+}  // namespace
+
+void InitEstimator(Napi::Env env, Napi::Object exports) {
+  exports.Set("refBuild", Napi::Function::New(env, RefBuild, "refBuild"));
+  exports.Set("refInfo", Napi::Function::New(env, RefInfo, "refInfo"));
+  exports.Set("estimate", Napi::Function::New(env, Estimate, "estimate"));
+  exports.Set("estimatePartial", Napi::Function::New(env, EstimatePartial, "estimatePartial"));
+  exports.Set("mergePartials", Napi::Function::New(env, MergePartials, "mergePartials"));
+  exports.Set("finalizePartial", Napi::Function::New(env, FinalizePartial, "finalizePartial"));
+  exports.Set("scratchBytes", Napi::Function::New(env, ScratchBytes, "scratchBytes"));
+  exports.Set("stableTargets", Napi::Function::New(env, StableTargets, "stableTargets"));
+}
+
+}  // namespace sfb
