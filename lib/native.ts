@@ -29,6 +29,7 @@ export interface NativeBinding {
   dsmLoss(pred: Float32Array, target: Float32Array, B: number, d: number, weight: C, grad: Float32Array | null, async: boolean): MaybeAsync<number>;
   randn(out: Float32Array, B: number, d: number, seed: bigint, stream: number, offset: number, async: boolean): MaybeAsync<undefined>;
   streamTriad(a: Float32Array, b: Float32Array, c: Float32Array, s: number, async: boolean): MaybeAsync<undefined>;
+  probe(kind: 0 | 1, iters: number): number;
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
   estimate(

@@ -174,6 +174,14 @@ Napi::Value StreamTriad(const Napi::CallbackInfo& info) {
   return Run(info.Env(), std::move(t));
 }
 
+// (kind: 0 fma | 1 exp, iters) -> seconds (sync: a benchmark probe)
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  const size_t kind = ArgSize(info, 0, "kind");
+  const size_t iters = ArgSize(info, 1, "iters");
+  const double s = kind == 0 ? sf::probe_fma_peak(iters, false) : sf::probe_exp_rate(4096, iters, false);
+  return Napi::Number::New(info.Env(), s);
+}
+
 }  // namespace
 
 void InitTargets(Napi::Env env, Napi::Object exports) {
@@ -184,6 +192,7 @@ void InitTargets(Napi::Env env, Napi::Object exports) {
   exports.Set("dsmLoss", Napi::Function::New(env, DsmLoss, "dsmLoss"));
   exports.Set("randn", Napi::Function::New(env, Randn, "randn"));
   exports.Set("streamTriad", Napi::Function::New(env, StreamTriad, "streamTriad"));
+  exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
 }
 
 }  // namespace sfb

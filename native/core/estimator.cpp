@@ -159,6 +159,8 @@ struct GaussianKernel {
     *cB = static_cast<float>(-q.alpha * q.alpha * inv2);
     *cC = static_cast<float>(-q.xx * inv2 - offset);
   }
+  // The tile form can be evaluated inside the softmax pass (KernelTable::softmax_lanes).
+  static constexpr bool kFusable = true;
   static void tile(const KernelTable& kt, float* S, size_t nt, const float* yy, const float* cA, const float* cB,
                    const float* cC) {
     kt.logits_gauss(S, nt, yy, cA, cB, cC);
@@ -204,7 +206,7 @@ double exact_r2(const float* x, const float* row, const float* c, size_t d, doub
 // on d, so the reduction order never depends on the thread count.
 size_t tile_rows(size_t d) {
   size_t nt = (size_t{1} << 17) / std::max<size_t>(d, 1);
-  nt = std::clamp<size_t>(nt, 16, 512);
+  nt = std::clamp<size_t>(nt, 64, 512);
   return nt & ~size_t{3};
 }
 
@@ -256,14 +258,17 @@ Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, f
 // Scratch of one work item.
 struct Scratch {
   std::vector<float> X;     // lanes: XT (d x qb); rows: X (nq x d)
-  std::vector<float> S;     // nt x qb
+  std::vector<float> S;     // nt x qb: dot products / log-weights
+  std::vector<float> P;     // nt x qb: weights
   std::vector<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
-  std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: exact tile sums
+  std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: tile temporaries
+  std::vector<double> exact;      // nq x d: weighted sums of heavy recomputed pairs (lazy)
+  std::vector<char> exact_used;   // per query
 };
 
 size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
-  return sizeof(float) * (qb * d + nt * qb + 9 * qb + d) + sizeof(double) * ((ws ? qb * d : 0) + 13 * qb) +
+  return sizeof(float) * (qb * d + 2 * nt * qb + 9 * qb + d) + sizeof(double) * ((ws ? qb * d : 0) + 13 * qb) +
          2 * sizeof(uint32_t) * nt * qb;
 }
 
@@ -280,6 +285,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   Scratch s;
   s.X.assign(lanes ? d * QB : nq * d, 0.0f);
   s.S.assign(plan.nt * QB, 0.0f);
+  s.P.assign(plan.nt * QB, 0.0f);
   if (req.weighted_sum) s.acc.assign(d * (lanes ? QB : nq), 0.0);
   s.M.assign(QB, kEmpty);
   s.scale.assign(QB, 1.0f);
@@ -299,6 +305,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   s.x0.assign(QB, 0.0);
   s.x1.assign(QB, 0.0);
   s.x2.assign(QB, 0.0);
+  s.exact_used.assign(QB, 0);
 
   std::vector<Lane> lane(QB);
   std::vector<float> xrow(d);
@@ -341,30 +348,48 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         any_uncertain = true;
       }
     }
-    K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data());
-    for (size_t j = 0; j < nt; ++j)
-      for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = kEmpty;
+    // Without uncertain pairs the log-weights are formed inside the softmax pass.
+    const bool fuse = !any_uncertain && K::kFusable;
+    if (!fuse) K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data());
+    if (nq < QB) {
+      for (size_t q = nq; q < QB; ++q) {  // padded lanes: log-weight kEmpty either way
+        s.cA[q] = 0.0f;
+        s.cB[q] = 0.0f;
+        s.cC[q] = kEmpty;
+      }
+      for (size_t j = 0; j < nt; ++j)
+        for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = fuse ? 0.0f : kEmpty;
+    }
 
     refined_j.clear();
     refined_q.clear();
     refined_l.clear();
     if (any_uncertain) {
-      // A lower bound of each query's true maximum log-weight, then a precise
-      // recomputation of every pair that is uncertain and could be within the window.
-      for (size_t q = 0; q < nq; ++q) s.lo[q] = s.M[q];
+      // A lower bound of each query's true maximum log-weight (the tile's largest
+      // approximate value minus the lane's largest error, or the running maximum), then a
+      // precise recomputation of every pair that is uncertain and could be within the
+      // window. The per-pair error is only evaluated for pairs that pass the cheap test
+      // with the lane's largest error.
+      double ny_max = 0, am_max = 0, yy_max = 0;
       for (size_t j = 0; j < nt; ++j) {
-        const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
-        for (size_t q = 0; q < nq; ++q) {
-          const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
-          s.lo[q] = std::max(s.lo[q], static_cast<double>(s.S[j * QB + q]) - e);
-        }
+        ny_max = std::max<double>(ny_max, ny[jt + j]);
+        am_max = std::max<double>(am_max, am[jt + j]);
+        yy_max = std::max<double>(yy_max, yy[jt + j]);
+      }
+      for (size_t q = 0; q < nq; ++q) s.x0[q] = kEmpty;
+      for (size_t j = 0; j < nt; ++j)
+        for (size_t q = 0; q < nq; ++q) s.x0[q] = std::max<double>(s.x0[q], s.S[j * QB + q]);
+      for (size_t q = 0; q < nq; ++q) {
+        s.x1[q] = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];  // largest error
+        s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
       }
       for (size_t j = 0; j < nt; ++j) {
         const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
         for (size_t q = 0; q < nq; ++q) {
           const float L = s.S[j * QB + q];
+          if (L + s.x1[q] < s.lo[q]) continue;
           const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
-          if (e > pol.tolerance && L + e >= s.lo[q] - pol.window) {
+          if (e > pol.tolerance && L + e >= s.lo[q]) {
             const double r2 = exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
             refined_j.push_back(static_cast<uint32_t>(j));
             refined_q.push_back(static_cast<uint32_t>(q));
@@ -393,7 +418,13 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       }
     }
 
-    kt.softmax_lanes(s.S.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data());
+    if (fuse) {
+      kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), s.cA.data(),
+                       s.cB.data(), s.cC.data());
+    } else {
+      kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), nullptr, nullptr,
+                       nullptr);
+    }
     // Lanes with precisely recomputed pairs (small sigma: the weight sits on a few
     // references, and float sums of a few large terms would cost digits the score
     // amplifies by 1/sigma^2) take their tile sums in double; their recomputed pairs are
@@ -402,7 +433,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       if (!lane_refined[q]) continue;
       double a0 = 0, a1 = 0, a2 = 0;
       for (size_t j = 0; j < nt; ++j) {
-        const double p = s.S[j * QB + q];
+        const double p = s.P[j * QB + q];
         a0 += p;
         a1 += p * p;
         a2 += p * yy[jt + j];
@@ -423,36 +454,39 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         } else {
           for (size_t k = 0; k < d; ++k) s.acc[q * d + k] *= sc;
         }
+        if (s.exact_used[q])
+          for (size_t k = 0; k < d; ++k) s.exact[q * d + k] *= sc;
       }
     }
     if (req.weighted_sum) {
+      // Heavy recomputed pairs (weight >= 2^-10 of the running maximum) go to a contiguous
+      // double accumulator per query; light ones stay in the GEMM, where their float
+      // rounding is proportionally negligible.
       for (size_t i = 0; i < refined_q.size(); ++i) {
         const size_t j = refined_j[i], q = refined_q[i];
-        float& P = s.S[j * QB + q];
+        float& P = s.P[j * QB + q];
+        if (P < 0x1p-10f) continue;
         const double p = P;
         P = 0.0f;
-        if (p == 0.0) continue;
+        if (s.exact.empty()) s.exact.assign(nq * d, 0.0);
+        if (!s.exact_used[q]) s.exact_used[q] = 1;
         const float* y = Y + j * d;
-        if (lanes) {
-          for (size_t k = 0; k < d; ++k) s.acc[k * QB + q] += p * y[k];
-        } else {
-          for (size_t k = 0; k < d; ++k) s.acc[q * d + k] += p * y[k];
-        }
+        double* e = s.exact.data() + q * d;
+        for (size_t k = 0; k < d; ++k) e[k] += p * y[k];
       }
     }
     for (size_t i = 0; i < refined_q.size(); ++i) lane_refined[refined_q[i]] = 0;
     if (req.weighted_sum) {
       if (lanes) {
-        kt.acc_lanes(s.acc.data(), s.S.data(), Y, nt, d);
+        kt.acc_lanes(s.acc.data(), s.P.data(), Y, nt, d);
       } else {
-        kt.acc_rows(s.acc.data(), nq, s.S.data(), Y, nt, d);
+        kt.acc_rows(s.acc.data(), nq, s.P.data(), Y, nt, d);
       }
     }
-    // Re-centre: the running maximum becomes the offset, so stored log-weights stay near 0.
-    for (size_t q = 0; q < nq; ++q) {
-      s.off[q] += s.M[q];
-      s.M[q] = 0.0f;
-    }
+    // Re-centre: the running reference becomes the offset, so stored log-weights stay near
+    // 0. Padded lanes get a reference too (their weights are 0 from here on).
+    for (size_t q = 0; q < nq; ++q) s.off[q] += s.M[q];
+    for (size_t q = 0; q < QB; ++q) s.M[q] = 0.0f;
   }
 
   for (size_t q = 0; q < nq; ++q) {
@@ -468,6 +502,8 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       } else {
         for (size_t k = 0; k < d; ++k) a[k] = s.acc[q * d + k];
       }
+      if (s.exact_used[q])
+        for (size_t k = 0; k < d; ++k) a[k] += s.exact[q * d + k];
     }
   }
   refined.fetch_add(my_refined, std::memory_order_relaxed);

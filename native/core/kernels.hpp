@@ -31,11 +31,20 @@ struct KernelTable {
   void (*acc_rows)(double* Acc, size_t nq, const float* P, const float* Y, size_t nt, size_t d);
   // Gaussian log-weights from dot products, in place: L = cA[q] * S + (cB[q] * yy[j] + cC[q]).
   void (*logits_gauss)(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC);
-  // Online-softmax step over a tile of final log-weights L (in place -> weights):
-  // M[q] (running max, in/out), scale[q] = exp(M_old - M_new), P = exp(L - M_new), and the
+  // Online-softmax step over a tile of log-weights L (weights written to P): M[q] is the
+  // running reference (in/out; -1e30 before the first tile; within 16 of the running
+  // maximum, never above it), scale[q] = exp(M_old - M_new), P = exp(L - M_new), and the
   // tile sums sums[0..qblock) = sum_j P, sums[qblock..2qb) = sum_j P^2,
-  // sums[2qb..3qb) = sum_j P * yy[j].
-  void (*softmax_lanes)(float* L, size_t nt, const float* yy, float* M, float* scale, float* sums);
+  // sums[2qb..3qb) = sum_j P * yy[j]. With cA non-null, L holds dot products and the
+  // Gaussian log-weights cA S + cB yy + cC are formed in the same pass.
+  void (*softmax_lanes)(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
+                        const float* cA, const float* cB, const float* cC);
+
+  // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
+  // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).
+  float (*fma_loop)(size_t iters);
+  // v[i] = exp(v[i]) with the vector exp the softmax uses.
+  void (*exp_inplace)(float* v, size_t n);
 };
 
 // Each returns nullptr when its instruction set was not compiled for this architecture.

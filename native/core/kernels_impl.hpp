@@ -86,16 +86,17 @@ inline void add_to_double(double* p, typename V::reg v, size_t n) {
   for (size_t i = 0; i < n; ++i) p[i] += static_cast<double>(tmp[i]);
 }
 
+// S[r * QB + q] (+)= sum_{k < kc} XT[k * QB + q] * Y[r * ystride + k] for r < RR.
 template <size_t RR>
-void dot_lanes_block(const float* XT, const float* Y, size_t d, float* S) {
+void dot_lanes_block(const float* XT, const float* Y, size_t kc, size_t ystride, float* S, bool accumulate) {
   typename V::reg a0[RR], a1[RR];
   const float* y[RR];
   for (size_t r = 0; r < RR; ++r) {
-    a0[r] = V::zero();
-    a1[r] = V::zero();
-    y[r] = Y + r * d;
+    a0[r] = accumulate ? V::load(S + r * QB) : V::zero();
+    a1[r] = accumulate ? V::load(S + r * QB + W) : V::zero();
+    y[r] = Y + r * ystride;
   }
-  for (size_t k = 0; k < d; ++k) {
+  for (size_t k = 0; k < kc; ++k) {
     const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
     for (size_t r = 0; r < RR; ++r) {
       const typename V::reg b = V::set1(y[r][k]);
@@ -126,11 +127,20 @@ struct Unroll<0> {
   static void dispatch(size_t, F&&) {}
 };
 
+// Blocked over k so that the slice of XT in use (kKC x QB floats) stays in L1 while every
+// reference of the tile passes by.
 void k_dot_lanes(const float* XT, const float* Y, size_t nt, size_t d, float* S) {
-  size_t j = 0;
-  for (; j + R <= nt; j += R) dot_lanes_block<R>(XT, Y + j * d, d, S + j * QB);
-  if (j < nt) {
-    Unroll<R>::dispatch(nt - j, [&](auto rr) { dot_lanes_block<decltype(rr)::value>(XT, Y + j * d, d, S + j * QB); });
+  constexpr size_t kKC = 256;
+  for (size_t k0 = 0; k0 < d; k0 += kKC) {
+    const size_t kc = d - k0 < kKC ? d - k0 : kKC;
+    const bool acc = k0 > 0;
+    size_t j = 0;
+    for (; j + R <= nt; j += R) dot_lanes_block<R>(XT + k0 * QB, Y + j * d + k0, kc, d, S + j * QB, acc);
+    if (j < nt) {
+      Unroll<R>::dispatch(nt - j, [&](auto rr) {
+        dot_lanes_block<decltype(rr)::value>(XT + k0 * QB, Y + j * d + k0, kc, d, S + j * QB, acc);
+      });
+    }
   }
 }
 
@@ -267,30 +277,93 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
   }
 }
 
-void k_softmax_lanes(float* L, size_t nt, const float* yy, float* M, float* scale, float* sums) {
+// Online-softmax step with a lazily moved reference M: weights are exp(L - M) with M the
+// running reference, which only moves (rescaling what was accumulated) when the tile's
+// maximum exceeds it by more than kSlack, or on the first tile; then the tile is redone
+// from L. One pass over the tile in the common case. With cA set, L holds dot products and
+// the Gaussian log-weights cA S + cB yy + cC are formed on the fly (L is not modified).
+void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
+                     const float* cA, const float* cB, const float* cC) {
+  constexpr float kSlack = 16.0f;
+  const bool fused = cA != nullptr;
   for (size_t h = 0; h < 2; ++h) {
     const size_t o = h * W;
     const typename V::reg old = V::load(M + o);
-    typename V::reg mx = old;
-    for (size_t j = 0; j < nt; ++j) mx = V::max(mx, V::load(L + j * QB + o));
-    V::store(M + o, mx);
-    V::store(scale + o, V::exp(V::sub(old, mx)));
-    typename V::reg s0 = V::zero(), s1 = V::zero(), s2 = V::zero();
-    for (size_t j = 0; j < nt; ++j) {
-      const typename V::reg p = V::exp(V::sub(V::load(L + j * QB + o), mx));
-      V::store(L + j * QB + o, p);
-      s0 = V::add(s0, p);
-      s1 = V::fma(p, p, s1);
-      s2 = V::fma(p, V::set1(yy[j]), s2);
+    typename V::reg a = V::zero(), b = V::zero(), c = V::zero();
+    if (fused) {
+      a = V::load(cA + o);
+      b = V::load(cB + o);
+      c = V::load(cC + o);
     }
+    auto logit = [&](size_t j) {
+      const typename V::reg l = V::load(L + j * QB + o);
+      return fused ? V::fma(a, l, V::fma(b, V::set1(yy[j]), c)) : l;
+    };
+    typename V::reg ref = old;
+    float refv[W];
+    V::store(refv, ref);
+    bool first = false;
+    for (size_t i = 0; i < W; ++i) first = first || refv[i] <= -1e29f;
+    if (first) {  // no reference yet in some lane: the tile's maximum
+      typename V::reg mx = old;
+      for (size_t j = 0; j < nt; ++j) mx = V::max(mx, logit(j));
+      ref = mx;
+    }
+    typename V::reg s0, s1, s2;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      s0 = V::zero();
+      s1 = V::zero();
+      s2 = V::zero();
+      typename V::reg mx = ref;
+      for (size_t j = 0; j < nt; ++j) {
+        const typename V::reg l = logit(j);
+        mx = V::max(mx, l);
+        const typename V::reg p = V::exp(V::sub(l, ref));
+        V::store(P + j * QB + o, p);
+        s0 = V::add(s0, p);
+        s1 = V::fma(p, p, s1);
+        s2 = V::fma(p, V::set1(yy[j]), s2);
+      }
+      float mxv[W];
+      V::store(mxv, mx);
+      V::store(refv, ref);
+      bool move = false;
+      for (size_t i = 0; i < W; ++i) {
+        if (mxv[i] > refv[i] + kSlack) {
+          refv[i] = mxv[i];
+          move = true;
+        }
+      }
+      if (!move) break;
+      ref = V::load(refv);  // redo the tile against the moved reference (exact maximum)
+    }
+    V::store(M + o, ref);
+    V::store(scale + o, V::exp(V::sub(old, ref)));
     V::store(sums + o, s0);
     V::store(sums + QB + o, s1);
     V::store(sums + 2 * QB + o, s2);
   }
 }
 
+float k_fma_loop(size_t iters) {
+  typename V::reg a[12];
+  for (size_t i = 0; i < 12; ++i) a[i] = V::set1(static_cast<float>(i) * 1e-3f);
+  const typename V::reg m = V::set1(0.999999f), c = V::set1(1e-7f);
+  for (size_t it = 0; it < iters; ++it)
+    for (size_t i = 0; i < 12; ++i) a[i] = V::fma(a[i], m, c);
+  typename V::reg s = a[0];
+  for (size_t i = 1; i < 12; ++i) s = V::add(s, a[i]);
+  return V::hsum(s);
+}
+
+void k_exp_inplace(float* v, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) V::store(v + i, V::exp(V::load(v + i)));
+  if (i < n) V::store_tail(v + i, V::exp(V::load_tail(v + i, n - i)), n - i);
+}
+
 const sf::KernelTable kTable = {V::name,        k_combine,     k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
-                                k_softmax_lanes};
+                                k_softmax_lanes, k_fma_loop,  k_exp_inplace};
 
 }  // namespace

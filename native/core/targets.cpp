@@ -1,6 +1,7 @@
 #include "targets.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -223,6 +224,31 @@ void stream_triad(float* a, const float* b, const float* c, float s, size_t n, b
         for (size_t i = lo; i < hi; ++i) a[i] = b[i] + s * c[i];
       },
       inline_ok);
+}
+
+double probe_fma_peak(size_t iters, bool inline_ok) {
+  ThreadPool& pool = ThreadPool::global();
+  const KernelTable& kt = kernels();
+  std::vector<float> sink(pool.threads());
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(pool.threads(), [&](size_t i) { sink[i] = kt.fma_loop(iters); }, inline_ok);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double probe_exp_rate(size_t n, size_t reps, bool inline_ok) {
+  ThreadPool& pool = ThreadPool::global();
+  const KernelTable& kt = kernels();
+  const size_t T = pool.threads();
+  std::vector<float> buf(T * n, -1.0f);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(T, [&](size_t i) {
+    float* v = buf.data() + i * n;
+    for (size_t r = 0; r < reps; ++r) {
+      kt.exp_inplace(v, n);
+      for (size_t k = 0; k < n; ++k) v[k] = -v[k];  // stay in range: exp of values in [-1, 0)
+    }
+  }, inline_ok);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace sf

@@ -53,4 +53,9 @@ void randn(float* out, size_t B, size_t d, uint64_t seed, uint32_t stream, uint6
 // benchmark's measure of the machine's streaming bandwidth.
 void stream_triad(float* a, const float* b, const float* c, float s, size_t n, bool inline_ok);
 
+// Benchmark probes, run on every pool thread at once; both return seconds elapsed.
+// FMA peak: threads x iters x 12 x lanes x 2 flops. Exp rate: threads x reps x n exps.
+double probe_fma_peak(size_t iters, bool inline_ok);
+double probe_exp_rate(size_t n, size_t reps, bool inline_ok);
+
 }  // namespace sf
