@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "estimator.hpp"
 #include "errors.hpp"
 #include "philox.hpp"
 #include "targets.hpp"
@@ -378,6 +379,137 @@ void test_overflow_checked() {
   CHECK(threw);
 }
 
+// Float64 direct-difference reference of the estimator's mean and log-density.
+void ref_estimate(const std::vector<float>& Y, size_t d, const float* x, double al, double sg, std::vector<double>& m,
+                  double& logp) {
+  const size_t N = Y.size() / d;
+  std::vector<double> l(N);
+  double mx = -1e300;
+  for (size_t j = 0; j < N; ++j) {
+    double r2 = 0;
+    for (size_t k = 0; k < d; ++k) {
+      const double t = x[k] - al * Y[j * d + k];
+      r2 += t * t;
+    }
+    l[j] = -r2 / (2 * sg * sg);
+    mx = std::max(mx, l[j]);
+  }
+  double s = 0;
+  m.assign(d, 0.0);
+  for (size_t j = 0; j < N; ++j) {
+    const double w = std::exp(l[j] - mx);
+    s += w;
+    for (size_t k = 0; k < d; ++k) m[k] += w * Y[j * d + k];
+  }
+  for (double& v : m) v /= s;
+  logp = mx + std::log(s) - 0.5 * d * std::log(2 * 3.14159265358979323846 * sg * sg) - std::log(double(N));
+}
+
+void test_estimator_against_float64() {
+  // Shapes that take the rows path (B < lanes) and the lanes path with a partial block,
+  // several tiles and shards; small and large sigma (precise recomputation on and off).
+  const size_t shapes[][3] = {{700, 3, 1}, {700, 3, 37}, {300, 70, 5}, {300, 70, 40}, {50, 1, 3}};
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    for (auto& sh : shapes) {
+      const size_t N = sh[0], d = sh[1], B = sh[2];
+      std::vector<float> Y = random_vec(N * d, 101 + uint32_t(N + d), -1, 1);
+      auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
+      for (double sg : {0.005, 0.3, 20.0}) {
+        g_context = level + " N=" + std::to_string(N) + " d=" + std::to_string(d) + " B=" + std::to_string(B) +
+                    " sigma=" + std::to_string(sg);
+        std::vector<float> X = random_vec(B * d, 202, -1, 1);
+        for (size_t q = 0; q < B; ++q)  // near data points
+          for (size_t k = 0; k < d; ++k) X[q * d + k] = Y[((q * 7) % N) * d + k] + float(sg) * X[q * d + k];
+        std::vector<float> mean(B * d), logp(B), ess(B), tr(B);
+        sf::EstimateRequest req;
+        req.x = X.data();
+        req.B = B;
+        req.sigma = sf::Coef{nullptr, sg};
+        sf::EstimateOutputs out;
+        out.mean = mean.data();
+        out.log_density = logp.data();
+        out.ess = ess.data();
+        out.trace_cov = tr.data();
+        sf::estimate(*ref, req, out, true);
+        bool ok = true;
+        for (size_t q = 0; q < B && ok; ++q) {
+          std::vector<double> m;
+          double lp;
+          ref_estimate(Y, d, X.data() + q * d, 1.0, sg, m, lp);
+          double e = 0, n = 0;
+          for (size_t k = 0; k < d; ++k) {
+            e += (mean[q * d + k] - m[k]) * (mean[q * d + k] - m[k]);
+            n += m[k] * m[k];
+          }
+          ok = std::sqrt(e) <= 1e-5 * std::sqrt(n) + 1e-6 && std::fabs(logp[q] - lp) <= 1e-4 * std::max(1.0, std::fabs(lp)) &&
+               ess[q] >= 1 - 1e-5 && ess[q] <= N * (1 + 1e-5) && tr[q] >= 0;
+          if (!ok) std::printf("  query %zu: logp %.9g vs %.9g\n", q, double(logp[q]), lp);
+        }
+        CHECK(ok);
+      }
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
+void test_estimator_partials_and_threads() {
+  g_context = "estimator partials/threads";
+  const size_t N = 4000, d = 9, B = 20;
+  std::vector<float> Y = random_vec(N * d, 303, -2, 2);
+  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
+  std::vector<float> X = random_vec(B * d, 304, -2, 2);
+  sf::EstimateRequest req;
+  req.x = X.data();
+  req.B = B;
+  req.sigma = sf::Coef{nullptr, 0.2};
+  std::vector<float> base(B * d), got(B * d);
+  sf::EstimateOutputs out;
+  for (unsigned threads : {1u, 2u, 3u}) {
+    sf::ThreadPool::global().set_threads(threads);
+    out.mean = threads == 1 ? base.data() : got.data();
+    sf::estimate(*ref, req, out, threads % 2 == 0);
+    if (threads > 1) CHECK(same_bits(base, got));
+  }
+  sf::ThreadPool::global().set_threads(sf::ThreadPool::hardware_threads());
+  // Shards merged in any order give the same result up to rounding.
+  sf::EstimateRequest a = req, b = req;
+  a.begin = 0;
+  a.end = 1234;
+  b.begin = 1234;
+  b.end = N;
+  sf::PartialState sb = sf::estimate_partial(*ref, b, true);
+  sf::PartialState sa = sf::estimate_partial(*ref, a, true);
+  sf::merge_partial(sb, sa);
+  CHECK(sb.count == double(N));
+  out.mean = got.data();
+  sf::finalize_partial(sb, X.data(), req.alpha, req.sigma, req.kernel, out);
+  bool close_all = true;
+  for (size_t i = 0; i < B * d; ++i) close_all = close_all && std::fabs(got[i] - base[i]) <= 1e-5 * (1 + std::fabs(base[i]));
+  CHECK(close_all);
+  // Non-finite queries are refused with a coded error.
+  X[5] = std::nanf("");
+  bool threw = false;
+  try {
+    sf::estimate(*ref, req, out, true);
+  } catch (const sf::Error& e) {
+    threw = std::string(e.code()) == sf::code::kRange;
+  }
+  CHECK(threw);
+}
+
+void test_reference_set_exact_centring() {
+  g_context = "reference set centring";
+  // Data far from the origin: rows + centre reproduce every value bit for bit.
+  std::vector<float> Y = random_vec(500 * 4, 401, 9.5f, 10.5f);
+  Y[7] = 0.00390625f;  // a coordinate with a value near 0: that column must fall back
+  auto ref = sf::ReferenceSet::build(Y.data(), 500, 4, true);
+  bool exact = true;
+  for (size_t i = 0; i < 500 * 4; ++i) exact = exact && ref->rows()[i] + ref->centre()[i % 4] == Y[i];
+  CHECK(exact);
+  CHECK(ref->centre()[0] != 0.0f);  // a far-off column is centred
+}
+
 }  // namespace
 
 int main() {
@@ -394,6 +526,9 @@ int main() {
   test_randn_properties();
   test_pool_exceptions_and_concurrency();
   test_overflow_checked();
+  test_estimator_against_float64();
+  test_estimator_partials_and_threads();
+  test_reference_set_exact_centring();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
