@@ -180,33 +180,11 @@ struct GaussianKernel {
   }
 };
 
-// Direct difference in double of the caller's exact data: sum_k (x_k - alpha y_k)^2 with
-// y = row + centre (exact by construction of the reference set).
-double exact_r2(const float* x, const float* row, const float* c, size_t d, double alpha) {
-  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  size_t k = 0;
-  for (; k + 4 <= d; k += 4) {
-    const double t0 = x[k] - alpha * static_cast<double>(row[k] + c[k]);
-    const double t1 = x[k + 1] - alpha * static_cast<double>(row[k + 1] + c[k + 1]);
-    const double t2 = x[k + 2] - alpha * static_cast<double>(row[k + 2] + c[k + 2]);
-    const double t3 = x[k + 3] - alpha * static_cast<double>(row[k + 3] + c[k + 3]);
-    a0 += t0 * t0;
-    a1 += t1 * t1;
-    a2 += t2 * t2;
-    a3 += t3 * t3;
-  }
-  for (; k < d; ++k) {
-    const double t = x[k] - alpha * static_cast<double>(row[k] + c[k]);
-    a0 += t * t;
-  }
-  return (a0 + a1) + (a2 + a3);
-}
-
 // Tile length: a tile of references should stay in L2 between the two GEMMs. Depends only
 // on d, so the reduction order never depends on the thread count.
 size_t tile_rows(size_t d) {
   size_t nt = (size_t{1} << 17) / std::max<size_t>(d, 1);
-  nt = std::clamp<size_t>(nt, 64, 512);
+  nt = std::clamp<size_t>(nt, 128, 512);
   return nt & ~size_t{3};
 }
 
@@ -390,7 +368,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
           if (L + s.x1[q] < s.lo[q]) continue;
           const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
           if (e > pol.tolerance && L + e >= s.lo[q]) {
-            const double r2 = exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
+            const double r2 = kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
             refined_j.push_back(static_cast<uint32_t>(j));
             refined_q.push_back(static_cast<uint32_t>(q));
             refined_l.push_back(K::logw(r2, lane[q]));  // true log-weight, double

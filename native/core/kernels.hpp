@@ -39,6 +39,9 @@ struct KernelTable {
   // Gaussian log-weights cA S + cB yy + cC are formed in the same pass.
   void (*softmax_lanes)(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
                         const float* cA, const float* cB, const float* cC);
+  // Precise squared distance for recomputed pairs: sum_k (x_k - a (row_k + c_k))^2 with
+  // the differences and the sum in double (row + c is exact in float).
+  double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);
 
   // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
   // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).

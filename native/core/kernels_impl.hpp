@@ -79,8 +79,12 @@ constexpr size_t W = V::W;
 constexpr size_t QB = 2 * V::W;
 constexpr size_t R = V::kR;
 
-// Adds the W floats of v into p[0..n) (double).
+// Adds the first n of the W floats of v into p[0..n) (double).
 inline void add_to_double(double* p, typename V::reg v, size_t n) {
+  if (n == W) {
+    V::add_to_double(p, v);
+    return;
+  }
   float tmp[W];
   V::store(tmp, v);
   for (size_t i = 0; i < n; ++i) p[i] += static_cast<double>(tmp[i]);
@@ -345,6 +349,52 @@ void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float
   }
 }
 
+// Direct difference in double of the caller's exact values: sum_k (x_k - a (row_k + c_k))^2,
+// where row + c is exact in float by construction of the reference set.
+double k_exact_r2(const float* x, const float* row, const float* c, size_t d, double a) {
+  size_t k = 0;
+  double total = 0.0;
+#if defined(__AVX512F__)
+  const __m512d va = _mm512_set1_pd(a);
+  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+  for (; k + 16 <= d; k += 16) {
+    const __m512 y = _mm512_add_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(c + k));
+    const __m512 xv = _mm512_loadu_ps(x + k);
+    const __m512d t0 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_castps512_ps256(y)), _mm512_cvtps_pd(_mm512_castps512_ps256(xv)));
+    const __m512d t1 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)));
+    acc0 = _mm512_fmadd_pd(t0, t0, acc0);
+    acc1 = _mm512_fmadd_pd(t1, t1, acc1);
+  }
+  total = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+#elif defined(__AVX2__) && defined(__FMA__)
+  const __m256d va = _mm256_set1_pd(a);
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  for (; k + 8 <= d; k += 8) {
+    const __m256 y = _mm256_add_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(c + k));
+    const __m256 xv = _mm256_loadu_ps(x + k);
+    const __m256d t0 = _mm256_fnmadd_pd(va, _mm256_cvtps_pd(_mm256_castps256_ps128(y)), _mm256_cvtps_pd(_mm256_castps256_ps128(xv)));
+    const __m256d t1 = _mm256_fnmadd_pd(va, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)));
+    acc0 = _mm256_fmadd_pd(t0, t0, acc0);
+    acc1 = _mm256_fmadd_pd(t1, t1, acc1);
+  }
+  const __m256d s = _mm256_add_pd(acc0, acc1);
+  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  total = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+#endif
+  double a0 = 0, a1 = 0;
+  for (; k + 2 <= d; k += 2) {
+    const double t0 = x[k] - a * static_cast<double>(row[k] + c[k]);
+    const double t1 = x[k + 1] - a * static_cast<double>(row[k + 1] + c[k + 1]);
+    a0 += t0 * t0;
+    a1 += t1 * t1;
+  }
+  if (k < d) {
+    const double t = x[k] - a * static_cast<double>(row[k] + c[k]);
+    a0 += t * t;
+  }
+  return total + (a0 + a1);
+}
+
 float k_fma_loop(size_t iters) {
   typename V::reg a[12];
   for (size_t i = 0; i < 12; ++i) a[i] = V::set1(static_cast<float>(i) * 1e-3f);
@@ -364,6 +414,6 @@ void k_exp_inplace(float* v, size_t n) {
 
 const sf::KernelTable kTable = {V::name,        k_combine,     k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
-                                k_softmax_lanes, k_fma_loop,  k_exp_inplace};
+                                k_softmax_lanes, k_exact_r2,  k_fma_loop,      k_exp_inplace};
 
 }  // namespace

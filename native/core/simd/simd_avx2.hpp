@@ -42,6 +42,11 @@ struct V {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
   }
   static constexpr size_t kR = 6;
+  // p[0..W) += v, in double.
+  static void add_to_double(double* p, reg v) {
+    _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+    _mm256_storeu_pd(p + 4, _mm256_add_pd(_mm256_loadu_pd(p + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+  }
   static float hsum(reg a) {
     __m128 lo = _mm256_castps256_ps128(a);
     __m128 hi = _mm256_extractf128_ps(a, 1);

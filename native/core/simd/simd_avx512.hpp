@@ -39,5 +39,10 @@ struct V {
     return _mm512_scalef_ps(y, fx);
   }
   static constexpr size_t kR = 12;
+  // p[0..W) += v, in double.
+  static void add_to_double(double* p, reg v) {
+    _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), _mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+    _mm512_storeu_pd(p + 8, _mm512_add_pd(_mm512_loadu_pd(p + 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))));
+  }
 };
 }  // namespace

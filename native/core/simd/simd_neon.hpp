@@ -45,5 +45,10 @@ struct V {
     return vmulq_f32(y, vreinterpretq_f32_s32(e));
   }
   static constexpr size_t kR = 12;
+  // p[0..W) += v, in double.
+  static void add_to_double(double* p, reg v) {
+    vst1q_f64(p, vaddq_f64(vld1q_f64(p), vcvt_f64_f32(vget_low_f32(v))));
+    vst1q_f64(p + 2, vaddq_f64(vld1q_f64(p + 2), vcvt_high_f64_f32(v)));
+  }
 };
 }  // namespace

@@ -24,5 +24,7 @@ struct V {
   static reg exp(reg x) { return __builtin_expf(x); }
   // Queries per block are 2 * W; kR references per micro-tile of the estimator GEMMs.
   static constexpr size_t kR = 4;
+  // p[0..W) += v, in double.
+  static void add_to_double(double* p, reg v) { p[0] += static_cast<double>(v); }
 };
 }  // namespace
