@@ -92,6 +92,19 @@ void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet
   req.kernel = ArgKernel(info, i + 4);
 }
 
+// The six optional output buffers (mean, score, logDensity, ess, traceCov, divergence) at
+// positions i .. i + 5.
+sf::EstimateOutputs ArgOutputs(const Napi::CallbackInfo& info, size_t i, size_t B, size_t d, Task* keep) {
+  sf::EstimateOutputs out;
+  out.mean = ArgOptF32(info, i, "out.mean", B * d, keep).data;
+  out.score = ArgOptF32(info, i + 1, "out.score", B * d, keep).data;
+  out.log_density = ArgOptF32(info, i + 2, "out.logDensity", B, keep).data;
+  out.ess = ArgOptF32(info, i + 3, "out.ess", B, keep).data;
+  out.trace_cov = ArgOptF32(info, i + 4, "out.traceCov", B, keep).data;
+  out.divergence = ArgOptF32(info, i + 5, "out.divergence", B, keep).data;
+  return out;
+}
+
 // ---- estimate
 class EstimateTask : public Task {
  public:
@@ -116,12 +129,7 @@ Napi::Value Estimate(const Napi::CallbackInfo& info) {
   t->ref = ArgRef(info, 0);
   ArgQueries(info, 1, *t->ref, t->req, t.get());
   const size_t B = t->req.B, d = t->ref->dim();
-  t->out.mean = ArgOptF32(info, 6, "out.mean", B * d, t.get()).data;
-  t->out.score = ArgOptF32(info, 7, "out.score", B * d, t.get()).data;
-  t->out.log_density = ArgOptF32(info, 8, "out.logDensity", B, t.get()).data;
-  t->out.ess = ArgOptF32(info, 9, "out.ess", B, t.get()).data;
-  t->out.trace_cov = ArgOptF32(info, 10, "out.traceCov", B, t.get()).data;
-  t->out.divergence = ArgOptF32(info, 11, "out.divergence", B, t.get()).data;
+  t->out = ArgOutputs(info, 6, B, d, t.get());
   const float* x = t->req.x;
   const sf::EstimateOutputs& o = t->out;
   // Outputs are written while x and per-sample coefficients are still read.
@@ -254,13 +262,7 @@ Napi::Value FinalizePartial(const Napi::CallbackInfo& info) {
   const float* x = ArgF32(info, 1, "x", B * d, nullptr).data;
   sf::Coef alpha = ArgCoef(info, 2, "alpha", B, nullptr), sigma = ArgCoef(info, 3, "sigma", B, nullptr);
   sf::KernelSpec kernel = ArgKernel(info, 4);
-  sf::EstimateOutputs out;
-  out.mean = ArgOptF32(info, 5, "out.mean", B * d, nullptr).data;
-  out.score = ArgOptF32(info, 6, "out.score", B * d, nullptr).data;
-  out.log_density = ArgOptF32(info, 7, "out.logDensity", B, nullptr).data;
-  out.ess = ArgOptF32(info, 8, "out.ess", B, nullptr).data;
-  out.trace_cov = ArgOptF32(info, 9, "out.traceCov", B, nullptr).data;
-  out.divergence = ArgOptF32(info, 10, "out.divergence", B, nullptr).data;
+  const sf::EstimateOutputs out = ArgOutputs(info, 5, B, d, nullptr);
   if (st.acc.empty() && (out.mean || out.score || out.trace_cov || out.divergence)) {
     ThrowCoded(info.Env(), sf::code::kShape, "Expected a state with weighted sums for mean, score, traceCov or divergence but received one without");
   }
