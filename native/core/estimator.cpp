@@ -206,10 +206,15 @@ Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
   p.begin = begin;
   p.end = end;
   p.tiles = (end - begin + p.nt - 1) / p.nt;
-  // Few query blocks: split the references too, so a single query still uses every core.
-  // A function of the problem only, never of the thread count.
+  // Few query blocks: split the references too, so a single query still uses every core:
+  // 4 shards in total, more for big sets (one per 2^23 reference elements, up to 64). Each
+  // shard judges the precision window against its own maximum, so more shards than needed
+  // cost extra precise recomputations. A function of the problem only, never of the thread
+  // count.
   if (p.nqb < 8 && p.tiles > 1) {
-    const size_t want = (16 + p.nqb - 1) / p.nqb;
+    const double work = static_cast<double>(end - begin) * static_cast<double>(ref.dim()) / static_cast<double>(1u << 23);
+    const double total = std::clamp(work, 4.0, 64.0);
+    const size_t want = static_cast<size_t>(std::ceil(total / static_cast<double>(p.nqb)));
     const size_t by_work = std::max<size_t>(1, (end - begin) * ref.dim() / (size_t{1} << 16));
     p.shards = std::clamp<size_t>(std::min(want, by_work), 1, p.tiles);
   }
