@@ -1,6 +1,6 @@
 {
   # Sources come from native/sources.json, shared with CMakeLists.txt.
-  # No -march=native: the AVX2 and AVX-512 kernels are separate static libraries compiled
+  # Nothing is compiled for the build machine's CPU: the AVX2 and AVX-512 kernels are separate static libraries compiled
   # with their own flags and chosen at run time by native/core/dispatch.cpp.
   "target_defaults": {
     "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-fPIC"],
