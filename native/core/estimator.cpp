@@ -243,6 +243,7 @@ struct Scratch {
   std::vector<float> X;     // lanes: XT (d x qb); rows: X (nq x d)
   std::vector<float> S;     // nt x qb: dot products / log-weights
   std::vector<float> P;     // nt x qb: weights
+  std::vector<float> tacc;  // small d: the tile's weighted sums (d x qb)
   std::vector<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
   std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: tile temporaries
@@ -263,12 +264,17 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   const KernelTable& kt = kernels();
   const PrecisionPolicy pol = precision_policy();
   const size_t d = ref.dim(), QB = plan.qb, W = kt.lanes;
-  const bool lanes = nq >= W;
+  // Queries in vector lanes, unless there are too few to fill a vector (then row-vectorised
+  // dot products do better) - except for small d, where the fused in-register tile wins anyway.
+  const bool lanes = nq >= W || d <= kt.small_d;
   const float* c = ref.centre();
   Scratch s;
   s.X.assign(lanes ? d * QB : nq * d, 0.0f);
-  s.S.assign(plan.nt * QB, 0.0f);
-  s.P.assign(plan.nt * QB, 0.0f);
+  const bool small_d = d <= kt.small_d;
+  if (!small_d) {  // the small-d path allocates these only if a tile needs the general path
+    s.S.assign(plan.nt * QB, 0.0f);
+    s.P.assign(plan.nt * QB, 0.0f);
+  }
   if (req.weighted_sum) s.acc.assign(d * (lanes ? QB : nq), 0.0);
   s.M.assign(QB, kEmpty);
   s.scale.assign(QB, 1.0f);
@@ -315,9 +321,49 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   std::vector<char> lane_refined(QB, 0);
 
   uint64_t my_refined = 0;
+  const unsigned flags = (req.sum_squares ? 1u : 0u) | (req.sum_yy ? 2u : 0u);
+  // Small d with queries in lanes: tiles without uncertain pairs run fully in registers.
+  const bool small = lanes && d <= kt.small_d && K::kFusable;
+  if (small) s.tacc.assign(d * QB, 0.0f);
   for (size_t jt = j0; jt < j1; jt += plan.nt) {
     const size_t nt = std::min(plan.nt, j1 - jt);
     const float* Y = ref.rows() + jt * d;
+    if (small) {
+      // Small d: per-lane constants first; without uncertain pairs the whole tile runs in
+      // registers (fused_small), otherwise it takes the general path below.
+      bool uncertain = false;
+      for (size_t q = 0; q < nq; ++q) {
+        K::coefs(lane[q], s.off[q], &s.cA[q], &s.cB[q], &s.cC[q]);
+        K::error_coefs(lane[q], d, s.off[q], &s.eA[q], &s.eG[q], &s.eB[q], &s.eC[q]);
+        if (s.eA[q] * max_norm + s.eG[q] * max_abs + s.eB[q] * max_norm * max_norm + s.eC[q] > pol.tolerance) {
+          uncertain = true;
+        }
+      }
+      if (!uncertain) {
+        for (size_t q = nq; q < QB; ++q) {
+          s.cA[q] = 0.0f;
+          s.cB[q] = 0.0f;
+          s.cC[q] = kEmpty;
+        }
+        kt.fused_small(s.X.data(), Y, yy + jt, nt, d, s.cA.data(), s.cB.data(), s.cC.data(), s.M.data(),
+                       s.scale.data(), s.sums.data(), s.tacc.data(), flags);
+        for (size_t q = 0; q < nq; ++q) {
+          const double sc = s.scale[q];
+          s.s0[q] = s.s0[q] * sc + s.sums[q];
+          s.s1[q] = s.s1[q] * sc * sc + s.sums[QB + q];
+          s.s2[q] = s.s2[q] * sc + s.sums[2 * QB + q];
+          if (req.weighted_sum)
+            for (size_t k = 0; k < d; ++k) s.acc[k * QB + q] = s.acc[k * QB + q] * sc + s.tacc[k * QB + q];
+        }
+        for (size_t q = 0; q < nq; ++q) s.off[q] += s.M[q];
+        for (size_t q = 0; q < QB; ++q) s.M[q] = 0.0f;
+        continue;
+      }
+      if (s.S.empty()) {
+        s.S.assign(plan.nt * QB, 0.0f);
+        s.P.assign(plan.nt * QB, 0.0f);
+      }
+    }
     if (lanes) {
       kt.dot_lanes(s.X.data(), Y, nt, d, s.S.data());
     } else {
@@ -403,10 +449,10 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
 
     if (fuse) {
       kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), s.cA.data(),
-                       s.cB.data(), s.cC.data());
+                       s.cB.data(), s.cC.data(), flags);
     } else {
       kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), nullptr, nullptr,
-                       nullptr);
+                       nullptr, flags);
     }
     // Lanes with precisely recomputed pairs (small sigma: the weight sits on a few
     // references, and float sums of a few large terms would cost digits the score
@@ -633,6 +679,8 @@ void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutpu
   r.begin = 0;
   r.end = ref.size();
   r.weighted_sum = (out.mean || out.score || out.trace_cov || out.divergence);
+  r.sum_squares = out.ess != nullptr;
+  r.sum_yy = out.trace_cov || out.divergence;
   const PartialState st = estimate_partial(ref, r, inline_ok, stats);
   finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out);
 }

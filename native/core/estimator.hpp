@@ -63,6 +63,8 @@ struct EstimateRequest {
   Coef sigma{nullptr, 1.0};
   KernelSpec kernel;
   bool weighted_sum = true;  // accumulate sum_j w_j y_j (needed by mean/score/traceCov/divergence)
+  bool sum_squares = true;   // sum_j w_j^2 (ess)
+  bool sum_yy = true;        // sum_j w_j ||y_j - origin||^2 (traceCov, divergence)
   size_t begin = 0, end = static_cast<size_t>(-1);  // reference rows [begin, end)
 };
 
@@ -92,7 +94,8 @@ struct EstimateStats {
   size_t scratch_bytes = 0;
 };
 
-// Partial state of every query over references [begin, end).
+// Partial state of every query over references [begin, end). Sums a request turned off
+// (sum_squares, sum_yy) are left 0.
 PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok,
                               EstimateStats* stats = nullptr);
 

@@ -36,9 +36,18 @@ struct KernelTable {
   // maximum, never above it), scale[q] = exp(M_old - M_new), P = exp(L - M_new), and the
   // tile sums sums[0..qblock) = sum_j P, sums[qblock..2qb) = sum_j P^2,
   // sums[2qb..3qb) = sum_j P * yy[j]. With cA non-null, L holds dot products and the
-  // Gaussian log-weights cA S + cB yy + cC are formed in the same pass.
+  // Gaussian log-weights cA S + cB yy + cC are formed in the same pass. flags: bit 0 computes
+  // the sum of P^2, bit 1 the sum of P * yy (left 0 otherwise).
   void (*softmax_lanes)(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
-                        const float* cA, const float* cB, const float* cC);
+                        const float* cA, const float* cB, const float* cC, unsigned flags);
+  // For d <= small_d: one tile of dot products, Gaussian log-weights (cA S + cB yy + cC),
+  // online softmax (as softmax_lanes, same M / scale / sums / flags) and weighted sums, all in
+  // registers; XT is d x qblock, Y the tile's rows (stride d); the tile's weighted sums go to
+  // tacc[k * qblock + q] (float).
+  void (*fused_small)(const float* XT, const float* Y, const float* yy, size_t nt, size_t d, const float* cA,
+                      const float* cB, const float* cC, float* M, float* scale, float* sums, float* tacc,
+                      unsigned flags);
+  size_t small_d;
   // Precise squared distance for recomputed pairs: sum_k (x_k - a (row_k + c_k))^2 with
   // the differences and the sum in double (row + c is exact in float).
   double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);

@@ -286,7 +286,8 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
 // maximum exceeds it by more than kSlack, or on the first tile; then the tile is redone
 // from L. One pass over the tile in the common case. With cA set, L holds dot products and
 // the Gaussian log-weights cA S + cB yy + cC are formed on the fly (L is not modified).
-void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
+template <bool kSq, bool kYy>
+void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
                      const float* cA, const float* cB, const float* cC) {
   constexpr float kSlack = 16.0f;
   const bool fused = cA != nullptr;
@@ -325,8 +326,8 @@ void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float
         const typename V::reg p = V::exp(V::sub(l, ref));
         V::store(P + j * QB + o, p);
         s0 = V::add(s0, p);
-        s1 = V::fma(p, p, s1);
-        s2 = V::fma(p, V::set1(yy[j]), s2);
+        if (kSq) s1 = V::fma(p, p, s1);
+        if (kYy) s2 = V::fma(p, V::set1(yy[j]), s2);
       }
       float mxv[W];
       V::store(mxv, mx);
@@ -346,6 +347,110 @@ void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float
     V::store(sums + o, s0);
     V::store(sums + QB + o, s1);
     V::store(sums + 2 * QB + o, s2);
+  }
+}
+
+// flags: bit 0 also sums P^2, bit 1 also sums P * yy (otherwise those sums are 0).
+void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
+                     const float* cA, const float* cB, const float* cC, unsigned flags) {
+  switch (flags & 3u) {
+    case 0: softmax_lanes_t<false, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
+    case 1: softmax_lanes_t<true, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
+    case 2: softmax_lanes_t<false, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
+    default: softmax_lanes_t<true, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
+  }
+}
+
+// Everything of one tile in registers for small d (d <= kSmallD): dot products, Gaussian
+// log-weights, the lazily re-referenced online softmax (as softmax_lanes) and the weighted
+// sums, without storing the tile. XT is d x QB; the tile's weighted sums go to
+// tacc[k * QB + q] (float, not yet scaled into any running sum).
+constexpr size_t kSmallD = 4;
+
+template <size_t D, bool sq, bool wyy>
+void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, const float* cA, const float* cB,
+                   const float* cC, float* M, float* scale, float* sums, float* tacc) {
+  constexpr float kSlack = 16.0f;
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t o = h * W;
+    typename V::reg x[D];
+    for (size_t k = 0; k < D; ++k) x[k] = V::load(XT + k * QB + o);
+    const typename V::reg a = V::load(cA + o), b = V::load(cB + o), c = V::load(cC + o);
+    auto logit = [&](size_t j) {
+      const float* y = Y + j * D;
+      typename V::reg dot = V::mul(x[0], V::set1(y[0]));
+      for (size_t k = 1; k < D; ++k) dot = V::fma(x[k], V::set1(y[k]), dot);
+      return V::fma(a, dot, V::fma(b, V::set1(yy[j]), c));
+    };
+    const typename V::reg old = V::load(M + o);
+    typename V::reg ref = old;
+    float refv[W];
+    V::store(refv, ref);
+    bool first = false;
+    for (size_t i = 0; i < W; ++i) first = first || refv[i] <= -1e29f;
+    if (first) {
+      typename V::reg mx = old;
+      for (size_t j = 0; j < nt; ++j) mx = V::max(mx, logit(j));
+      ref = mx;
+    }
+    typename V::reg s0, s1, s2, acc[D];
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      s0 = V::zero();
+      s1 = V::zero();
+      s2 = V::zero();
+      for (size_t k = 0; k < D; ++k) acc[k] = V::zero();
+      typename V::reg mx = ref;
+      for (size_t j = 0; j < nt; ++j) {
+        const typename V::reg l = logit(j);
+        mx = V::max(mx, l);
+        const typename V::reg p = V::exp(V::sub(l, ref));
+        s0 = V::add(s0, p);
+        if (sq) s1 = V::fma(p, p, s1);
+        if (wyy) s2 = V::fma(p, V::set1(yy[j]), s2);
+        const float* y = Y + j * D;
+        for (size_t k = 0; k < D; ++k) acc[k] = V::fma(p, V::set1(y[k]), acc[k]);
+      }
+      float mxv[W];
+      V::store(mxv, mx);
+      V::store(refv, ref);
+      bool move = false;
+      for (size_t i = 0; i < W; ++i) {
+        if (mxv[i] > refv[i] + kSlack) {
+          refv[i] = mxv[i];
+          move = true;
+        }
+      }
+      if (!move) break;
+      ref = V::load(refv);
+    }
+    V::store(M + o, ref);
+    V::store(scale + o, V::exp(V::sub(old, ref)));
+    V::store(sums + o, s0);
+    V::store(sums + QB + o, s1);
+    V::store(sums + 2 * QB + o, s2);
+    for (size_t k = 0; k < D; ++k) V::store(tacc + k * QB + o, acc[k]);
+  }
+}
+
+template <size_t D>
+void fused_small_d(const float* XT, const float* Y, const float* yy, size_t nt, const float* cA, const float* cB,
+                   const float* cC, float* M, float* scale, float* sums, float* tacc, unsigned flags) {
+  switch (flags & 3u) {
+    case 0: fused_small_t<D, false, false>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
+    case 1: fused_small_t<D, true, false>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
+    case 2: fused_small_t<D, false, true>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
+    default: fused_small_t<D, true, true>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
+  }
+}
+
+void k_fused_small(const float* XT, const float* Y, const float* yy, size_t nt, size_t d, const float* cA,
+                   const float* cB, const float* cC, float* M, float* scale, float* sums, float* tacc,
+                   unsigned flags) {
+  switch (d) {
+    case 1: fused_small_d<1>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
+    case 2: fused_small_d<2>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
+    case 3: fused_small_d<3>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
+    default: fused_small_d<4>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
   }
 }
 
@@ -414,6 +519,7 @@ void k_exp_inplace(float* v, size_t n) {
 
 const sf::KernelTable kTable = {V::name,        k_combine,     k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
-                                k_softmax_lanes, k_exact_r2,  k_fma_loop,      k_exp_inplace};
+                                k_softmax_lanes, k_fused_small, kSmallD,       k_exact_r2, k_fma_loop,
+                                k_exp_inplace};
 
 }  // namespace
