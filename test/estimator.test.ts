@@ -279,3 +279,29 @@ test('stable targets: lower variance than the conditional target on a toy set at
   t.log(`MSE to the true score: conditional ${(mseCond / B).toFixed(4)}, stable target ${(mseStf / B).toFixed(4)}`);
   t.true(mseStf < 0.1 * mseCond);
 });
+
+test('extremes: d = 12288, sigma from 1e-3 to 1e3, log-weights of -1e7 and below', (t) => {
+  const d = 12288;
+  const N = 64;
+  const Y = rand(N * d, 111, -1, 1);
+  const ref = new ReferenceSet(Y, d);
+  for (const sigma of [1e-3, 1e-1, 10, 1e3]) {
+    const x = noisyQueries(Y, d, 3, 1, sigma, 112);
+    const r = ref.estimate(x, { sigma, outputs: ['mean', 'score', 'logDensity', 'ess'] });
+    for (let i = 0; i < 3; i++) {
+      const want = referenceEstimate(Y, d, x.subarray(i * d, (i + 1) * d), 1, sigma);
+      t.true(relErr(r.mean, want.mean, i * d) < 1e-4, `sigma ${sigma} mean`);
+      t.true(relErr(r.score, want.score, i * d) < 1e-4, `sigma ${sigma} score`);
+      t.true(Math.abs(r.logDensity[i] - want.logDensity) <= 1e-4 * Math.max(1, Math.abs(want.logDensity)), `sigma ${sigma} logDensity`);
+    }
+  }
+  // A query far from every point at tiny sigma: every log-weight is below -1e7, and the
+  // softmax still finds the nearest point.
+  const far = new Float32Array(d).fill(3);
+  const want = referenceEstimate(Y, d, far, 1, 1e-3);
+  t.true(want.logDensity < -1e7);
+  const r = ref.estimate(far, { sigma: 1e-3, outputs: ['mean', 'logDensity', 'ess'] });
+  t.true(relErr(r.mean, want.mean) < 1e-6);
+  t.true(Math.abs(r.logDensity[0] - want.logDensity) <= 1e-4 * Math.abs(want.logDensity));
+  t.true(Math.abs(r.ess[0] - want.ess) <= 1e-4 * want.ess);
+});
