@@ -14,7 +14,9 @@ export type ErrorCode =
   | 'ERR_SCOREFIELD_UNSUPPORTED'
   | 'ERR_SCOREFIELD_MEMORY'
   | 'ERR_SCOREFIELD_NATIVE_LOAD'
-  | 'ERR_SCOREFIELD_INTERNAL';
+  | 'ERR_SCOREFIELD_INTERNAL'
+  | 'ERR_SCOREFIELD_DENOISER'
+  | 'ERR_SCOREFIELD_ABORTED';
 
 /** Base class of every error scorefield throws. */
 export class ScorefieldError extends Error {
@@ -72,6 +74,21 @@ export class ScorefieldNativeError extends ScorefieldError {
   }
 }
 
+/** The caller's denoiser threw, rejected or returned something unusable; `cause` holds what it threw. */
+export class ScorefieldDenoiserError extends ScorefieldError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_SCOREFIELD_DENOISER', message, options);
+  }
+}
+
+/** Work stopped by an AbortSignal (name 'AbortError', like the platform's). */
+export class ScorefieldAbortError extends ScorefieldError {
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super('ERR_SCOREFIELD_ABORTED', message, options);
+    this.name = 'AbortError';
+  }
+}
+
 /** Re-types an error thrown by the addon (a plain Error with a code) into the hierarchy. */
 export function fromNative(err: unknown): unknown {
   if (err instanceof ScorefieldError || !(err instanceof Error)) return err;
@@ -92,6 +109,8 @@ export function fromNative(err: unknown): unknown {
     case 'ERR_SCOREFIELD_MEMORY':
     case 'ERR_SCOREFIELD_INTERNAL':
       return new ScorefieldNativeError(err.message, code, options);
+    case 'ERR_SCOREFIELD_ABORTED':
+      return new ScorefieldAbortError(err.message, options);
     default:
       return err;
   }

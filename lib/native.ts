@@ -30,6 +30,10 @@ export interface NativeBinding {
   randn(out: Float32Array, B: number, d: number, seed: bigint, stream: number, offset: number, async: boolean): MaybeAsync<undefined>;
   streamTriad(a: Float32Array, b: Float32Array, c: Float32Array, s: number, async: boolean): MaybeAsync<undefined>;
   probe(kind: 0 | 1, iters: number): number;
+  step(
+    kind: number, out: Float32Array, x: Float32Array, D: F | null, xp: F | null, Dp: F | null, B: number, d: number,
+    a: C, b: C, sNoise: number, seed: bigint, seeds: BigUint64Array | null, stream: number, offset: number, async: boolean,
+  ): MaybeAsync<undefined>;
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
   estimate(

@@ -234,6 +234,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
   InitTargets(env, exports);
   InitEstimator(env, exports);
+  InitSteps(env, exports);
   return exports;
 }
 

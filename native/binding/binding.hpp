@@ -84,5 +84,6 @@ void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, 
 
 void InitTargets(Napi::Env env, Napi::Object exports);
 void InitEstimator(Napi::Env env, Napi::Object exports);
+void InitSteps(Napi::Env env, Napi::Object exports);
 
 }  // namespace sfb

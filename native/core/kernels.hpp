@@ -11,6 +11,10 @@ struct KernelTable {
   // out[k] = c * (q * w[k] + p * u[k]); the product q*w is fused with the sum, so
   // x - alpha*x0 style differences are rounded once. out may equal u or w.
   void (*combine)(float* out, const float* u, const float* w, size_t n, float c, float p, float q);
+  // out[k] = c0 u0[k] + c1 u1[k] + c2 u2[k] + c3 u3[k] (the Heun correction); out may equal
+  // any input.
+  void (*combine4)(float* out, const float* u0, const float* u1, const float* u2, const float* u3, size_t n,
+                   float c0, float c1, float c2, float c3);
   // Returns sum_k (a[k] - b[k])^2 accumulated in float blocks added into a double.
   // When grad is not null also writes grad[k] = gscale * (a[k] - b[k]); grad may equal a or b.
   double (*sqdiff)(const float* a, const float* b, size_t n, float gscale, float* grad);

@@ -35,6 +35,25 @@ void k_combine(float* out, const float* u, const float* w, size_t n, float c, fl
   }
 }
 
+void k_combine4(float* out, const float* u0, const float* u1, const float* u2, const float* u3, size_t n, float c0,
+                float c1, float c2, float c3) {
+  const typename V::reg v0 = V::set1(c0), v1 = V::set1(c1), v2 = V::set1(c2), v3 = V::set1(c3);
+  size_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    typename V::reg a = V::mul(v0, V::load(u0 + i));
+    a = V::fma(v1, V::load(u1 + i), a);
+    a = V::fma(v2, V::load(u2 + i), a);
+    V::store(out + i, V::fma(v3, V::load(u3 + i), a));
+  }
+  if (i < n) {
+    const size_t r = n - i;
+    typename V::reg a = V::mul(v0, V::load_tail(u0 + i, r));
+    a = V::fma(v1, V::load_tail(u1 + i, r), a);
+    a = V::fma(v2, V::load_tail(u2 + i, r), a);
+    V::store_tail(out + i, V::fma(v3, V::load_tail(u3 + i, r), a), r);
+  }
+}
+
 // Squared differences in float vector blocks of kBlock elements, each block's total added
 // into a double, so the rounding error does not grow with n.
 double k_sqdiff(const float* a, const float* b, size_t n, float gscale, float* grad) {
@@ -517,7 +536,7 @@ void k_exp_inplace(float* v, size_t n) {
   if (i < n) V::store_tail(v + i, V::exp(V::load_tail(v + i, n - i)), n - i);
 }
 
-const sf::KernelTable kTable = {V::name,        k_combine,     k_sqdiff,        W,          QB,
+const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_exact_r2, k_fma_loop,
                                 k_exp_inplace};

@@ -8,6 +8,7 @@
 #include "dispatch.hpp"
 #include "errors.hpp"
 #include "philox.hpp"
+#include "rows.hpp"
 #include "thread_pool.hpp"
 
 namespace sf {
@@ -17,23 +18,6 @@ namespace {
 struct Affine {
   float c, p, q;
 };
-
-size_t chunk_count(size_t n) { return (n + kChunkElems - 1) / kChunkElems; }
-
-// Visits the row pieces of chunk ch of a B x d array: fn(row, begin, end) with [begin, end)
-// flat element indices inside one row.
-template <class Fn>
-void for_row_pieces(size_t ch, size_t n, size_t d, Fn&& fn) {
-  size_t s = ch * kChunkElems;
-  const size_t e = std::min(n, s + kChunkElems);
-  size_t row = s / d;
-  while (s < e) {
-    const size_t row_end = std::min(e, (row + 1) * d);
-    fn(row, s, row_end);
-    s = row_end;
-    ++row;
-  }
-}
 
 // Applies out = c_i * (q_i * w + p_i * u) row by row, where (c, p, q) = make(a_i, b_i) is
 // computed in double from two per-sample coefficients.
@@ -46,7 +30,7 @@ void affine_rows(float* out, const float* u, const float* w, size_t B, size_t d,
   if (a.uniform() && b.uniform()) {
     const Affine k = make(a.value, b.value);
     ThreadPool::global().parallel_for(
-        chunk_count(n),
+        rows::chunk_count(n),
         [&](size_t ch) {
           const size_t s = ch * kChunkElems, e = std::min(n, s + kChunkElems);
           kt.combine(out + s, u + s, w + s, e - s, k.c, k.p, k.q);
@@ -55,12 +39,12 @@ void affine_rows(float* out, const float* u, const float* w, size_t B, size_t d,
     return;
   }
   ThreadPool::global().parallel_for(
-      chunk_count(n),
+      rows::chunk_count(n),
       [&](size_t ch) {
         double last_a = 0.0, last_b = 0.0;
         bool have = false;
         Affine k{0.0f, 0.0f, 0.0f};
-        for_row_pieces(ch, n, d, [&](size_t row, size_t s, size_t e) {
+        rows::for_pieces(ch, n, d, [&](size_t row, size_t s, size_t e) {
           const double ai = a.at(row), bi = b.at(row);
           if (!have || ai != last_a || bi != last_b) {
             k = make(ai, bi);
@@ -163,14 +147,14 @@ double dsm_loss(const float* pred, const float* target, size_t B, size_t d, Coef
   const KernelTable& kt = kernels();
   const size_t n = checked_mul(B, d, "batch x dim");
   if (n == 0) return 0.0;
-  const size_t chunks = chunk_count(n);
+  const size_t chunks = rows::chunk_count(n);
   std::vector<double> partial(chunks, 0.0);
   const double inv_b = 1.0 / static_cast<double>(B);
   ThreadPool::global().parallel_for(
       chunks,
       [&](size_t ch) {
         double acc = 0.0;
-        for_row_pieces(ch, n, d, [&](size_t row, size_t s, size_t e) {
+        rows::for_pieces(ch, n, d, [&](size_t row, size_t s, size_t e) {
           const double w = weight.at(row);
           const float gscale = static_cast<float>(2.0 * w * inv_b);
           acc += w * kt.sqdiff(pred + s, target + s, e - s, gscale, grad ? grad + s : nullptr);
@@ -191,9 +175,9 @@ void randn(float* out, size_t B, size_t d, uint64_t seed, uint32_t stream, uint6
     throw Error(code::kOverflow, "Expected offset + batch below 2^64 for randn but received more");
   }
   ThreadPool::global().parallel_for(
-      chunk_count(n),
+      rows::chunk_count(n),
       [&](size_t ch) {
-        for_row_pieces(ch, n, d, [&](size_t row, size_t s, size_t e) {
+        rows::for_pieces(ch, n, d, [&](size_t row, size_t s, size_t e) {
           const uint64_t sample = offset + row;
           size_t k = s - row * d;
           double z[2];
@@ -218,7 +202,7 @@ void randn(float* out, size_t B, size_t d, uint64_t seed, uint32_t stream, uint6
 
 void stream_triad(float* a, const float* b, const float* c, float s, size_t n, bool inline_ok) {
   ThreadPool::global().parallel_for(
-      chunk_count(n),
+      rows::chunk_count(n),
       [&](size_t ch) {
         const size_t lo = ch * kChunkElems, hi = std::min(n, lo + kChunkElems);
         for (size_t i = lo; i < hi; ++i) a[i] = b[i] + s * c[i];

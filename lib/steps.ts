@@ -1,0 +1,181 @@
+/**
+ * Batched probability-flow ODE and SDE steps (MATH.md section 3) in the EDM denoiser form
+ * dx/ds = (x - D(x; s)) / s over a decreasing grid of noise levels s. `sigma` and the other
+ * levels are one number for the batch or a Float32Array of length B. Noise is the seeded
+ * per-sample Philox noise of `randn`: sample i's noise depends on (seed, stream, offset + i),
+ * or on (seeds[i], stream) when per-sample seeds are given.
+ */
+import * as is from './is';
+import { callAsync, callSync, native } from './native';
+import type { PerSample } from './targets';
+
+export interface NoiseOptions {
+  /** 64-bit seed (number or bigint); default 0. */
+  seed?: number | bigint;
+  /** One seed per sample (BigUint64Array or array of numbers/bigints); overrides `seed`. */
+  seeds?: BigUint64Array | ReadonlyArray<number | bigint>;
+  /** Stream of this step's noise (a sampler uses one per step); default 0. */
+  stream?: number;
+  /** Index of the batch's first sample when seeds are not per sample; default 0. */
+  offset?: number;
+}
+
+export function seed64(v: unknown, name: string): bigint {
+  if (v === undefined) return 0n;
+  if (typeof v === 'bigint') {
+    if (v < 0n || v >= 1n << 64n) throw is.rangeError('a seed from 0 to 2^64 - 1', name, v);
+    return v;
+  }
+  return BigInt(is.integer(v, name));
+}
+
+export function seedArray(v: unknown, B: number, name: string): BigUint64Array | null {
+  if (v === undefined) return null;
+  if (v instanceof BigUint64Array) {
+    if (v.length !== B) throw is.typeError(`one seed per sample (${B})`, name, v);
+    return v;
+  }
+  if (!Array.isArray(v) || v.length !== B) throw is.typeError(`a BigUint64Array or array of ${B} seeds`, name, v);
+  return BigUint64Array.from(v, (s, i) => seed64(s, `${name}[${i}]`));
+}
+
+interface Plan {
+  B: number;
+  d: number;
+  out: Float32Array;
+  x: Float32Array;
+  D: Float32Array | null;
+  xp: Float32Array | null;
+  Dp: Float32Array | null;
+  a: PerSample;
+  b: PerSample;
+  sNoise: number;
+  seed: bigint;
+  seeds: BigUint64Array | null;
+  stream: number;
+  offset: number;
+}
+
+function plan(
+  x: unknown,
+  D: unknown,
+  a: unknown,
+  b: unknown,
+  names: [string, string],
+  domains: [is.Domain, is.Domain],
+  dim: unknown,
+  out: unknown,
+  extra: { xp?: unknown; Dp?: unknown; noise?: NoiseOptions; sNoise?: number } = {},
+): Plan {
+  const xx = is.f32(x, 'x');
+  const dd = D === null ? null : is.f32(D, 'denoised', xx.length);
+  const aa = is.coefficient(a, names[0], domains[0]);
+  const bb = is.coefficient(b, names[1], domains[1]);
+  const { B, d } = is.batchShape(xx.length, [
+    [names[0], aa],
+    [names[1], bb],
+  ], dim === undefined ? undefined : { name: 'dim', value: dim });
+  const o = out === undefined ? new Float32Array(xx.length) : is.f32(out, 'out', xx.length);
+  const noise = is.options<NoiseOptions>(extra.noise, 'noise');
+  return {
+    B,
+    d,
+    out: o,
+    x: xx,
+    D: dd,
+    xp: extra.xp === undefined ? null : is.f32(extra.xp, 'xNext', xx.length),
+    Dp: extra.Dp === undefined ? null : is.f32(extra.Dp, 'denoisedNext', xx.length),
+    a: aa,
+    b: bb,
+    sNoise: extra.sNoise ?? 1,
+    seed: seed64(noise.seed, 'noise.seed'),
+    seeds: seedArray(noise.seeds, B, 'noise.seeds'),
+    stream: noise.stream === undefined ? 0 : is.integer(noise.stream, 'noise.stream', 0, 2 ** 32 - 1),
+    offset: noise.offset === undefined ? 0 : is.integer(noise.offset, 'noise.offset'),
+  };
+}
+
+function run(kind: number, p: Plan): Float32Array {
+  callSync(() => native().step(kind, p.out, p.x, p.D, p.xp, p.Dp, p.B, p.d, p.a, p.b, p.sNoise, p.seed, p.seeds, p.stream, p.offset, false));
+  return p.out;
+}
+
+async function runAsync(kind: number, p: Plan): Promise<Float32Array> {
+  await callAsync(() => native().step(kind, p.out, p.x, p.D, p.xp, p.Dp, p.B, p.d, p.a, p.b, p.sNoise, p.seed, p.seeds, p.stream, p.offset, true));
+  return p.out;
+}
+
+/** Options shared by the step functions: `dim` fixes B when no per-sample array does; `out` receives the result. */
+export interface StepOptions {
+  dim?: number;
+  out?: Float32Array;
+}
+
+/**
+ * Euler step from s to sNext: `x + (sNext - s) (x - D) / s` (onto sNext = 0 it returns D).
+ * `out` may be x or denoised itself.
+ */
+export function eulerStep(x: Float32Array, denoised: Float32Array, sigma: PerSample, sigmaNext: PerSample, options: StepOptions = {}): Float32Array {
+  const o = is.options<StepOptions>(options, 'options');
+  return run(0, plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out));
+}
+
+/** The first half of a Heun step is the Euler step; this is the second: the trapezoidal correction. */
+export function heunStep(
+  x: Float32Array,
+  denoised: Float32Array,
+  xNext: Float32Array,
+  denoisedNext: Float32Array,
+  sigma: PerSample,
+  sigmaNext: PerSample,
+  options: StepOptions = {},
+): Float32Array {
+  const o = is.options<StepOptions>(options, 'options');
+  return run(1, plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { xp: xNext, Dp: denoisedNext }));
+}
+
+/**
+ * Reverse-SDE Euler-Maruyama step in s: `x + (s^2 - sNext^2) score + sqrt(s^2 - sNext^2) z`
+ * with score = (D - x) / s^2. `out` must not overlap x or denoised (noise is drawn into it first).
+ */
+export function eulerMaruyamaStep(
+  x: Float32Array,
+  denoised: Float32Array,
+  sigma: PerSample,
+  sigmaNext: PerSample,
+  options: StepOptions & { noise?: NoiseOptions } = {},
+): Float32Array {
+  const o = is.options<StepOptions & { noise?: NoiseOptions }>(options, 'options');
+  return run(2, plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { noise: o.noise }));
+}
+
+/** Langevin step at level s with step size eta: `x + eta (D - x) / s^2 + sqrt(2 eta) z`. */
+export function langevinStep(
+  x: Float32Array,
+  denoised: Float32Array,
+  sigma: PerSample,
+  stepSize: PerSample,
+  options: StepOptions & { noise?: NoiseOptions } = {},
+): Float32Array {
+  const o = is.options<StepOptions & { noise?: NoiseOptions }>(options, 'options');
+  return run(3, plan(x, denoised, sigma, stepSize, ['sigma', 'stepSize'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise }));
+}
+
+/** EDM stochastic churn: `x + sqrt(sHat^2 - s^2) sNoise z` (EDM Algorithm 2, lines 5-6). */
+export function churnStep(
+  x: Float32Array,
+  sigma: PerSample,
+  sigmaHat: PerSample,
+  options: StepOptions & { noise?: NoiseOptions; sNoise?: number } = {},
+): Float32Array {
+  const o = is.options<StepOptions & { noise?: NoiseOptions; sNoise?: number }>(options, 'options');
+  const sNoise = o.sNoise === undefined ? 1 : is.scalar(o.sNoise, 'options.sNoise', 'nonnegative');
+  return run(4, plan(x, null, sigma, sigmaHat, ['sigma', 'sigmaHat'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise, sNoise }));
+}
+
+export const stepsAsync = {
+  eulerStep: (x: Float32Array, D: Float32Array, s: PerSample, sn: PerSample, o: StepOptions = {}) =>
+    runAsync(0, plan(x, D, s, sn, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out)),
+  heunStep: (x: Float32Array, D: Float32Array, xp: Float32Array, Dp: Float32Array, s: PerSample, sn: PerSample, o: StepOptions = {}) =>
+    runAsync(1, plan(x, D, s, sn, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { xp, Dp })),
+};

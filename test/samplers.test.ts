@@ -1,0 +1,239 @@
+import test from 'ava';
+import {
+  churnStep,
+  eulerMaruyamaStep,
+  eulerStep,
+  fromEps,
+  fromScore,
+  fromV,
+  heunStep,
+  langevinStep,
+  randn,
+  ReferenceSet,
+  sampleEuler,
+  sampleEulerMaruyama,
+  sampleHeun,
+  sampleLangevin,
+  schedules,
+  ScorefieldAbortError,
+  ScorefieldDenoiserError,
+} from '../lib/index';
+import { exactDenoiser, ks2, mixture2d, sampleMixture } from './helpers/mixture';
+import { bitsEqual, rand } from './helpers/reference';
+
+const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1 + Math.abs(b[i])));
+  return worst <= tol;
+};
+
+test('step kernels follow MATH.md in float64, with per-sample sigmas', (t) => {
+  const B = 5;
+  const d = 17;
+  const x = rand(B * d, 1);
+  const D = rand(B * d, 2);
+  const s = rand(B, 3, 0.5, 2);
+  const sn = s.map((v) => v * 0.6);
+  const e = eulerStep(x, D, s, sn);
+  const xp = e;
+  const Dp = rand(B * d, 4);
+  const h = heunStep(x, D, xp, Dp, s, sn);
+  const z = randn(B * d, { seed: 9, stream: 3, dim: d });
+  const em = eulerMaruyamaStep(x, D, s, sn, { noise: { seed: 9, stream: 3 } });
+  const lv = langevinStep(x, D, s, 0.01, { noise: { seed: 9, stream: 3 } });
+  const ch = churnStep(x, s, s.map((v) => v * 1.2), { noise: { seed: 9, stream: 3 }, sNoise: 1.007 });
+  for (let i = 0; i < B; i++) {
+    for (let k = 0; k < d; k++) {
+      const j = i * d + k;
+      const hh = sn[i] - s[i];
+      const dd = (x[j] - D[j]) / s[i];
+      t.true(Math.abs(e[j] - (x[j] + hh * dd)) < 1e-5 * (1 + Math.abs(x[j])));
+      const d2 = (xp[j] - Dp[j]) / sn[i];
+      t.true(Math.abs(h[j] - (x[j] + (hh * (dd + d2)) / 2)) < 1e-5 * (1 + Math.abs(x[j])));
+      const f = 1 - sn[i] ** 2 / s[i] ** 2;
+      t.true(Math.abs(em[j] - (x[j] + f * (D[j] - x[j]) + Math.sqrt(s[i] ** 2 - sn[i] ** 2) * z[j])) < 1e-5 * (1 + Math.abs(x[j])));
+      t.true(Math.abs(lv[j] - (x[j] + (0.01 * (D[j] - x[j])) / s[i] ** 2 + Math.sqrt(0.02) * z[j])) < 1e-5 * (1 + Math.abs(x[j])));
+      const hat = Math.fround(s[i] * 1.2);
+      t.true(Math.abs(ch[j] - (x[j] + Math.sqrt(hat ** 2 - s[i] ** 2) * 1.007 * z[j])) < 1e-5 * (1 + Math.abs(x[j])));
+    }
+  }
+  // The step onto 0 is D exactly; Heun onto 0 returns the Euler step.
+  t.true(bitsEqual(eulerStep(x, D, s, 0), D));
+  t.true(bitsEqual(heunStep(x, D, xp, Dp, s, 0), xp));
+});
+
+function odeError(heun: boolean, n: number, x0: Float32Array, den: (x: Float32Array, s: number) => Float32Array, ref: Float32Array) {
+  const grid = schedules.karrasSigmas(n + 1, { sigmaMin: 0.05, sigmaMax: 20, appendZero: false });
+  return (heun ? sampleHeun : sampleEuler)(den, x0, grid, { dim: 2 }).then((x) => {
+    let e = 0;
+    for (let i = 0; i < x.length; i++) e = Math.max(e, Math.abs(x[i] - ref[i]));
+    return e;
+  });
+}
+
+test('orders of accuracy on a Gaussian mixture: Euler about 1, Heun about 2 (fitted slopes)', async (t) => {
+  const m = mixture2d();
+  const den = exactDenoiser(m);
+  const x0 = randn(2 * 64, { seed: 3, dim: 2 }).map((v) => v * 20);
+  const ref = await sampleHeun(den, x0, schedules.karrasSigmas(2049, { sigmaMin: 0.05, sigmaMax: 20, appendZero: false }), { dim: 2 });
+  const slope = (ns: number[], es: number[]) => {
+    const lx = ns.map(Math.log);
+    const ly = es.map(Math.log);
+    const mx = lx.reduce((a, b) => a + b) / lx.length;
+    const my = ly.reduce((a, b) => a + b) / ly.length;
+    let num = 0;
+    let den2 = 0;
+    for (let i = 0; i < lx.length; i++) {
+      num += (lx[i] - mx) * (ly[i] - my);
+      den2 += (lx[i] - mx) ** 2;
+    }
+    return num / den2;
+  };
+  const ne = [64, 128, 256, 512];
+  const ee = await Promise.all(ne.map((n) => odeError(false, n, x0, den, ref)));
+  const nh = [8, 16, 32, 64];
+  const eh = await Promise.all(nh.map((n) => odeError(true, n, x0, den, ref)));
+  const se = slope(ne, ee);
+  const sh = slope(nh, eh);
+  t.log(`Euler errors ${ee.map((e) => e.toExponential(2)).join(' ')} slope ${se.toFixed(2)}`);
+  t.log(`Heun errors ${eh.map((e) => e.toExponential(2)).join(' ')} slope ${sh.toFixed(2)}`);
+  t.true(se < -0.8 && se > -1.3, `Euler slope ${se}`);
+  t.true(sh < -1.7 && sh > -2.5, `Heun slope ${sh}`);
+});
+
+test('EDM Heun with 18 steps (35 evaluations) lands near the exact ODE solution and samples the mixture', async (t) => {
+  const m = mixture2d();
+  const den = exactDenoiser(m);
+  let evals = 0;
+  const counting = (x: Float32Array, s: number) => {
+    evals++;
+    return den(x, s);
+  };
+  const B = 2000;
+  const x0 = randn(2 * B, { seed: 11, dim: 2 }).map((v) => v * 80);
+  const x = await sampleHeun(counting, x0, schedules.karrasSigmas(18), { dim: 2 });
+  t.is(evals, 35);
+  const fine = await sampleHeun(den, x0, schedules.karrasSigmas(400), { dim: 2 });
+  // Stated tolerance: mean and median |dx| below 0.05 (the mixture's components have
+  // standard deviation 0.3; a few paths near the boundary between modes may change mode).
+  const dev = Float64Array.from(x, (v, i) => Math.abs(v - fine[i])).sort();
+  const mean = dev.reduce((a, b) => a + b) / dev.length;
+  const median = dev[dev.length >> 1];
+  t.log(`18-step Heun vs 400-step Heun: mean |dx| ${mean.toExponential(2)}, median ${median.toExponential(2)}, worst ${dev[dev.length - 1].toExponential(2)}`);
+  t.true(mean < 0.05, `mean ${mean}`);
+  t.true(median < 0.05, `median ${median}`);
+  const truth = sampleMixture(m, B, 12);
+  for (let j = 0; j < 2; j++) {
+    const a = Array.from({ length: B }, (_, i) => x[2 * i + j]);
+    const b = Array.from({ length: B }, (_, i) => truth[2 * i + j]);
+    const stat = ks2(a, b);
+    t.log(`coordinate ${j}: two-sample KS ${stat.toFixed(4)} (0.1% critical value 0.062)`);
+    t.true(stat < 0.062);
+  }
+});
+
+test('stochastic samplers are seeded per sample, reproducible, and sample the mixture', async (t) => {
+  const m = mixture2d();
+  const den = exactDenoiser(m);
+  const B = 1500;
+  const x0 = randn(2 * B, { seed: 21, dim: 2 }).map((v) => v * 80);
+  const sig = schedules.karrasSigmas(60);
+  const a = await sampleEulerMaruyama(den, x0, sig, { dim: 2, seed: 5 });
+  const b = await sampleEulerMaruyama(den, x0, sig, { dim: 2, seed: 5 });
+  t.true(bitsEqual(a, b));
+  const c = await sampleEulerMaruyama(den, x0.subarray(0, 20), sig, { dim: 2, seed: 5 });
+  t.true(bitsEqual(c, a.subarray(0, 20)), 'sample i does not depend on the batch');
+  const seeds = BigUint64Array.from({ length: B }, (_, i) => BigInt(i * 7 + 1));
+  const p = await sampleEulerMaruyama(den, x0, sig, { dim: 2, seeds });
+  const q = await sampleEulerMaruyama(den, x0.subarray(6, 8), sig, { dim: 2, seeds: seeds.subarray(3, 4) });
+  t.true(bitsEqual(q, p.subarray(6, 8)), 'per-sample seeds follow their sample');
+  const truth = sampleMixture(m, B, 22);
+  t.true(ks2(Array.from({ length: B }, (_, i) => a[2 * i]), Array.from({ length: B }, (_, i) => truth[2 * i])) < 0.07);
+  const churned = await sampleHeun(den, x0, schedules.karrasSigmas(30), { dim: 2, seed: 1, churn: { sChurn: 40, sTmin: 0.05, sTmax: 50, sNoise: 1.003 } });
+  t.true(ks2(Array.from({ length: B }, (_, i) => churned[2 * i + 1]), Array.from({ length: B }, (_, i) => truth[2 * i + 1])) < 0.07);
+  const lang = await sampleLangevin(den, x0.map((v) => v / 80), schedules.exponentialSigmas(10, { sigmaMin: 0.05, sigmaMax: 3 }), {
+    dim: 2,
+    seed: 2,
+    stepsPerLevel: 30,
+    epsilon: 2e-4,
+  });
+  t.true(ks2(Array.from({ length: B }, (_, i) => lang[2 * i]), Array.from({ length: B }, (_, i) => truth[2 * i])) < 0.1);
+});
+
+test('adapters: eps, v and score models of the exact denoiser sample the same path', async (t) => {
+  const m = mixture2d();
+  const den = exactDenoiser(m);
+  const x0 = randn(2 * 32, { seed: 31, dim: 2 }).map((v) => v * 80);
+  const grid = schedules.karrasSigmas(12);
+  const base = await sampleHeun(den, x0, grid, { dim: 2 });
+  const eps = fromEps((x, s) => x.map((v, i) => (v - den(x, s)[i]) / s));
+  const vmodel = fromV((x, s) => {
+    const D = den(x, s);
+    return x.map((v, i) => ((v - D[i]) / s) * 1 - s * D[i]); // v = alpha eps - sigma x0, alpha = 1
+  });
+  const score = fromScore((x, s) => x.map((v, i) => (den(x, s)[i] - v) / s ** 2));
+  for (const [name, d2] of [['eps', eps], ['v', vmodel], ['score', score]] as const) {
+    const r = await sampleHeun(d2, x0, grid, { dim: 2 });
+    t.true(close(r, base, 1e-3), name);
+  }
+});
+
+test('sampling the 2-d toy set through a ReferenceSet; onStep, trajectory and x left unchanged', async (t) => {
+  const data = sampleMixture(mixture2d(), 500, 41);
+  const ref = new ReferenceSet(data, 2);
+  const x0 = randn(2 * 16, { seed: 42, dim: 2 }).map((v) => v * 80);
+  const copy = x0.slice();
+  const steps: number[] = [];
+  const trajectory: Float32Array[] = [];
+  const x = await sampleHeun((x, s) => ref.estimate(x, { sigma: s, outputs: ['mean'] }).mean, x0, schedules.karrasSigmas(18), {
+    dim: 2,
+    onStep: (i) => steps.push(i),
+    trajectory,
+  });
+  t.true(bitsEqual(x0, copy));
+  t.deepEqual(steps, Array.from({ length: 18 }, (_, i) => i));
+  t.is(trajectory.length, 19);
+  // every sample ends on (or extremely near) a data point: the empirical score memorises
+  for (let i = 0; i < 16; i++) {
+    let best = Infinity;
+    for (let j = 0; j < 500; j++) best = Math.min(best, Math.hypot(x[2 * i] - data[2 * j], x[2 * i + 1] - data[2 * j + 1]));
+    t.true(best < 0.01, `sample ${i} is ${best} from the data`);
+  }
+});
+
+test('bad input: grids, denoisers that misbehave, aborts', async (t) => {
+  const den = exactDenoiser(mixture2d());
+  const x0 = randn(8, { seed: 1, dim: 2 });
+  const copy = x0.slice();
+  await t.throwsAsync(sampleEuler(den, x0, [1, 2, 0]), { code: 'ERR_SCOREFIELD_RANGE', message: /decreasing/ });
+  await t.throwsAsync(sampleEuler(den, x0, [1, 1, 0]), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(sampleEuler(den, x0, [1, -0.5]), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(sampleEuler(den, x0, [Number.NaN, 0]), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(sampleEuler(den, x0, [1]), { code: 'ERR_SCOREFIELD_SHAPE' });
+  await t.throwsAsync(sampleEuler(den, x0, 'abc' as unknown as number[]), { code: 'ERR_SCOREFIELD_TYPE' });
+  await t.throwsAsync(sampleEuler(42 as unknown as typeof den, x0, [1, 0]), { code: 'ERR_SCOREFIELD_TYPE' });
+  await t.throwsAsync(sampleHeun(() => new Float32Array(3), x0, [1, 0.5, 0]), { instanceOf: ScorefieldDenoiserError, code: 'ERR_SCOREFIELD_DENOISER' });
+  const boom = new Error('model exploded');
+  const e1 = await t.throwsAsync(sampleHeun(() => { throw boom; }, x0, [1, 0]), { instanceOf: ScorefieldDenoiserError });
+  t.is(e1?.cause, boom);
+  const e2 = await t.throwsAsync(sampleHeun(() => Promise.reject(boom), x0, [1, 0]), { instanceOf: ScorefieldDenoiserError });
+  t.is(e2?.cause, boom);
+  const ac = new AbortController();
+  ac.abort();
+  const e3 = await t.throwsAsync(sampleHeun(den, x0, [1, 0.5, 0], { signal: ac.signal }), { instanceOf: ScorefieldAbortError });
+  t.is(e3?.name, 'AbortError');
+  // Abort between steps: the denoiser of step 2 aborts; the sampler stops before step 3.
+  const ac2 = new AbortController();
+  let calls = 0;
+  await t.throwsAsync(
+    sampleEuler((x, s) => {
+      if (++calls === 2) ac2.abort(new Error('user stop'));
+      return den(x, s);
+    }, x0, schedules.karrasSigmas(10), { signal: ac2.signal, dim: 2 }),
+    { code: 'ERR_SCOREFIELD_ABORTED' },
+  );
+  t.is(calls, 2);
+  t.true(bitsEqual(x0, copy), 'x unchanged');
+  t.throws(() => eulerStep(x0, x0, -1, 0), { code: 'ERR_SCOREFIELD_RANGE' });
+  t.throws(() => eulerMaruyamaStep(x0, x0.slice(), 1, 0.5, { out: x0 }), { code: 'ERR_SCOREFIELD_ALIAS' });
+});
