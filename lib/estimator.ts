@@ -3,7 +3,9 @@
  * of the noised empirical distribution and its diagnostics over a reference set, in one
  * fused native pass that never materialises the B x N matrix.
  */
-import { ScorefieldShapeError } from './errors';
+import { ScorefieldAbortError, ScorefieldShapeError } from './errors';
+import { checkSigmas, type ChurnOptions } from './samplers';
+import { noiseInto, seed64, seedArray } from './steps';
 import * as is from './is';
 import { kernelId, type Kernel } from './kernels';
 import { callAsync, callSync, native, type NativeState, type RefHandle } from './native';
@@ -246,12 +248,95 @@ export class ReferenceSet {
     return resultOf<O>(outputs, bufs);
   }
 
+  /**
+   * Samples with the probability-flow ODE, the denoiser being this set's posterior mean, every
+   * step in native code (no return to JavaScript between evaluations). Gives the same result as
+   * sampleHeun / sampleEuler driven by `estimate` with the same options.
+   */
+  async sample(options: SampleOptions): Promise<{ x: Float32Array; nfe: number }> {
+    const o = is.options<SampleOptions>(options, 'options');
+    const sigmas = checkSigmas(o.sigmas, 'options.sigmas');
+    const solver = o.solver ?? 'heun';
+    if (solver !== 'euler' && solver !== 'heun') throw is.typeError("'euler' or 'heun'", 'options.solver', solver);
+    const seed = seed64(o.seed, 'options.seed');
+    const offset = o.offset === undefined ? 0 : is.integer(o.offset, 'options.offset');
+    let x: Float32Array;
+    if (o.x !== undefined) {
+      const given = is.f32(o.x, 'options.x');
+      if (given.length === 0 || given.length % this.dim !== 0) {
+        throw new ScorefieldShapeError(`Expected a non-empty length divisible by dim ${this.dim} for options.x but received ${is.describe(given)}`);
+      }
+      if (o.batch !== undefined && o.batch * this.dim !== given.length) {
+        throw new ScorefieldShapeError(`Expected options.batch = ${given.length / this.dim} (the rows of options.x) for options.batch but received ${o.batch}`);
+      }
+      x = given.slice();
+    } else {
+      const batch = o.batch === undefined ? 1 : is.integer(o.batch, 'options.batch', 1, 2 ** 31);
+      x = new Float32Array(batch * this.dim);
+    }
+    const B = x.length / this.dim;
+    const seeds = seedArray(o.seeds, B, 'options.seeds');
+    if (o.x === undefined) {
+      noiseInto(x, this.dim, { seed, seeds: seeds ?? undefined, stream: 0, offset });
+      const s0 = sigmas[0];
+      for (let i = 0; i < x.length; i++) x[i] *= s0;
+    }
+    const churn = is.options<ChurnOptions>(o.churn, 'options.churn');
+    const sChurn = churn.sChurn === undefined ? 0 : is.scalar(churn.sChurn, 'options.churn.sChurn', 'nonnegative');
+    const sTmin = churn.sTmin === undefined ? 0 : is.scalar(churn.sTmin, 'options.churn.sTmin', 'nonnegative');
+    const sTmax = churn.sTmax === undefined || churn.sTmax === Infinity ? 1e300 : is.scalar(churn.sTmax, 'options.churn.sTmax', 'nonnegative');
+    const sNoise = churn.sNoise === undefined ? 1 : is.scalar(churn.sNoise, 'options.churn.sNoise', 'nonnegative');
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw is.typeError('a function', 'options.onProgress', o.onProgress);
+    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw is.typeError('an AbortSignal', 'options.signal', o.signal);
+    if (o.signal?.aborted) throw new ScorefieldAbortError('The sampler was aborted', { cause: o.signal.reason });
+    const token = native().newAbortToken();
+    const onAbort = () => native().abortToken(token);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const nfe = await callAsync(() =>
+        native().sample(this.handle, x, B, sigmas, solver === 'heun', kernelId(o.kernel), sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, o.onProgress ?? null, token),
+      );
+      return { x, nfe };
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_SCOREFIELD_ABORTED' && o.signal?.aborted) {
+        throw new ScorefieldAbortError('The sampler was aborted', { cause: o.signal.reason });
+      }
+      throw err;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
   /** Peak extra memory (bytes) one estimate call of `batch` queries allocates: O(threads x tile + B d). */
   workingMemory(batch: number, outputs: readonly EstimateOutput[] = ['mean', 'score']): number {
     is.integer(batch, 'batch', 0);
     const weighted = outputList(outputs).some((o) => o !== 'logDensity' && o !== 'ess');
     return native().scratchBytes(this.handle, batch, weighted);
   }
+}
+
+export interface SampleOptions {
+  /** Decreasing noise grid, usually ending with 0 (e.g. schedules.karrasSigmas(18)). */
+  sigmas: ArrayLike<number>;
+  /** 'heun' (default; 2n - 1 evaluations for n steps) or 'euler'. */
+  solver?: 'euler' | 'heun';
+  /** Number of samples when `x` is not given (default 1). */
+  batch?: number;
+  /** Initial points (batch x dim); copied, never written. Default: sigmas[0] times seeded noise. */
+  x?: Float32Array;
+  /** Seed of the prior draw (stream 0) and of the churn noise (stream i + 1 at step i). */
+  seed?: number | bigint;
+  /** One seed per sample instead of `seed`. */
+  seeds?: BigUint64Array | ReadonlyArray<number | bigint>;
+  /** Index of the first sample (noise of sample i uses offset + i); default 0. */
+  offset?: number;
+  kernel?: Kernel | 'gaussian';
+  /** EDM stochastic churn. */
+  churn?: ChurnOptions;
+  /** Called on the main thread after each step (step count, total), without blocking the loop. */
+  onProgress?: (step: number, total: number) => void;
+  /** Stops the native loop between evaluations; the promise rejects with an AbortError. */
+  signal?: AbortSignal;
 }
 
 export interface StableTargetOptions {

@@ -34,6 +34,13 @@ export interface NativeBinding {
     kind: number, out: Float32Array, x: Float32Array, D: F | null, xp: F | null, Dp: F | null, B: number, d: number,
     a: C, b: C, sNoise: number, seed: bigint, seeds: BigUint64Array | null, stream: number, offset: number, async: boolean,
   ): MaybeAsync<undefined>;
+  sample(
+    ref: RefHandle, x: Float32Array, B: number, sigmas: Float64Array, heun: boolean, kernel: number,
+    sChurn: number, sTmin: number, sTmax: number, sNoise: number, seed: bigint, seeds: BigUint64Array | null,
+    offset: number, onProgress: ((step: number, total: number) => void) | null, abortToken: AbortHandle,
+  ): Promise<number>;
+  newAbortToken(): AbortHandle;
+  abortToken(token: AbortHandle): void;
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
   estimate(
@@ -52,6 +59,8 @@ export interface NativeBinding {
 }
 
 type F = Float32Array;
+/** An opaque native abort flag. */
+export type AbortHandle = { readonly __brand: 'scorefield.AbortToken' };
 /** An opaque native reference set. */
 export type RefHandle = { readonly __brand: 'scorefield.ReferenceSet' };
 /** The serialisable partial state of the estimator (see ReferenceSet.estimatePartial). */

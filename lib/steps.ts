@@ -173,6 +173,15 @@ export function churnStep(
   return run(4, plan(x, null, sigma, sigmaHat, ['sigma', 'sigmaHat'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise, sNoise }));
 }
 
+/**
+ * Standard normal noise into `out` (B x dim) with per-sample seeds or a seed and offset (the
+ * noise the steps use, exposed for priors).
+ */
+export function noiseInto(out: Float32Array, dim: number, noise: NoiseOptions): Float32Array {
+  const p = plan(out, null, 1, 1, ['sigma', 'sigmaNext'], ['positive', 'positive'], dim, out, { noise });
+  return run(5, p);
+}
+
 export const stepsAsync = {
   eulerStep: (x: Float32Array, D: Float32Array, s: PerSample, sn: PerSample, o: StepOptions = {}) =>
     runAsync(0, plan(x, D, s, sn, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out)),

@@ -237,3 +237,48 @@ test('bad input: grids, denoisers that misbehave, aborts', async (t) => {
   t.throws(() => eulerStep(x0, x0, -1, 0), { code: 'ERR_SCOREFIELD_RANGE' });
   t.throws(() => eulerMaruyamaStep(x0, x0.slice(), 1, 0.5, { out: x0 }), { code: 'ERR_SCOREFIELD_ALIAS' });
 });
+
+test('ReferenceSet.sample runs natively and matches the JS-driven loop; prior, nfe, progress', async (t) => {
+  const data = sampleMixture(mixture2d(), 800, 51);
+  const ref = new ReferenceSet(data, 2);
+  const sigmas = schedules.karrasSigmas(18);
+  const B = 40;
+  const x0 = randn(2 * B, { seed: 52, dim: 2 }).map((v) => v * 80);
+  const den = (x: Float32Array, s: number) => ref.estimate(x, { sigma: s, outputs: ['mean'] }).mean;
+  for (const solver of ['heun', 'euler'] as const) {
+    for (const churn of [undefined, { sChurn: 20, sTmin: 0.05, sTmax: 30, sNoise: 1.003 }]) {
+      const js = await (solver === 'heun' ? sampleHeun : sampleEuler)(den, x0, sigmas, { dim: 2, seed: 7, churn });
+      const progress: number[] = [];
+      const nat = await ref.sample({ sigmas, solver, x: x0, seed: 7, churn, onProgress: (i) => progress.push(i) });
+      await new Promise((r) => setImmediate(r));
+      t.is(nat.nfe, solver === 'heun' ? 35 : 18);
+      t.deepEqual(progress, Array.from({ length: 18 }, (_, i) => i + 1));
+      let worst = 0;
+      for (let i = 0; i < js.length; i++) worst = Math.max(worst, Math.abs(js[i] - nat.x[i]));
+      t.true(worst <= 1e-5, `${solver} churn=${!!churn}: ${worst}`);
+    }
+  }
+  // Without x the prior is sigmas[0] times the seeded noise of stream 0.
+  const { x } = await ref.sample({ sigmas: [80, 40], solver: 'euler', batch: 3, seed: 9 });
+  const prior = randn(6, { seed: 9, dim: 2 }).map((v) => v * 80);
+  const step = await sampleEuler(den, prior, [80, 40], { dim: 2 });
+  t.true(bitsEqual(x, step));
+});
+
+test('ReferenceSet.sample: abort between evaluations, bad options', async (t) => {
+  const data = sampleMixture(mixture2d(), 3000, 61);
+  const ref = new ReferenceSet(data, 2);
+  const ac = new AbortController();
+  const err = await t.throwsAsync(
+    ref.sample({ sigmas: schedules.karrasSigmas(200), batch: 2000, seed: 1, signal: ac.signal, onProgress: (i) => i === 2 && ac.abort() }),
+    { instanceOf: ScorefieldAbortError },
+  );
+  t.is(err?.code, 'ERR_SCOREFIELD_ABORTED');
+  const pre = new AbortController();
+  pre.abort();
+  await t.throwsAsync(ref.sample({ sigmas: [1, 0], signal: pre.signal }), { name: 'AbortError' });
+  await t.throwsAsync(ref.sample({ sigmas: [1, 2] }), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(ref.sample({ sigmas: [1, 0], solver: 'rk4' as 'euler' }), { code: 'ERR_SCOREFIELD_TYPE' });
+  await t.throwsAsync(ref.sample({ sigmas: [1, 0], x: new Float32Array(3) }), { code: 'ERR_SCOREFIELD_SHAPE' });
+  await t.throwsAsync(ref.sample({ sigmas: [1, 0], x: new Float32Array(4), batch: 3 }), { code: 'ERR_SCOREFIELD_SHAPE' });
+});

@@ -1,10 +1,14 @@
 // Bindings of the estimator (native/core/estimator.hpp). A reference set crosses into
 // JavaScript as an External holding a shared_ptr; every task copies the shared_ptr, so a
 // set stays alive while queued work uses it even if JavaScript drops it.
+#include <cmath>
 #include <memory>
 
 #include "binding.hpp"
 #include "estimator.hpp"
+#include "sample.hpp"
+
+#include <atomic>
 
 namespace sfb {
 namespace {
@@ -300,6 +304,111 @@ Napi::Value StableTargets(const Napi::CallbackInfo& info) {
   return Run(info.Env(), std::move(t));
 }
 
+// ---- the native sampler
+using AbortFlag = std::shared_ptr<std::atomic<bool>>;
+
+Napi::Value NewAbortToken(const Napi::CallbackInfo& info) {
+  auto* holder = new AbortFlag(std::make_shared<std::atomic<bool>>(false));
+  return Napi::External<AbortFlag>::New(info.Env(), holder, [](Napi::Env, AbortFlag* p) { delete p; });
+}
+
+Napi::Value AbortToken(const Napi::CallbackInfo& info) {
+  if (!info[0].IsExternal()) ThrowCoded(info.Env(), sf::code::kType, "Expected an abort token for token but received another value", true);
+  (*info[0].As<Napi::External<AbortFlag>>().Data())->store(true);
+  return info.Env().Undefined();
+}
+
+class SampleTask : public Task {
+ public:
+  RefPtr ref;
+  sf::SampleRequest req;
+  std::vector<double> sigmas;
+  AbortFlag abort;
+  Napi::ThreadSafeFunction progress;
+  bool has_progress = false;
+  size_t nfe = 0;
+  ~SampleTask() override {
+    if (has_progress) progress.Release();
+  }
+  void Execute(bool inline_ok) override {
+    req.sigmas = sigmas.data();
+    req.n_sigmas = sigmas.size();
+    req.abort = abort.get();
+    if (has_progress) {
+      req.progress = [this](size_t done, size_t total) {
+        auto* data = new std::pair<size_t, size_t>(done, total);
+        const napi_status st = progress.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb, std::pair<size_t, size_t>* p) {
+          if (env != nullptr && cb != nullptr) {
+            try {
+              cb.Call({Napi::Number::New(env, static_cast<double>(p->first)), Napi::Number::New(env, static_cast<double>(p->second))});
+            } catch (...) {
+              // a throwing progress callback does not stop the sampler
+            }
+          }
+          delete p;
+        });
+        if (st != napi_ok) delete data;
+      };
+    }
+    nfe = sf::sample_reference(*ref, req, inline_ok);
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(nfe)); }
+};
+
+// (handle, x (in/out), B, sigmas: Float64Array, heun: bool, kernel, sChurn, sTmin, sTmax, sNoise,
+//  seed: bigint, seeds|null, offset, onProgress|null, abortToken) -> Promise<nfe>
+Napi::Value Sample(const Napi::CallbackInfo& info) {
+  auto t = std::make_unique<SampleTask>();
+  t->SetAsync(true);
+  t->ref = ArgRef(info, 0);
+  t->req.B = ArgSize(info, 2, "batch");
+  size_t n = 0;
+  try {
+    n = sf::checked_mul(t->req.B, t->ref->dim(), "batch x dim");
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
+  t->req.x = ArgF32(info, 1, "x", n, t.get()).data;
+  if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[3].As<Napi::TypedArray>().ElementLength() < 2) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a Float64Array of at least 2 levels for sigmas but received another value", true);
+  }
+  Napi::Float64Array sg = info[3].As<Napi::Float64Array>();
+  t->sigmas.assign(sg.Data(), sg.Data() + sg.ElementLength());
+  for (size_t i = 0; i < t->sigmas.size(); ++i) {
+    const double v = t->sigmas[i];
+    const bool last = i + 1 == t->sigmas.size();
+    if (!std::isfinite(v) || v < 0 || (!last && v == 0) || (i > 0 && !(v < t->sigmas[i - 1]))) {
+      ThrowCoded(info.Env(), sf::code::kRange, "Expected a strictly decreasing grid of finite levels > 0 (a final 0 allowed) for sigmas but received another at index " + std::to_string(i));
+    }
+  }
+  t->req.heun = ArgBool(info, 4, "heun");
+  t->req.kernel = ArgKernel(info, 5);
+  t->req.s_churn = ArgNumber(info, 6, "sChurn");
+  t->req.s_tmin = ArgNumber(info, 7, "sTmin");
+  t->req.s_tmax = ArgNumber(info, 8, "sTmax");
+  t->req.s_noise = ArgNumber(info, 9, "sNoise");
+  if (!info[10].IsBigInt()) ThrowCoded(info.Env(), sf::code::kType, "Expected a bigint for seed but received another type", true);
+  bool lossless = false;
+  t->req.noise.seed = info[10].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!info[11].IsNull() && !info[11].IsUndefined()) {
+    if (!info[11].IsTypedArray() || info[11].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+        info[11].As<Napi::TypedArray>().ElementLength() != t->req.B) {
+      ThrowCoded(info.Env(), sf::code::kShape, "Expected a BigUint64Array of one seed per sample for seeds but received another value");
+    }
+    t->req.noise.seeds = reinterpret_cast<const uint64_t*>(info[11].As<Napi::BigUint64Array>().Data());
+    t->Keep(info[11]);
+  }
+  t->req.noise.offset = ArgSize(info, 12, "offset");
+  if (info[13].IsFunction()) {
+    t->progress = Napi::ThreadSafeFunction::New(info.Env(), info[13].As<Napi::Function>(), "scorefield.sample.progress", 0, 1);
+    t->has_progress = true;
+  }
+  if (!info[14].IsExternal()) ThrowCoded(info.Env(), sf::code::kType, "Expected an abort token for abortToken but received another value", true);
+  t->abort = *info[14].As<Napi::External<AbortFlag>>().Data();
+  return Run(info.Env(), std::move(t));
+}
+
 }  // namespace
 
 void InitEstimator(Napi::Env env, Napi::Object exports) {
@@ -311,6 +420,9 @@ void InitEstimator(Napi::Env env, Napi::Object exports) {
   exports.Set("finalizePartial", Napi::Function::New(env, FinalizePartial, "finalizePartial"));
   exports.Set("scratchBytes", Napi::Function::New(env, ScratchBytes, "scratchBytes"));
   exports.Set("stableTargets", Napi::Function::New(env, StableTargets, "stableTargets"));
+  exports.Set("sample", Napi::Function::New(env, Sample, "sample"));
+  exports.Set("newAbortToken", Napi::Function::New(env, NewAbortToken, "newAbortToken"));
+  exports.Set("abortToken", Napi::Function::New(env, AbortToken, "abortToken"));
 }
 
 }  // namespace sfb

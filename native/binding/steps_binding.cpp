@@ -37,7 +37,7 @@ sf::NoiseSpec ArgNoise(const Napi::CallbackInfo& info, size_t i, size_t B, Task*
 
 class StepTask : public Task {
  public:
-  int kind = 0;  // 0 euler, 1 heun, 2 euler-maruyama, 3 langevin, 4 churn
+  int kind = 0;  // 0 euler, 1 heun, 2 euler-maruyama, 3 langevin, 4 churn, 5 noise only (into out)
   float* out = nullptr;
   const float *x = nullptr, *D = nullptr, *xp = nullptr, *Dp = nullptr;
   size_t B = 0, d = 0;
@@ -50,7 +50,8 @@ class StepTask : public Task {
       case 1: sf::heun_correct(out, x, D, xp, Dp, B, d, a, b, inline_ok); break;
       case 2: sf::euler_maruyama_step(out, x, D, B, d, a, b, z, inline_ok); break;
       case 3: sf::langevin_step(out, x, D, B, d, a, b, z, inline_ok); break;
-      default: sf::churn_step(out, x, B, d, a, b, s_noise, z, inline_ok); break;
+      case 4: sf::churn_step(out, x, B, d, a, b, s_noise, z, inline_ok); break;
+      default: sf::noise(out, B, d, z, inline_ok); break;
     }
   }
 };
@@ -60,14 +61,14 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<StepTask>();
   ArgAsync(info, 15, t.get());
   const size_t kind = ArgSize(info, 0, "kind");
-  if (kind > 4) ThrowCoded(info.Env(), sf::code::kRange, "Expected a step kind 0..4 for kind but received " + std::to_string(kind));
+  if (kind > 5) ThrowCoded(info.Env(), sf::code::kRange, "Expected a step kind 0..5 for kind but received " + std::to_string(kind));
   t->kind = static_cast<int>(kind);
   t->B = ArgSize(info, 6, "batch");
   t->d = ArgSize(info, 7, "dim");
   const size_t n = Elements(info, t->B, t->d);
   t->out = ArgF32(info, 1, "out", n, t.get()).data;
   t->x = ArgF32(info, 2, "x", n, t.get()).data;
-  if (kind != 4) t->D = ArgF32(info, 3, "denoised", n, t.get()).data;
+  if (kind < 4) t->D = ArgF32(info, 3, "denoised", n, t.get()).data;
   if (kind == 1) {
     t->xp = ArgF32(info, 4, "xNext", n, t.get()).data;
     t->Dp = ArgF32(info, 5, "denoisedNext", n, t.get()).data;
@@ -78,6 +79,7 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
   if (kind >= 2) t->z = ArgNoise(info, 11, t->B, t.get());
   // Noise is drawn into out before the inputs are read: out may not overlap them at all then.
   const bool noisy = kind >= 2;
+  if (kind == 5) return Run(info.Env(), std::move(t));
   CheckAlias(info.Env(), "out", t->out, n,
              {{"x", t->x, n, !noisy}, {"denoised", t->D, n, !noisy}, {"xNext", t->xp, n, true},
               {"denoisedNext", t->Dp, n, true}, {"sigma", t->a.per, t->B, false}, {"sigmaNext", t->b.per, t->B, false}});

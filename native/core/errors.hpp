@@ -13,6 +13,7 @@ inline constexpr const char* kRange = "ERR_SCOREFIELD_RANGE";
 inline constexpr const char* kOverflow = "ERR_SCOREFIELD_OVERFLOW";
 inline constexpr const char* kUnsupported = "ERR_SCOREFIELD_UNSUPPORTED";
 inline constexpr const char* kInternal = "ERR_SCOREFIELD_INTERNAL";
+inline constexpr const char* kAborted = "ERR_SCOREFIELD_ABORTED";
 }  // namespace code
 
 class Error : public std::runtime_error {
