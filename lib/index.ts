@@ -28,6 +28,8 @@ export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from 
 export type { NoiseOptions, StepOptions } from './steps';
 export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore } from './samplers';
 export type { Denoiser, Model, SamplerOptions, HeunOptions, LangevinOptions, ChurnOptions } from './samplers';
+export { EulerDiscreteScheduler, HeunDiscreteScheduler } from './diffusers';
+export type { DiffusersSchedulerConfig, SchedulerStepOutput, BetaSchedule, PredictionType, TimestepSpacing } from './diffusers';
 import * as schedules from './schedules';
 export { schedules };
 export type { Schedule, VpDiscreteSchedule, GridOptions } from './schedules';
