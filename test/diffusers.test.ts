@@ -70,7 +70,7 @@ for (const type of ['epsilon', 'v_prediction', 'sample'] as const) {
       s.setTimesteps(12);
       const model = vpModel(s, type);
       const noise = randn(2 * 32, { seed: 3, dim: 2 });
-      let x = noise.map((v) => v * s.initNoiseSigma);
+      let x: Float32Array = noise.map((v) => v * s.initNoiseSigma);
       const x0 = x.slice();
       let calls = 0;
       s.timesteps.forEach((ts, i) => {
