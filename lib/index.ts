@@ -26,7 +26,7 @@ export { gaussian } from './kernels';
 export type { Kernel, GaussianKernel } from './kernels';
 export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from './steps';
 export type { NoiseOptions, StepOptions } from './steps';
-export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore } from './samplers';
+export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore, fromSchedule } from './samplers';
 export type { Denoiser, Model, SamplerOptions, HeunOptions, LangevinOptions, ChurnOptions } from './samplers';
 export { EulerDiscreteScheduler, HeunDiscreteScheduler } from './diffusers';
 export type { DiffusersSchedulerConfig, SchedulerStepOutput, BetaSchedule, PredictionType, TimestepSpacing } from './diffusers';

@@ -8,7 +8,8 @@
 import { ScorefieldAbortError, ScorefieldDenoiserError, ScorefieldRangeError, ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { churnStep, eulerMaruyamaStep, eulerStep, heunStep, langevinStep, seed64, seedArray } from './steps';
-import { convert } from './targets';
+import { convert, type Parameterization } from './targets';
+import type { Schedule } from './schedules';
 
 /** D(x; sigma): the x0-prediction for a batch (sigma is the batch's noise level). */
 export type Denoiser = (x: Float32Array, sigma: number) => Float32Array | PromiseLike<Float32Array>;
@@ -232,3 +233,26 @@ export const fromEps = (model: Model): Denoiser => adapt('eps', model);
 export const fromV = (model: Model): Denoiser => adapt('v', model);
 /** Adapts a score model: D = x + sigma^2 score. */
 export const fromScore = (model: Model): Denoiser => adapt('score', model);
+
+/**
+ * Runs a model trained on a VP (or any alpha/sigma) schedule through the samplers, which work
+ * in the scaled variables of MATH.md: xs = x / alpha, s = sigma / alpha, where every family is
+ * the VE ODE dxs/ds = (xs - D(xs; s)) / s. The model is called as model(x_t, t) with
+ * x_t = alpha(t) xs and t = schedule.tOfScaledSigma(s), and returns a `parameterization`
+ * output ('eps', 'x0', 'v' or 'score' at (x_t, alpha, sigma)).
+ */
+export function fromSchedule(schedule: Schedule, model: (x: Float32Array, t: number) => Float32Array | PromiseLike<Float32Array>, parameterization: Parameterization): Denoiser {
+  if (typeof model !== 'function') throw is.typeError('a function (x, t) => Float32Array', 'model', model);
+  if (!schedule || typeof schedule.tOfScaledSigma !== 'function') throw is.typeError('a schedule', 'schedule', schedule);
+  return async (xs, s) => {
+    const t = schedule.tOfScaledSigma(s);
+    const alpha = schedule.alpha(t);
+    const sigma = schedule.sigma(t);
+    const xt = xs.map((v) => v * alpha);
+    const y = await model(xt, t);
+    if (!(y instanceof Float32Array) || y.length !== xs.length) {
+      throw new ScorefieldDenoiserError(`Expected the model to return a Float32Array of length ${xs.length} but received ${is.describe(y)}`);
+    }
+    return parameterization === 'x0' ? y.slice() : convert(parameterization, 'x0', y, xt, alpha, sigma);
+  };
+}

@@ -23,6 +23,8 @@ export interface Schedule {
   scaledSigma(t: number): number;
   /** log(alpha^2 / sigma^2), the log signal-to-noise ratio. */
   logSnr(t: number): number;
+  /** The t at which sigma/alpha equals s (the inverse of scaledSigma; bisection in double). */
+  tOfScaledSigma(s: number): number;
 }
 
 function checkT(s: { name: string; tMin: number; tMax: number }, t: unknown): number {
@@ -56,6 +58,22 @@ function schedule(p: Parts): Schedule {
     dSigma: (t) => p.dSigma(checkT(p, t)),
     scaledSigma: (t) => p.sigma(checkT(p, t)) / p.alpha(t),
     logSnr: (t) => (p.logSnr ? p.logSnr(checkT(p, t)) : 2 * Math.log(p.alpha(checkT(p, t)) / p.sigma(t))),
+    tOfScaledSigma: (target) => {
+      is.scalar(target, 'sigma', 'nonnegative');
+      const ss = (t: number) => p.sigma(t) / p.alpha(t);
+      let lo = p.tMin;
+      let hi = p.tMax === Number.MAX_VALUE ? Math.max(1, target) : p.tMax;
+      while (p.tMax === Number.MAX_VALUE && ss(hi) < target) hi *= 2;
+      if (!(target >= ss(lo)) || !(target <= ss(hi))) {
+        throw is.rangeError(`a scaled noise level within [${ss(lo)}, ${ss(hi)}] (the ${p.name} schedule's range)`, 'sigma', target);
+      }
+      for (let i = 0; i < 200 && hi - lo > 1e-15 * Math.max(1, hi); i++) {
+        const mid = 0.5 * (lo + hi);
+        if (ss(mid) < target) lo = mid;
+        else hi = mid;
+      }
+      return 0.5 * (lo + hi);
+    },
   };
   return Object.freeze(s);
 }
@@ -240,6 +258,23 @@ export function karrasSigmas(n: number, options: GridOptions & { rho?: number } 
   const a = hi ** (1 / rho);
   const b = lo ** (1 / rho);
   for (let i = 0; i < n; i++) out[i] = n === 1 ? hi : (a + (i / (n - 1)) * (b - a)) ** rho;
+  return out;
+}
+
+/**
+ * A VP-uniform-t grid: t_i uniform from tMax down to tMin (n points) on a schedule (default
+ * vp()), mapped to the scaled noise levels sigma(t)/alpha(t), then 0.
+ */
+export function vpUniformSigmas(n: number, options: { schedule?: Schedule; tMin?: number; tMax?: number; appendZero?: boolean } = {}): Float64Array {
+  is.integer(n, 'n', 1, 1e7);
+  const o = is.options<{ schedule: Schedule; tMin: number; tMax: number; appendZero: boolean }>(options, 'options');
+  const sch = o.schedule ?? vp();
+  const tMin = o.tMin === undefined ? 1e-3 : is.scalar(o.tMin, 'options.tMin', 'nonnegative');
+  const tMax = o.tMax === undefined ? sch.tMax : is.scalar(o.tMax, 'options.tMax', 'positive');
+  if (!(tMax > tMin)) throw is.rangeError(`a number > tMin (${tMin})`, 'options.tMax', tMax);
+  const zero = o.appendZero !== false;
+  const out = new Float64Array(n + (zero ? 1 : 0));
+  for (let i = 0; i < n; i++) out[i] = sch.scaledSigma(n === 1 ? tMax : tMax + (i / (n - 1)) * (tMin - tMax));
   return out;
 }
 

@@ -4,6 +4,7 @@ import {
   eulerMaruyamaStep,
   eulerStep,
   fromEps,
+  fromSchedule,
   fromScore,
   fromV,
   heunStep,
@@ -281,4 +282,28 @@ test('ReferenceSet.sample: abort between evaluations, bad options', async (t) =>
   await t.throwsAsync(ref.sample({ sigmas: [1, 0], solver: 'rk4' as 'euler' }), { code: 'ERR_SCOREFIELD_TYPE' });
   await t.throwsAsync(ref.sample({ sigmas: [1, 0], x: new Float32Array(3) }), { code: 'ERR_SCOREFIELD_SHAPE' });
   await t.throwsAsync(ref.sample({ sigmas: [1, 0], x: new Float32Array(4), batch: 3 }), { code: 'ERR_SCOREFIELD_SHAPE' });
+});
+
+test('VP models run through the scaled variables: fromSchedule equals the VE denoiser; VP-uniform-t grid', async (t) => {
+  const m = mixture2d();
+  const den = exactDenoiser(m);
+  const vp = schedules.vp();
+  // the schedule's inverse: t(s) recovers t
+  for (const tt of [0.01, 0.3, 0.9]) t.true(Math.abs(vp.tOfScaledSigma(vp.scaledSigma(tt)) - tt) < 1e-9);
+  const grid = schedules.vpUniformSigmas(30, { tMin: 1e-3 });
+  t.is(grid.length, 31);
+  t.is(grid[30], 0);
+  t.true(Math.abs(grid[0] - vp.scaledSigma(1)) < 1e-12 && Math.abs(grid[29] - vp.scaledSigma(1e-3)) < 1e-12);
+  // An eps model in VP variables: x_t = alpha x0 + sigma eps.
+  const epsModel = (xt: Float32Array, tt: number) => {
+    const al = vp.alpha(tt);
+    const s = vp.sigma(tt) / al;
+    const xs = xt.map((v) => v / al);
+    const D = den(xs, s);
+    return xs.map((v, i) => (v - D[i]) / s);
+  };
+  const x0 = randn(2 * 64, { seed: 71, dim: 2 }).map((v) => v * grid[0]);
+  const viaVp = await sampleHeun(fromSchedule(vp, epsModel, 'eps'), x0, grid, { dim: 2 });
+  const direct = await sampleHeun(den, x0, grid, { dim: 2 });
+  t.true(close(viaVp, direct, 1e-4));
 });
