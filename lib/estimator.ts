@@ -253,7 +253,7 @@ export class ReferenceSet {
    * step in native code (no return to JavaScript between evaluations). Gives the same result as
    * sampleHeun / sampleEuler driven by `estimate` with the same options.
    */
-  async sample(options: SampleOptions): Promise<{ x: Float32Array; nfe: number }> {
+  async sample(options: SampleOptions): Promise<SampleResult> {
     const o = is.options<SampleOptions>(options, 'options');
     const sigmas = checkSigmas(o.sigmas, 'options.sigmas');
     const solver = o.solver ?? 'heun';
@@ -293,10 +293,10 @@ export class ReferenceSet {
     const onAbort = () => native().abortToken(token);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const nfe = await callAsync(() =>
+      const st = await callAsync(() =>
         native().sample(this.handle, x, B, sigmas, solver === 'heun', kernelId(o.kernel), sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, o.onProgress ?? null, token),
       );
-      return { x, nfe };
+      return { x, nfe: st.nfe, seconds: st.seconds, estimatorSeconds: st.estimatorSeconds };
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_SCOREFIELD_ABORTED' && o.signal?.aborted) {
         throw new ScorefieldAbortError('The sampler was aborted', { cause: o.signal.reason });
@@ -337,6 +337,16 @@ export interface SampleOptions {
   onProgress?: (step: number, total: number) => void;
   /** Stops the native loop between evaluations; the promise rejects with an AbortError. */
   signal?: AbortSignal;
+}
+
+export interface SampleResult {
+  /** The samples (batch x dim). */
+  x: Float32Array;
+  /** Denoiser (estimator) evaluations. */
+  nfe: number;
+  /** Seconds of the native loop, and of it inside the estimator. */
+  seconds: number;
+  estimatorSeconds: number;
 }
 
 export interface StableTargetOptions {

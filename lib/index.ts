@@ -21,7 +21,7 @@ export {
 } from './targets';
 export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
 export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
-export type { EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions } from './estimator';
+export type { EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
 export { gaussian } from './kernels';
 export type { Kernel, GaussianKernel } from './kernels';
 export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from './steps';

@@ -326,7 +326,7 @@ class SampleTask : public Task {
   AbortFlag abort;
   Napi::ThreadSafeFunction progress;
   bool has_progress = false;
-  size_t nfe = 0;
+  sf::SampleStats stats;
   ~SampleTask() override {
     if (has_progress) progress.Release();
   }
@@ -350,9 +350,15 @@ class SampleTask : public Task {
         if (st != napi_ok) delete data;
       };
     }
-    nfe = sf::sample_reference(*ref, req, inline_ok);
+    stats = sf::sample_reference(*ref, req, inline_ok);
   }
-  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(nfe)); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nfe", static_cast<double>(stats.nfe));
+    o.Set("seconds", stats.seconds);
+    o.Set("estimatorSeconds", stats.estimator_seconds);
+    return o;
+  }
 };
 
 // (handle, x (in/out), B, sigmas: Float64Array, heun: bool, kernel, sChurn, sTmin, sTmax, sNoise,

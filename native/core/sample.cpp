@@ -1,5 +1,6 @@
 #include "sample.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <utility>
 #include <vector>
@@ -8,7 +9,10 @@
 
 namespace sf {
 
-size_t sample_reference(const ReferenceSet& ref, const SampleRequest& req, bool inline_ok) {
+SampleStats sample_reference(const ReferenceSet& ref, const SampleRequest& req, bool inline_ok) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  double est = 0;
   const size_t d = ref.dim(), B = req.B;
   const size_t n = checked_mul(B, d, "batch x dim");
   const size_t steps = req.n_sigmas - 1;
@@ -27,7 +31,9 @@ size_t sample_reference(const ReferenceSet& ref, const SampleRequest& req, bool 
     r.kernel = req.kernel;
     EstimateOutputs o;
     o.mean = out;
+    const auto t0 = clock::now();
     estimate(ref, r, o, inline_ok);
+    est += std::chrono::duration<double>(clock::now() - t0).count();
     ++nfe;
   };
   for (size_t i = 0; i < steps; ++i) {
@@ -54,7 +60,11 @@ size_t sample_reference(const ReferenceSet& ref, const SampleRequest& req, bool 
     }
     if (req.progress) req.progress(i + 1, steps);
   }
-  return nfe;
+  SampleStats st;
+  st.nfe = nfe;
+  st.seconds = std::chrono::duration<double>(clock::now() - start).count();
+  st.estimator_seconds = est;
+  return st;
 }
 
 }  // namespace sf

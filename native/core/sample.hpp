@@ -25,8 +25,13 @@ struct SampleRequest {
   const std::atomic<bool>* abort = nullptr;                  // checked between evaluations
 };
 
-// Returns the number of denoiser (estimator) evaluations. Throws sf::Error with code
-// ERR_SCOREFIELD_ABORTED when abort is set.
-size_t sample_reference(const ReferenceSet& ref, const SampleRequest& req, bool inline_ok);
+struct SampleStats {
+  size_t nfe = 0;               // denoiser (estimator) evaluations
+  double seconds = 0;           // the whole loop
+  double estimator_seconds = 0; // inside the estimator
+};
+
+// Runs the loop. Throws sf::Error with code ERR_SCOREFIELD_ABORTED when abort is set.
+SampleStats sample_reference(const ReferenceSet& ref, const SampleRequest& req, bool inline_ok);
 
 }  // namespace sf

@@ -1,0 +1,60 @@
+// Benchmark of the samplers.
+//
+//   npm run bench:sampler        (node --import tsx bench/sampler.ts [--reps R])
+//
+// The full EDM Heun sampler (18 steps, 35 evaluations) with a ReferenceSet as the denoiser,
+// run natively by ReferenceSet.sample: seconds, and the share of the time spent outside the
+// estimator (target: under 3%), measured by the native loop itself. Then the step kernels
+// alone in GB/s against a STREAM triad timed in alternation (memory-bound, target 70%).
+import { capabilities, eulerStep, heunStep, ReferenceSet, schedules } from '../lib/index';
+import { native } from '../lib/native';
+import { mnistLike } from '../test/helpers/estimator-ref';
+import { rand } from '../test/helpers/reference';
+import { emit, filled, median, timePair } from './util';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+async function main(): Promise<void> {
+  const reps = arg('reps', 3);
+  const caps = capabilities();
+  emit({ bench: 'env', simd: caps.simd, threads: caps.threads, node: process.version });
+  const sigmas = schedules.karrasSigmas(18);
+  for (const [name, N, d, data] of [
+    ['heun18-mnist-like', 10000, 784, () => mnistLike(10000, 3)],
+    ['heun18-d64', 50000, 64, () => rand(50000 * 64, 2, -1, 1)],
+  ] as const) {
+    const ref = new ReferenceSet(data(), d);
+    const runs = [];
+    for (let r = 0; r < reps; r++) runs.push(await ref.sample({ sigmas, solver: 'heun', batch: 256, seed: r }));
+    const secs = median(runs.map((s) => s.seconds));
+    const outside = median(runs.map((s) => 1 - s.estimatorSeconds / s.seconds));
+    emit({ bench: name, N, d, batch: 256, steps: 18, nfe: runs[0].nfe, seconds: secs, shareOutsideEstimator: outside });
+  }
+
+  const n = 16 * 1024 * 1024;
+  const a = filled(n, 1);
+  const b = filled(n, 2);
+  const c = filled(n, 3);
+  const e = filled(n, 4);
+  const out = new Float32Array(n);
+  const triad = () => native().streamTriad(out, a, b, 0.5, false);
+  const B = 4096;
+  const s = new Float32Array(B).fill(1.5);
+  const sn = new Float32Array(B).fill(1.2);
+  for (const [name, bytes, fn] of [
+    ['eulerStep', 12, () => eulerStep(a, b, s, sn, { out })],
+    ['heunStep', 20, () => heunStep(a, b, c, e, s, sn, { out })],
+  ] as const) {
+    const [t, tr] = timePair(fn, triad, 7);
+    const gbps = (bytes * n) / t / 1e9;
+    emit({ bench: `step-${name}`, gbps, ofStream: gbps / ((12 * n) / tr / 1e9), seconds: t });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
