@@ -359,3 +359,16 @@ export class HeunDiscreteScheduler extends DiscreteScheduler {
 export function seedScheduler(s: EulerDiscreteScheduler | HeunDiscreteScheduler, seed: number | bigint): void {
   s.seed = seed64(seed, 'seed');
 }
+
+/**
+ * The noise grid diffusers' EulerDiscreteScheduler uses for `n` steps under `config`
+ * (timestepSpacing, useKarrasSigmas, beta schedule), as a decreasing Float64Array ending
+ * with 0 (unless appendZero: false), for scorefield's samplers.
+ */
+export function diffusersSigmas(n: number, config: DiffusersSchedulerConfig & { appendZero?: boolean } = {}): Float64Array {
+  const { appendZero, ...rest } = is.options<DiffusersSchedulerConfig & { appendZero?: boolean }>(config, 'config');
+  const s = new EulerDiscreteScheduler(rest);
+  s.setTimesteps(n);
+  const out = Float64Array.from(s.sigmas);
+  return appendZero === false ? out.subarray(0, out.length - 1).slice() : out;
+}

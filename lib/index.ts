@@ -28,7 +28,7 @@ export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from 
 export type { NoiseOptions, StepOptions } from './steps';
 export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore, fromSchedule } from './samplers';
 export type { Denoiser, Model, SamplerOptions, HeunOptions, LangevinOptions, ChurnOptions } from './samplers';
-export { EulerDiscreteScheduler, HeunDiscreteScheduler } from './diffusers';
+export { EulerDiscreteScheduler, HeunDiscreteScheduler, diffusersSigmas } from './diffusers';
 export type { DiffusersSchedulerConfig, SchedulerStepOutput, BetaSchedule, PredictionType, TimestepSpacing } from './diffusers';
 import * as schedules from './schedules';
 export { schedules };

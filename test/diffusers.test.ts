@@ -1,7 +1,7 @@
 // The diffusers-compatible schedulers: anchors that diffusers itself produces for Stable
 // Diffusion's configuration, and equivalence of their loops with scorefield's samplers.
 import test from 'ava';
-import { EulerDiscreteScheduler, HeunDiscreteScheduler, randn, sampleEuler, sampleHeun, type PredictionType } from '../lib/index';
+import { diffusersSigmas, EulerDiscreteScheduler, HeunDiscreteScheduler, randn, sampleEuler, sampleHeun, type PredictionType } from '../lib/index';
 import { exactDenoiser, mixture2d } from './helpers/mixture';
 
 const SD = { betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear' as const };
@@ -105,4 +105,13 @@ test('addNoise and scaleModelInput', (t) => {
   t.throws(() => new EulerDiscreteScheduler({ betaSchedule: 'cubic' as 'linear' }), { code: 'ERR_SCOREFIELD_TYPE' });
   t.throws(() => new EulerDiscreteScheduler({ predictionType: 'noise' as 'epsilon' }), { code: 'ERR_SCOREFIELD_TYPE' });
   t.throws(() => s.setTimesteps(0), { code: 'ERR_SCOREFIELD_RANGE' });
+});
+
+test('diffusersSigmas gives the scheduler grid for the samplers', (t) => {
+  const g = diffusersSigmas(20, { ...SD, timestepSpacing: 'trailing' });
+  const s = new EulerDiscreteScheduler({ ...SD, timestepSpacing: 'trailing' });
+  s.setTimesteps(20);
+  t.deepEqual(Array.from(g), Array.from(s.sigmas));
+  t.is(g[20], 0);
+  t.is(diffusersSigmas(20, { ...SD, appendZero: false }).length, 20);
 });

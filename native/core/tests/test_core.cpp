@@ -14,6 +14,8 @@
 
 #include "dispatch.hpp"
 #include "estimator.hpp"
+#include "sample.hpp"
+#include "steps.hpp"
 #include "errors.hpp"
 #include "philox.hpp"
 #include "targets.hpp"
@@ -510,6 +512,77 @@ void test_reference_set_exact_centring() {
   CHECK(ref->centre()[0] != 0.0f);  // a far-off column is centred
 }
 
+void test_steps() {
+  g_context = "steps";
+  const size_t B = 3, d = 37;
+  std::vector<float> x = random_vec(B * d, 501), D = random_vec(B * d, 502), xp = random_vec(B * d, 503),
+                     Dp = random_vec(B * d, 504);
+  std::vector<float> s = {1.5f, 0.7f, 2.0f}, sn = {1.0f, 0.0f, 1.2f};
+  std::vector<float> out(B * d), h(B * d);
+  sf::euler_step(out.data(), x.data(), D.data(), B, d, sf::Coef{s.data(), 0}, sf::Coef{sn.data(), 0}, true);
+  sf::heun_correct(h.data(), x.data(), D.data(), xp.data(), Dp.data(), B, d, sf::Coef{s.data(), 0},
+                   sf::Coef{sn.data(), 0}, true);
+  bool ok = true;
+  for (size_t i = 0; i < B; ++i)
+    for (size_t k = 0; k < d; ++k) {
+      const size_t j = i * d + k;
+      const double hh = double(sn[i]) - s[i];
+      const double e = x[j] + hh * (double(x[j]) - D[j]) / s[i];
+      ok = ok && std::fabs(out[j] - e) <= 1e-5 * (1 + std::fabs(e));
+      const double hv = sn[i] == 0 ? xp[j] : x[j] + 0.5 * hh * ((double(x[j]) - D[j]) / s[i] + (double(xp[j]) - Dp[j]) / sn[i]);
+      ok = ok && std::fabs(h[j] - hv) <= 1e-5 * (1 + std::fabs(hv));
+    }
+  CHECK(ok);
+  // Per-sample seeds: a sample's noise follows its seed, not its row.
+  std::vector<uint64_t> seeds = {11, 22, 33};
+  std::vector<float> z(B * d), z1(d);
+  sf::NoiseSpec spec;
+  spec.seeds = seeds.data();
+  spec.stream = 4;
+  sf::noise(z.data(), B, d, spec, true);
+  std::vector<uint64_t> one = {22};
+  spec.seeds = one.data();
+  sf::noise(z1.data(), 1, d, spec, true);
+  CHECK(std::memcmp(z1.data(), z.data() + d, d * sizeof(float)) == 0);
+}
+
+void test_native_sampler() {
+  g_context = "native sampler";
+  const size_t N = 300, d = 2, B = 20;
+  std::vector<float> Y = random_vec(N * d, 601, -1, 1);
+  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
+  std::vector<double> sigmas = {10.0, 3.0, 1.0, 0.3, 0.05, 0.0};
+  std::vector<float> x = random_vec(B * d, 602, -10, 10);
+  sf::SampleRequest req;
+  req.sigmas = sigmas.data();
+  req.n_sigmas = sigmas.size();
+  req.B = B;
+  req.x = x.data();
+  req.s_churn = 10;
+  req.noise.seed = 5;
+  size_t progress = 0;
+  req.progress = [&](size_t done, size_t total) { progress = done + 0 * total; };
+  const sf::SampleStats st = sf::sample_reference(*ref, req, false);
+  CHECK(st.nfe == 2 * 5 - 1);
+  CHECK(progress == 5);
+  bool near = true;  // every sample ends near a reference point
+  for (size_t i = 0; i < B; ++i) {
+    double best = 1e30;
+    for (size_t j = 0; j < N; ++j) best = std::min(best, double(std::hypot(x[i * d] - Y[j * d], x[i * d + 1] - Y[j * d + 1])));
+    near = near && best < 0.2;
+  }
+  CHECK(near);
+  std::atomic<bool> stop{true};
+  req.abort = &stop;
+  bool aborted = false;
+  try {
+    sf::sample_reference(*ref, req, true);
+  } catch (const sf::Error& e) {
+    aborted = std::string(e.code()) == sf::code::kAborted;
+  }
+  CHECK(aborted);
+}
+
 }  // namespace
 
 int main() {
@@ -529,6 +602,8 @@ int main() {
   test_estimator_against_float64();
   test_estimator_partials_and_threads();
   test_reference_set_exact_centring();
+  test_steps();
+  test_native_sampler();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
