@@ -3,12 +3,12 @@
  * of the noised empirical distribution and its diagnostics over a reference set, in one
  * fused native pass that never materialises the B x N matrix.
  */
-import { ScorefieldAbortError, ScorefieldShapeError } from './errors';
+import { ScorefieldAbortError, ScorefieldShapeError, ScorefieldUnsupportedError } from './errors';
 import { checkSigmas, type ChurnOptions } from './samplers';
 import { noiseInto, seed64, seedArray } from './steps';
 import * as is from './is';
-import { kernelId, type Kernel } from './kernels';
-import { callAsync, callSync, native, type NativeState, type RefHandle } from './native';
+import { isGaussian, kernelArg, type Kernel } from './kernels';
+import { callAsync, callSync, native, type KernelArg, type NativeState, type RefHandle } from './native';
 import type { PerSample } from './targets';
 
 /** What `estimate` can compute per query. */
@@ -60,7 +60,7 @@ interface Query {
   B: number;
   alpha: PerSample;
   sigma: PerSample;
-  kernel: number;
+  kernel: KernelArg;
 }
 
 function query(x: unknown, dim: number, options: unknown, xName = 'x'): Query & { o: Partial<EstimateOptions<EstimateOutput>> } {
@@ -78,7 +78,11 @@ function query(x: unknown, dim: number, options: unknown, xName = 'x'): Query & 
     ['options.sigma', sigma],
     ['options.alpha', alpha],
   ], { name: 'dim', value: dim });
-  return { x: xx, B, alpha, sigma, kernel: kernelId(o.kernel), o };
+  const kernel = kernelArg(o.kernel);
+  if (!isGaussian(kernel) && alpha !== 1) {
+    throw new ScorefieldShapeError(`Expected no options.alpha (alpha = 1) for options.alpha with a non-Gaussian kernel but received ${is.describe(alpha)}`);
+  }
+  return { x: xx, B, alpha, sigma, kernel, o };
 }
 
 function outputBuffers(outputs: readonly EstimateOutput[], out: unknown, B: number, dim: number) {
@@ -97,8 +101,11 @@ function outputBuffers(outputs: readonly EstimateOutput[], out: unknown, B: numb
   return bufs;
 }
 
-function outputList(v: unknown): EstimateOutput[] {
-  if (v === undefined) return ['mean', 'score'];
+function outputList(v: unknown, kernel: KernelArg = 0): EstimateOutput[] {
+  if (v === undefined) return isGaussian(kernel) ? ['mean', 'score'] : ['mean'];
+  if (!isGaussian(kernel) && Array.isArray(v) && v.some((k) => k === 'score' || k === 'divergence')) {
+    throw new ScorefieldUnsupportedError(`Expected outputs without score or divergence for options.outputs with a non-Gaussian kernel (use mean: the field is (x - mean) / sigma) but received ${v.join(', ')}`);
+  }
   if (!Array.isArray(v) || v.length === 0) throw is.typeError(`a non-empty array of ${OUTPUTS.join(', ')}`, 'options.outputs', v);
   for (const k of v) if (!OUTPUTS.includes(k)) throw is.typeError(`one of ${OUTPUTS.join(', ')}`, 'options.outputs[]', k);
   return [...new Set(v as EstimateOutput[])];
@@ -199,7 +206,7 @@ export class ReferenceSet {
 
   private plan(x: unknown, options: unknown) {
     const q = query(x, this.dim, options);
-    const outputs = outputList(q.o.outputs);
+    const outputs = outputList(q.o.outputs, q.kernel);
     const bufs = outputBuffers(outputs, q.o.out, q.B, this.dim);
     return { q, outputs, bufs };
   }
@@ -242,7 +249,7 @@ export class ReferenceSet {
   ): EstimateResult<O> {
     if (!is.isPlainObject(state) || typeof (state as PartialState).dim !== 'number') throw is.typeError('a partial state', 'state', state);
     const q = query(x, (state as PartialState).dim, options);
-    const outputs = outputList(q.o.outputs);
+    const outputs = outputList(q.o.outputs, q.kernel);
     const bufs = outputBuffers(outputs, q.o.out, q.B, (state as PartialState).dim);
     callSync(() => native().finalizePartial(state, q.x, q.alpha, q.sigma, q.kernel, ...pick(bufs)));
     return resultOf<O>(outputs, bufs);
@@ -276,6 +283,10 @@ export class ReferenceSet {
     }
     const B = x.length / this.dim;
     const seeds = seedArray(o.seeds, B, 'options.seeds');
+    const kernel = kernelArg(o.kernel, 'options.kernel');
+    if (o.x === undefined && !isGaussian(kernel)) {
+      throw new ScorefieldUnsupportedError('Expected options.x (initial points from the kernel prior) for options.x with a non-Gaussian kernel but received none');
+    }
     if (o.x === undefined) {
       noiseInto(x, this.dim, { seed, seeds: seeds ?? undefined, stream: 0, offset });
       const s0 = sigmas[0];
@@ -294,7 +305,7 @@ export class ReferenceSet {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const st = await callAsync(() =>
-        native().sample(this.handle, x, B, sigmas, solver === 'heun', kernelId(o.kernel), sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, o.onProgress ?? null, token),
+        native().sample(this.handle, x, B, sigmas, solver === 'heun', kernel, sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, o.onProgress ?? null, token),
       );
       return { x, nfe: st.nfe, seconds: st.seconds, estimatorSeconds: st.estimatorSeconds };
     } catch (err) {

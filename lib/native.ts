@@ -8,6 +8,8 @@ import { ScorefieldNativeError, fromNative } from './errors';
 
 type MaybeAsync<T> = T | Promise<T>;
 type C = number | Float32Array;
+/** A kernel for the binding: its id, or [id, D]. */
+export type KernelArg = number | [number, number];
 
 /** The raw binding. Internal: arguments are validated by lib/ before they get here. */
 export interface NativeBinding {
@@ -35,7 +37,7 @@ export interface NativeBinding {
     a: C, b: C, sNoise: number, seed: bigint, seeds: BigUint64Array | null, stream: number, offset: number, async: boolean,
   ): MaybeAsync<undefined>;
   sample(
-    ref: RefHandle, x: Float32Array, B: number, sigmas: Float64Array, heun: boolean, kernel: number,
+    ref: RefHandle, x: Float32Array, B: number, sigmas: Float64Array, heun: boolean, kernel: KernelArg,
     sChurn: number, sTmin: number, sTmax: number, sNoise: number, seed: bigint, seeds: BigUint64Array | null,
     offset: number, onProgress: ((step: number, total: number) => void) | null, abortToken: AbortHandle,
   ): Promise<{ nfe: number; seconds: number; estimatorSeconds: number }>;
@@ -44,18 +46,18 @@ export interface NativeBinding {
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
   estimate(
-    ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: number,
+    ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg,
     mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
     async: boolean,
   ): MaybeAsync<{ refined: number; scratchBytes: number }>;
-  estimatePartial(ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: number, start: number, end: number, weighted: boolean, async: boolean): MaybeAsync<NativeState>;
+  estimatePartial(ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg, start: number, end: number, weighted: boolean, async: boolean): MaybeAsync<NativeState>;
   mergePartials(states: NativeState[]): NativeState;
   finalizePartial(
-    state: NativeState, x: Float32Array, alpha: C, sigma: C, kernel: number,
+    state: NativeState, x: Float32Array, alpha: C, sigma: C, kernel: KernelArg,
     mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
   ): undefined;
   scratchBytes(ref: RefHandle, B: number, weighted: boolean): number;
-  stableTargets(ref: RefHandle, x0: Float32Array, x: Float32Array, B: number, alpha: C, sigma: C, kernel: number, out: Float32Array, async: boolean): MaybeAsync<undefined>;
+  stableTargets(ref: RefHandle, x0: Float32Array, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg, out: Float32Array, async: boolean): MaybeAsync<undefined>;
 }
 
 type F = Float32Array;

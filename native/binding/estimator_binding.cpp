@@ -31,11 +31,25 @@ RefPtr ArgRef(const Napi::CallbackInfo& info, size_t i) {
   return *info[i].As<Napi::External<RefPtr>>().Data();
 }
 
+// A kernel: its id (0 gaussian, 1 poisson, 2 radial tanh, 3 radial exp), or an array [id, D].
 sf::KernelSpec ArgKernel(const Napi::CallbackInfo& info, size_t i) {
-  const size_t kind = ArgSize(info, i, "kernel");
-  if (kind != 0) ThrowCoded(info.Env(), sf::code::kRange, "Expected a known kernel id for kernel but received " + std::to_string(kind));
   sf::KernelSpec k;
-  k.kind = static_cast<sf::KernelKind>(kind);
+  double kind = 0;
+  if (info[i].IsArray()) {
+    Napi::Array a = info[i].As<Napi::Array>();
+    if (a.Length() != 2 || !a.Get(0u).IsNumber() || !a.Get(1u).IsNumber()) {
+      ThrowCoded(info.Env(), sf::code::kType, "Expected [id, D] for kernel but received another array", true);
+    }
+    kind = a.Get(0u).As<Napi::Number>().DoubleValue();
+    k.D = a.Get(1u).As<Napi::Number>().DoubleValue();
+  } else {
+    kind = ArgNumber(info, i, "kernel");
+  }
+  if (!(kind >= 0 && kind <= 3) || kind != static_cast<double>(static_cast<int>(kind))) {
+    ThrowCoded(info.Env(), sf::code::kRange, "Expected a known kernel id for kernel but received " + std::to_string(kind));
+  }
+  if (!(k.D > 0 && std::isfinite(k.D))) ThrowCoded(info.Env(), sf::code::kRange, "Expected a positive finite D for kernel.D but received " + std::to_string(k.D));
+  k.kind = static_cast<sf::KernelKind>(static_cast<int>(kind));
   return k;
 }
 

@@ -141,12 +141,14 @@ namespace {
 // One query's constants (double), shared by all kernels.
 struct Lane {
   double alpha = 1, sigma = 1;
+  double kc = 0;  // kernel constant: Poisson (d + D) / 2, radial d - 1
   double xx = 0;  // ||x - alpha c||^2 of the float centred query
   double nx = 0;  // its norm
   bool valid = false;
 };
 
 struct GaussianKernel {
+  static constexpr bool kLinear = true;  // log-weight linear in r^2: GEMM-shaped tile form
   static double log_norm(double sigma, size_t d) { return -0.5 * static_cast<double>(d) * std::log(2 * kPi * sigma * sigma); }
   static double logw(double r2, const Lane& q) { return -r2 / (2 * q.sigma * q.sigma); }
   // Offset making the tile form shift-invariant before the first tile: l + xx/(2 s^2).
@@ -177,6 +179,44 @@ struct GaussianKernel {
     *eG = a * precision_policy().gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
     *eB = 2 * kU * q.alpha * q.alpha * inv2;
     *eC = 4 * kU * std::fabs(-q.xx * inv2 - offset) + 8 * kU;
+  }
+};
+
+// Kernels nonlinear in r^2: log-weights in double from each pair's r^2; logw, a bound of
+// |dl/dr^2| over r^2 >= r2lo, and the normalising constant.
+struct PoissonKernel {
+  static constexpr bool kLinear = false;
+  static constexpr bool kFusable = false;
+  static double logw(double r2, const Lane& q) { return -q.kc * std::log(r2 + q.sigma * q.sigma); }
+  static double slope(double r2lo, const Lane& q) { return q.kc / (r2lo + q.sigma * q.sigma); }
+  // log C_{d,D} r^D with C = Gamma((d+D)/2) / (pi^(d/2) Gamma(D/2)).
+  static double log_norm(double r, size_t d, double D) {
+    return std::lgamma(0.5 * (static_cast<double>(d) + D)) - 0.5 * static_cast<double>(d) * std::log(kPi) -
+           std::lgamma(0.5 * D) + D * std::log(r);
+  }
+};
+
+template <bool kTanh>
+struct RadialKernel {
+  static constexpr bool kLinear = false;
+  static constexpr bool kFusable = false;
+  static double log_fprime(double u) {
+    if (kTanh) return -2.0 * (u + std::log1p(std::exp(-2.0 * u)) - std::log(2.0));  // log sech^2 u
+    return -u;                                                                        // log e^-u
+  }
+  static double logw(double r2, const Lane& q) {
+    const double r = std::max(std::sqrt(std::max(r2, 0.0)), kRadialFloor * q.sigma);
+    return log_fprime(r / q.sigma) - q.kc * std::log(r);
+  }
+  static double slope(double r2lo, const Lane& q) {
+    const double r = std::max(std::sqrt(std::max(r2lo, 0.0)), kRadialFloor * q.sigma);
+    const double k = kTanh ? 2.0 : 1.0;  // sup |F''/F'|
+    return k / (2 * q.sigma * r) + q.kc / (2 * r * r);
+  }
+  // -log t - log |S^(d-1)|, |S^(d-1)| = 2 pi^(d/2) / Gamma(d/2): p(x|y) = F'(r/t) / (t |S| r^(d-1)).
+  static double log_norm(double t, size_t d, double) {
+    const double h = 0.5 * static_cast<double>(d);
+    return -std::log(t) - (std::log(2.0) + h * std::log(kPi) - std::lgamma(h));
   }
 };
 
@@ -221,10 +261,20 @@ Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
   return p;
 }
 
+double kernel_constant(const KernelSpec& k, size_t d) {
+  switch (k.kind) {
+    case KernelKind::Poisson: return 0.5 * (static_cast<double>(d) + k.D);
+    case KernelKind::RadialTanh:
+    case KernelKind::RadialExp: return static_cast<double>(d) - 1.0;
+    default: return 0.0;
+  }
+}
+
 Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, float* xrow) {
   Lane l;
   l.alpha = req.alpha.at(q);
   l.sigma = req.sigma.at(q);
+  l.kc = kernel_constant(req.kernel, d);
   const float* x = req.x + q * d;
   double s = 0;
   for (size_t k = 0; k < d; ++k) {
@@ -244,6 +294,7 @@ struct Scratch {
   std::vector<float> S;     // nt x qb: dot products / log-weights
   std::vector<float> P;     // nt x qb: weights
   std::vector<float> tacc;  // small d: the tile's weighted sums (d x qb)
+  std::vector<double> Ld;   // nonlinear kernels: the tile's log-weights in double
   std::vector<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
   std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: tile temporaries
@@ -270,8 +321,8 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   const float* c = ref.centre();
   Scratch s;
   s.X.assign(lanes ? d * QB : nq * d, 0.0f);
-  const bool small_d = d <= kt.small_d;
-  if (!small_d) {  // the small-d path allocates these only if a tile needs the general path
+  const bool small_d = d <= kt.small_d && K::kFusable;
+  if (!small_d) {  // the fused small-d path allocates these only if a tile needs the general path
     s.S.assign(plan.nt * QB, 0.0f);
     s.P.assign(plan.nt * QB, 0.0f);
   }
@@ -302,7 +353,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
     lane[q] = make_lane(req, q0 + q, c, d, lanes ? xrow.data() : s.X.data() + q * d);
     if (lanes)
       for (size_t k = 0; k < d; ++k) s.X[k * QB + q] = xrow[k];
-    s.off[q] = K::initial_offset(lane[q]);
+    if constexpr (K::kLinear) s.off[q] = K::initial_offset(lane[q]);
   }
   // Is any pair's approximate log-weight possibly worse than the tolerance? If not, the
   // refinement pass is skipped for the whole item.
@@ -328,7 +379,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   for (size_t jt = j0; jt < j1; jt += plan.nt) {
     const size_t nt = std::min(plan.nt, j1 - jt);
     const float* Y = ref.rows() + jt * d;
-    if (small) {
+    if constexpr (K::kFusable) if (small) {
       // Small d: per-lane constants first; without uncertain pairs the whole tile runs in
       // registers (fused_small), otherwise it takes the general path below.
       bool uncertain = false;
@@ -369,82 +420,143 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
     } else {
       kt.dot_rows(s.X.data(), nq, Y, nt, d, s.S.data());
     }
+    bool fuse = false;
     bool any_uncertain = false;
-    for (size_t q = 0; q < nq; ++q) {
-      K::coefs(lane[q], s.off[q], &s.cA[q], &s.cB[q], &s.cC[q]);
-      K::error_coefs(lane[q], d, s.off[q], &s.eA[q], &s.eG[q], &s.eB[q], &s.eC[q]);
-      if (s.eA[q] * max_norm + s.eG[q] * max_abs + s.eB[q] * max_norm * max_norm + s.eC[q] > pol.tolerance) {
-        any_uncertain = true;
-      }
-    }
-    // Without uncertain pairs the log-weights are formed inside the softmax pass.
-    const bool fuse = !any_uncertain && K::kFusable;
-    if (!fuse) K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data());
-    if (nq < QB) {
-      for (size_t q = nq; q < QB; ++q) {  // padded lanes: log-weight kEmpty either way
-        s.cA[q] = 0.0f;
-        s.cB[q] = 0.0f;
-        s.cC[q] = kEmpty;
-      }
-      for (size_t j = 0; j < nt; ++j)
-        for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = fuse ? 0.0f : kEmpty;
-    }
-
-    refined_j.clear();
-    refined_q.clear();
-    refined_l.clear();
-    if (any_uncertain) {
-      // A lower bound of each query's true maximum log-weight (the tile's largest
-      // approximate value minus the lane's largest error, or the running maximum), then a
-      // precise recomputation of every pair that is uncertain and could be within the
-      // window. The per-pair error is only evaluated for pairs that pass the cheap test
-      // with the lane's largest error.
-      double ny_max = 0, am_max = 0, yy_max = 0;
-      for (size_t j = 0; j < nt; ++j) {
-        ny_max = std::max<double>(ny_max, ny[jt + j]);
-        am_max = std::max<double>(am_max, am[jt + j]);
-        yy_max = std::max<double>(yy_max, yy[jt + j]);
-      }
-      for (size_t q = 0; q < nq; ++q) s.x0[q] = kEmpty;
-      for (size_t j = 0; j < nt; ++j)
-        for (size_t q = 0; q < nq; ++q) s.x0[q] = std::max<double>(s.x0[q], s.S[j * QB + q]);
+    if constexpr (K::kLinear) {
       for (size_t q = 0; q < nq; ++q) {
-        s.x1[q] = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];  // largest error
-        s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
+        K::coefs(lane[q], s.off[q], &s.cA[q], &s.cB[q], &s.cC[q]);
+        K::error_coefs(lane[q], d, s.off[q], &s.eA[q], &s.eG[q], &s.eB[q], &s.eC[q]);
+        if (s.eA[q] * max_norm + s.eG[q] * max_abs + s.eB[q] * max_norm * max_norm + s.eC[q] > pol.tolerance) {
+          any_uncertain = true;
+        }
+      }
+      // Without uncertain pairs the log-weights are formed inside the softmax pass.
+      fuse = !any_uncertain && K::kFusable;
+      if (!fuse) K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data());
+      if (nq < QB) {
+        for (size_t q = nq; q < QB; ++q) {  // padded lanes: log-weight kEmpty either way
+          s.cA[q] = 0.0f;
+          s.cB[q] = 0.0f;
+          s.cC[q] = kEmpty;
+        }
+        for (size_t j = 0; j < nt; ++j)
+          for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = fuse ? 0.0f : kEmpty;
+      }
+
+      refined_j.clear();
+      refined_q.clear();
+      refined_l.clear();
+      if (any_uncertain) {
+        // A lower bound of each query's true maximum log-weight (the tile's largest
+        // approximate value minus the lane's largest error, or the running maximum), then a
+        // precise recomputation of every pair that is uncertain and could be within the
+        // window. The per-pair error is only evaluated for pairs that pass the cheap test
+        // with the lane's largest error.
+        double ny_max = 0, am_max = 0, yy_max = 0;
+        for (size_t j = 0; j < nt; ++j) {
+          ny_max = std::max<double>(ny_max, ny[jt + j]);
+          am_max = std::max<double>(am_max, am[jt + j]);
+          yy_max = std::max<double>(yy_max, yy[jt + j]);
+        }
+        for (size_t q = 0; q < nq; ++q) s.x0[q] = kEmpty;
+        for (size_t j = 0; j < nt; ++j)
+          for (size_t q = 0; q < nq; ++q) s.x0[q] = std::max<double>(s.x0[q], s.S[j * QB + q]);
+        for (size_t q = 0; q < nq; ++q) {
+          s.x1[q] = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];  // largest error
+          s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
+        }
+        for (size_t j = 0; j < nt; ++j) {
+          const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
+          for (size_t q = 0; q < nq; ++q) {
+            const float L = s.S[j * QB + q];
+            if (L + s.x1[q] < s.lo[q]) continue;
+            const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
+            if (e > pol.tolerance && L + e >= s.lo[q]) {
+              const double r2 = kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
+              refined_j.push_back(static_cast<uint32_t>(j));
+              refined_q.push_back(static_cast<uint32_t>(q));
+              refined_l.push_back(K::logw(r2, lane[q]));  // true log-weight, double
+              lane_refined[q] = 1;
+            }
+          }
+        }
+        my_refined += refined_j.size();
+        // Move each refined lane's offset to its largest log-weight (in double) before the
+        // values are stored as floats relative to it: near the top they then keep their digits
+        // even when the offset is huge (small sigma, first tile).
+        for (size_t q = 0; q < nq; ++q) s.lo[q] = -std::numeric_limits<double>::infinity();
+        for (size_t i = 0; i < refined_q.size(); ++i) s.lo[refined_q[i]] = std::max(s.lo[refined_q[i]], refined_l[i]);
+        for (size_t q = 0; q < nq; ++q) {
+          if (!lane_refined[q]) continue;
+          double top = s.lo[q];
+          if (s.M[q] != kEmpty) top = std::max(top, s.off[q] + s.M[q]);
+          const double shift = s.off[q] - top;
+          for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] = static_cast<float>(s.S[j * QB + q] + shift);
+          if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.M[q] + shift);
+          s.off[q] = top;
+        }
+        for (size_t i = 0; i < refined_q.size(); ++i) {
+          s.S[refined_j[i] * QB + refined_q[i]] = static_cast<float>(refined_l[i] - s.off[refined_q[i]]);
+        }
+      }
+    } else {
+      // Kernels nonlinear in r^2: each pair's r^2 from its dot product in double, its
+      // log-weight in double, and a modelled error E = |dl/dr^2| (error of r^2). Pairs that
+      // are uncertain and may be within the window of the top are recomputed from exact
+      // direct differences; then every lane's offset moves to its largest log-weight
+      // before the values are stored as floats relative to it.
+      if (s.Ld.empty()) s.Ld.assign(plan.nt * QB, 0.0);
+      const double gam = pol.gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
+      refined_j.clear();
+      refined_q.clear();
+      refined_l.clear();
+      for (size_t q = 0; q < nq; ++q) {
+        s.lo[q] = (s.M[q] != kEmpty) ? s.off[q] + s.M[q] : -std::numeric_limits<double>::infinity();
+        s.x0[q] = s.lo[q];  // largest value (for the new offset)
+      }
+      auto pair_error = [&](size_t j, size_t q, double r2) {
+        const Lane& L = lane[q];
+        const double a = std::fabs(L.alpha);
+        const double dr2 = 2 * a * L.nx * (2 * kU * ny[jt + j] + gam * am[jt + j]) +
+                           4 * kU * (L.xx + L.alpha * L.alpha * yy[jt + j]);
+        return K::slope(std::max(0.0, r2 - dr2), L) * dr2;
+      };
+      for (size_t j = 0; j < nt; ++j) {
+        for (size_t q = 0; q < nq; ++q) {
+          const Lane& L = lane[q];
+          const double r2 = std::max(0.0, L.xx - 2 * L.alpha * s.S[j * QB + q] + L.alpha * L.alpha * yy[jt + j]);
+          const double l = K::logw(r2, L);
+          s.Ld[j * QB + q] = l;
+          s.lo[q] = std::max(s.lo[q], l - pair_error(j, q, r2));
+        }
       }
       for (size_t j = 0; j < nt; ++j) {
-        const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
         for (size_t q = 0; q < nq; ++q) {
-          const float L = s.S[j * QB + q];
-          if (L + s.x1[q] < s.lo[q]) continue;
-          const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
-          if (e > pol.tolerance && L + e >= s.lo[q]) {
-            const double r2 = kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
+          const Lane& L = lane[q];
+          double& l = s.Ld[j * QB + q];
+          const double r2 = std::max(0.0, L.xx - 2 * L.alpha * s.S[j * QB + q] + L.alpha * L.alpha * yy[jt + j]);
+          const double e = pair_error(j, q, r2);
+          // A tenth of the tolerance: these kernels' posteriors are heavy-tailed, so more
+          // pairs share the top and their errors add up.
+          if (e > 0.1 * pol.tolerance && l + e >= s.lo[q] - pol.window) {
+            l = K::logw(kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, L.alpha), L);
             refined_j.push_back(static_cast<uint32_t>(j));
             refined_q.push_back(static_cast<uint32_t>(q));
-            refined_l.push_back(K::logw(r2, lane[q]));  // true log-weight, double
+            refined_l.push_back(l);
             lane_refined[q] = 1;
           }
+          s.x0[q] = std::max(s.x0[q], l);
         }
       }
       my_refined += refined_j.size();
-      // Move each refined lane's offset to its largest log-weight (in double) before the
-      // values are stored as floats relative to it: near the top they then keep their digits
-      // even when the offset is huge (small sigma, first tile).
-      for (size_t q = 0; q < nq; ++q) s.lo[q] = -std::numeric_limits<double>::infinity();
-      for (size_t i = 0; i < refined_q.size(); ++i) s.lo[refined_q[i]] = std::max(s.lo[refined_q[i]], refined_l[i]);
       for (size_t q = 0; q < nq; ++q) {
-        if (!lane_refined[q]) continue;
-        double top = s.lo[q];
-        if (s.M[q] != kEmpty) top = std::max(top, s.off[q] + s.M[q]);
-        const double shift = s.off[q] - top;
-        for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] = static_cast<float>(s.S[j * QB + q] + shift);
-        if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.M[q] + shift);
+        const double top = s.x0[q];
+        if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.off[q] + s.M[q] - top);
         s.off[q] = top;
+        for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] = static_cast<float>(s.Ld[j * QB + q] - top);
       }
-      for (size_t i = 0; i < refined_q.size(); ++i) {
-        s.S[refined_j[i] * QB + refined_q[i]] = static_cast<float>(refined_l[i] - s.off[refined_q[i]]);
-      }
+      for (size_t j = 0; j < nt; ++j)
+        for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = kEmpty;
     }
 
     if (fuse) {
@@ -561,6 +673,15 @@ void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       case KernelKind::Gaussian:
         run_item<GaussianKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
         break;
+      case KernelKind::Poisson:
+        run_item<PoissonKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        break;
+      case KernelKind::RadialTanh:
+        run_item<RadialKernel<true>>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        break;
+      case KernelKind::RadialExp:
+        run_item<RadialKernel<false>>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        break;
     }
   };
   ThreadPool::global().parallel_for(plan.nqb * plan.shards, item, inline_ok);
@@ -664,6 +785,9 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
     double norm = 0;
     switch (kernel.kind) {
       case KernelKind::Gaussian: norm = GaussianKernel::log_norm(sg, d); break;
+      case KernelKind::Poisson: norm = PoissonKernel::log_norm(sg, d, kernel.D); break;
+      case KernelKind::RadialTanh: norm = RadialKernel<true>::log_norm(sg, d, 0); break;
+      case KernelKind::RadialExp: norm = RadialKernel<false>::log_norm(sg, d, 0); break;
     }
     if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
     if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
@@ -708,6 +832,15 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
     double l = 0;
     switch (req.kernel.kind) {
       case KernelKind::Gaussian: l = GaussianKernel::logw(r2, lane); break;
+      case KernelKind::Poisson:
+        lane.kc = kernel_constant(req.kernel, d);
+        l = PoissonKernel::logw(r2, lane);
+        break;
+      case KernelKind::RadialTanh:
+      case KernelKind::RadialExp:
+        lane.kc = kernel_constant(req.kernel, d);
+        l = req.kernel.kind == KernelKind::RadialTanh ? RadialKernel<true>::logw(r2, lane) : RadialKernel<false>::logw(r2, lane);
+        break;
     }
     const double m = std::max(st.max[q], l);
     const double a = std::exp(st.max[q] - m), b = std::exp(l - m);

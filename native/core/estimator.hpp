@@ -40,11 +40,20 @@ class ReferenceSet {
 
 // A kernel is its log-weight as a function of the squared distance r^2 = ||x - alpha y||^2,
 // plus its normalising constant (see kernels in estimator.cpp).
-enum class KernelKind : int { Gaussian = 0 };
+// Gaussian: l = -r^2 / (2 sigma^2). Poisson (PFGM++ with D augmented dimensions; D = 1 is
+// the gravity model): l = -((d + D)/2) log(r^2 + tau^2). Radial CDF scale families
+// psi_t(r) = F(r/t): l = log F'(r/t) - (d-1) log r, with F = tanh or 1 - exp(-u), r clamped
+// below at kRadialFloor * t. MATH.md section 4.
+enum class KernelKind : int { Gaussian = 0, Poisson = 1, RadialTanh = 2, RadialExp = 3 };
 
 struct KernelSpec {
   KernelKind kind = KernelKind::Gaussian;
+  double D = 1.0;  // Poisson's augmented dimensions
 };
+
+// Radial kernels: r is clamped below at this fraction of the scale t (their weights are
+// singular at r = 0 when d > 1).
+inline constexpr double kRadialFloor = 1e-7;
 
 enum Output : unsigned {
   kMean = 1u << 0,
