@@ -285,9 +285,10 @@ export class ReferenceSet {
     const seeds = seedArray(o.seeds, B, 'options.seeds');
     const kernel = kernelArg(o.kernel, 'options.kernel');
     if (o.x === undefined && !isGaussian(kernel)) {
-      throw new ScorefieldUnsupportedError('Expected options.x (initial points from the kernel prior) for options.x with a non-Gaussian kernel but received none');
-    }
-    if (o.x === undefined) {
+      // the kernel's own prior at the largest scale (seeded per sample like the Gaussian prior)
+      if (seeds || offset) throw new ScorefieldUnsupportedError('Expected a seed without seeds or offset for a non-Gaussian prior but received them');
+      x = (o.kernel as Kernel).samplePrior(B, this.dim, sigmas[0], { seed });
+    } else if (o.x === undefined) {
       noiseInto(x, this.dim, { seed, seeds: seeds ?? undefined, stream: 0, offset });
       const s0 = sigmas[0];
       for (let i = 0; i < x.length; i++) x[i] *= s0;

@@ -22,8 +22,8 @@ export {
 export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
 export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
 export type { EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
-export { gaussian, poisson, radial } from './kernels';
-export type { Kernel, GaussianKernel, PoissonKernel, RadialKernel } from './kernels';
+export { gaussian, poisson, radial, poissonRadii } from './kernels';
+export type { Kernel, GaussianKernel, PoissonKernel, RadialKernel, KernelMethods, DrawOptions } from './kernels';
 export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from './steps';
 export type { NoiseOptions, StepOptions } from './steps';
 export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore, fromSchedule } from './samplers';

@@ -1,6 +1,6 @@
 // Poisson-flow and radial-CDF kernels in the estimator (MATH.md section 4).
 import test from 'ava';
-import { gaussian, poisson, radial, ReferenceSet, type Kernel } from '../lib/index';
+import { gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, type Kernel } from '../lib/index';
 import { noisyQueries, toy2d } from './helpers/estimator-ref';
 import { rand } from './helpers/reference';
 
@@ -122,4 +122,100 @@ test('non-Gaussian kernels: no score/divergence outputs, no alpha, extreme D and
   t.throws(() => ref.estimate(x, { sigma: 1, alpha: 0.5, kernel: poisson() }), { code: 'ERR_SCOREFIELD_SHAPE' });
   t.throws(() => poisson({ D: 0 }), { code: 'ERR_SCOREFIELD_RANGE' });
   t.throws(() => radial('sigmoid' as 'tanh'), { code: 'ERR_SCOREFIELD_TYPE' });
+});
+
+/** Regularized incomplete beta I_x(a, b) (continued fraction, Lentz). */
+function ibeta(x: number, a: number, b: number): number {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  const lgam = (z: number): number => {
+    // Lanczos
+    const g = 7;
+    const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+    if (z < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * z)) - lgam(1 - z);
+    z -= 1;
+    let s = c[0];
+    for (let i = 1; i < g + 2; i++) s += c[i] / (z + i);
+    const t = z + g + 0.5;
+    return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(s);
+  };
+  const front = Math.exp(lgam(a + b) - lgam(a) - lgam(b) + a * Math.log(x) + b * Math.log(1 - x));
+  const cf = (xx: number, aa: number, bb: number): number => {
+    let f = 1;
+    let C = 1;
+    let Dd = 1 - ((aa + bb) * xx) / (aa + 1);
+    Dd = 1 / (Math.abs(Dd) < 1e-300 ? 1e-300 : Dd);
+    f = Dd;
+    for (let m = 1; m < 500; m++) {
+      for (const step of [0, 1]) {
+        const num = step === 0 ? (m * (bb - m) * xx) / ((aa + 2 * m - 1) * (aa + 2 * m)) : -((aa + m) * (aa + bb + m) * xx) / ((aa + 2 * m) * (aa + 2 * m + 1));
+        Dd = 1 + num * Dd;
+        Dd = 1 / (Math.abs(Dd) < 1e-300 ? 1e-300 : Dd);
+        C = 1 + num / C;
+        if (Math.abs(C) < 1e-300) C = 1e-300;
+        f *= C * Dd;
+      }
+    }
+    return f;
+  };
+  return x < (a + 1) / (a + b + 2) ? (front * cf(x, a, b)) / a : 1 - (front * cf(1 - x, b, a)) / b;
+}
+
+test('perturbations draw from their kernels: KS of |x - x0| against the analytic radial law', (t) => {
+  const n = 4000;
+  for (const d of [1, 3, 64]) {
+    for (const [name, kernel, cdf] of [
+      ['poisson D=1', poisson(), (rho: number, r: number) => ibeta((rho * rho) / (r * r + rho * rho), d / 2, 0.5)],
+      ['poisson D=128', poisson({ D: 128 }), (rho: number, r: number) => ibeta((rho * rho) / (r * r + rho * rho), d / 2, 64)],
+      ['tanh', radial('tanh'), (rho: number, r: number) => Math.tanh(rho / r)],
+      ['exp', radial('exp'), (rho: number, r: number) => 1 - Math.exp(-rho / r)],
+    ] as const) {
+      const tau = 0.7;
+      const x0 = rand(n * d, 50 + d, -1, 1);
+      const x = kernel.perturb(x0, tau, { seed: 51, dim: d });
+      const radii = Float64Array.from({ length: n }, (_, i) => {
+        let s = 0;
+        for (let k = 0; k < d; k++) s += (x[i * d + k] - x0[i * d + k]) ** 2;
+        return Math.sqrt(s);
+      }).sort();
+      let ks = 0;
+      for (let i = 0; i < n; i++) {
+        const F = cdf(radii[i], tau);
+        ks = Math.max(ks, Math.abs(F - i / n), Math.abs(F - (i + 1) / n));
+      }
+      t.true(ks < 1.63 / Math.sqrt(n), `${name} d=${d}: KS ${ks}`);
+    }
+  }
+});
+
+test('conditionalField is (x - x0)/tau; priors are the perturbation of 0; Poisson radii r = sigma sqrt(D)', (t) => {
+  const x = rand(12, 61);
+  const x0 = rand(12, 62);
+  const fld = poisson().conditionalField(x, x0, 0.25);
+  for (let i = 0; i < 12; i++) t.true(Math.abs(fld[i] - (x[i] - x0[i]) / 0.25) < 1e-5 * (1 + Math.abs(fld[i])));
+  const prior = radial('exp').samplePrior(5, 3, 2, { seed: 4 });
+  t.deepEqual(prior, radial('exp').perturb(new Float32Array(15), 2, { seed: 4, dim: 3 }));
+  t.deepEqual(Array.from(poissonRadii([1, 0.5, 0], 4)), [2, 1, 0]);
+});
+
+test('sampling a 2-d toy set with every kernel (Heun, native loop) lands near the data', async (t) => {
+  const data = toy2d(2000, 71);
+  const ref = new ReferenceSet(data, 2);
+  for (const [name, kernel, sigmas] of [
+    ['gaussian', gaussian(), schedules.karrasSigmas(18)],
+    ['poisson D=1', poisson(), poissonRadii(schedules.karrasSigmas(18), 1)],
+    ['poisson D=128', poisson({ D: 128 }), poissonRadii(schedules.karrasSigmas(18), 128)],
+    ['tanh', radial('tanh'), schedules.karrasSigmas(18, { sigmaMax: 20 })],
+    ['exp', radial('exp'), schedules.karrasSigmas(18, { sigmaMax: 20 })],
+  ] as const) {
+    const { x } = await ref.sample({ sigmas, solver: 'heun', batch: 300, seed: 7, kernel });
+    let mean = 0;
+    for (let i = 0; i < 300; i++) {
+      let best = Infinity;
+      for (let j = 0; j < 2000; j++) best = Math.min(best, Math.hypot(x[2 * i] - data[2 * j], x[2 * i + 1] - data[2 * j + 1]));
+      mean += best / 300;
+    }
+    t.log(`${name}: mean distance to the nearest data point ${mean.toExponential(2)}`);
+    t.true(mean < 0.02, `${name}: ${mean}`);
+  }
 });
