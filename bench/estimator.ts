@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { capabilities, ReferenceSet, setThreads } from '../lib/index';
+import { capabilities, poisson, radial, ReferenceSet, setThreads, type Kernel } from '../lib/index';
 import { native } from '../lib/native';
 import { mnistLike, noisyQueries, toy2d } from '../test/helpers/estimator-ref';
 import { rand } from '../test/helpers/reference';
@@ -171,7 +171,38 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+main()
+  .then(kernelCosts)
+  .catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+
+/**
+ * Cost of the Poisson and radial kernels against the Gaussian at d >= 256 (same data, queries
+ * and sigma; time ratio, median of alternating runs). Target: within 1.5x.
+ */
+async function kernelCosts(): Promise<void> {
+  for (const [d, N, gen] of [
+    [256, 20000, () => rand(20000 * 256, 1, -1, 1)],
+    [784, 10000, () => mnistLike(10000, 3)],
+  ] as const) {
+    const Y = gen();
+    const ref = new ReferenceSet(Y, d);
+    const x = noisyQueries(Y, d, 256, 1, 1, 5);
+    const time = (kernel: Kernel | undefined) => {
+      const t0 = performance.now();
+      ref.estimate(x, { sigma: 1, kernel, outputs: ['mean'] });
+      return (performance.now() - t0) / 1000;
+    };
+    for (const [name, kernel] of [['poisson-D1', poisson()], ['poisson-D128', poisson({ D: 128 })], ['radial-tanh', radial('tanh')], ['radial-exp', radial('exp')]] as const) {
+      time(kernel);
+      const ratios: number[] = [];
+      for (let r = 0; r < 5; r++) {
+        const g = time(undefined);
+        ratios.push(time(kernel) / g);
+      }
+      emit({ bench: `kernel-cost-${name}`, d, N, B: 256, sigma: 1, vsGaussian: median(ratios) });
+    }
+  }
+}
