@@ -117,6 +117,14 @@ F32 ArgOptF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t
   return ArgF32(info, i, name, length, keep);
 }
 
+size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d) {
+  try {
+    return sf::checked_mul(B, d, "batch x dim");
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
+}
+
 double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsNumber()) {
     ThrowCoded(info.Env(), sf::code::kType, std::string("Expected a number for ") + name + " but received another type", true);

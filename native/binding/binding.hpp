@@ -63,6 +63,8 @@ F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, Task* kee
 F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep);
 // Same, or null/undefined (returns data == nullptr).
 F32 ArgOptF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep);
+// B * d elements, or a coded ERR_SCOREFIELD_OVERFLOW.
+size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d);
 // A non-negative integer no larger than 2^53 - 1.
 size_t ArgSize(const Napi::CallbackInfo& info, size_t i, const char* name);
 double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name);

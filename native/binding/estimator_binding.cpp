@@ -98,12 +98,7 @@ Napi::Value RefInfo(const Napi::CallbackInfo& info) {
 // Reads (x, B, alpha, sigma, kernel) at positions i.. into a request.
 void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet& ref, sf::EstimateRequest& req, Task* t) {
   req.B = ArgSize(info, i + 1, "batch");
-  size_t n = 0;
-  try {
-    n = sf::checked_mul(req.B, ref.dim(), "batch x dim");
-  } catch (const sf::Error& e) {
-    ThrowCoded(info.Env(), e.code(), e.what());
-  }
+  const size_t n = Elements(info, req.B, ref.dim());
   req.x = ArgF32(info, i, "x", n, t).data;
   req.alpha = ArgCoef(info, i + 2, "alpha", req.B, t);
   req.sigma = ArgCoef(info, i + 3, "sigma", req.B, t);
@@ -382,12 +377,7 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   t->SetAsync(true);
   t->ref = ArgRef(info, 0);
   t->req.B = ArgSize(info, 2, "batch");
-  size_t n = 0;
-  try {
-    n = sf::checked_mul(t->req.B, t->ref->dim(), "batch x dim");
-  } catch (const sf::Error& e) {
-    ThrowCoded(info.Env(), e.code(), e.what());
-  }
+  const size_t n = Elements(info, t->req.B, t->ref->dim());
   t->req.x = ArgF32(info, 1, "x", n, t.get()).data;
   if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
       info[3].As<Napi::TypedArray>().ElementLength() < 2) {

@@ -5,14 +5,6 @@
 namespace sfb {
 namespace {
 
-size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d) {
-  try {
-    return sf::checked_mul(B, d, "batch x dim");
-  } catch (const sf::Error& e) {
-    ThrowCoded(info.Env(), e.code(), e.what());
-  }
-}
-
 // Noise: (seed: bigint, seeds: BigUint64Array|null, stream, offset) at positions i..i+3.
 sf::NoiseSpec ArgNoise(const Napi::CallbackInfo& info, size_t i, size_t B, Task* keep) {
   sf::NoiseSpec z;

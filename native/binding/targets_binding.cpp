@@ -5,14 +5,6 @@
 namespace sfb {
 namespace {
 
-size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d) {
-  try {
-    return sf::checked_mul(B, d, "batch x dim");
-  } catch (const sf::Error& e) {
-    ThrowCoded(info.Env(), e.code(), e.what());
-  }
-}
-
 // out = f(u, w) with two per-sample coefficients: perturb, conditionalScore, velocityTarget.
 using AffineFn = void (*)(float*, const float*, const float*, size_t, size_t, sf::Coef, sf::Coef, bool);
 
