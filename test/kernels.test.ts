@@ -1,6 +1,6 @@
 // Poisson-flow and radial-CDF kernels in the estimator (MATH.md section 4).
 import test from 'ava';
-import { gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, type Kernel } from '../lib/index';
+import { capabilities, gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, setSimdLevel, type Kernel, type SimdLevel } from '../lib/index';
 import { noisyQueries, toy2d } from './helpers/estimator-ref';
 import { rand } from './helpers/reference';
 
@@ -218,4 +218,24 @@ test('sampling a 2-d toy set with every kernel (Heun, native loop) lands near th
     t.log(`${name}: mean distance to the nearest data point ${mean.toExponential(2)}`);
     t.true(mean < 0.02, `${name}: ${mean}`);
   }
+});
+
+test.serial('every SIMD path computes the non-Gaussian kernels accurately', (t) => {
+  const d = 5;
+  const Y = rand(900 * d, 81, -1, 1);
+  const ref = new ReferenceSet(Y, d);
+  const x = noisyQueries(Y, d, 40, 1, 0.3, 82);
+  for (const level of capabilities().simdAvailable as SimdLevel[]) {
+    setSimdLevel(level);
+    for (const [name, kernel] of KERNELS) {
+      const { mean } = ref.estimate(x, { sigma: 0.3, kernel, outputs: ['mean'] });
+      let worst = 0;
+      for (let i = 0; i < 40; i++) {
+        const m = naiveMean(Y, d, x.subarray(i * d, (i + 1) * d), kernel, 0.3);
+        for (let k = 0; k < d; k++) worst = Math.max(worst, Math.abs(mean[i * d + k] - m[k]));
+      }
+      t.true(worst < 1e-5, `${level} ${name}: ${worst}`);
+    }
+  }
+  setSimdLevel(capabilities().simdAvailable[0] as SimdLevel);
 });

@@ -187,6 +187,8 @@ struct GaussianKernel {
 struct PoissonKernel {
   static constexpr bool kLinear = false;
   static constexpr bool kFusable = false;
+  static constexpr bool kRadial = false;
+  static constexpr int kKind = 1;
   static double logw(double r2, const Lane& q) { return -q.kc * std::log(r2 + q.sigma * q.sigma); }
   static double slope(double r2lo, const Lane& q) { return q.kc / (r2lo + q.sigma * q.sigma); }
   // log C_{d,D} r^D with C = Gamma((d+D)/2) / (pi^(d/2) Gamma(D/2)).
@@ -200,6 +202,8 @@ template <bool kTanh>
 struct RadialKernel {
   static constexpr bool kLinear = false;
   static constexpr bool kFusable = false;
+  static constexpr bool kRadial = true;
+  static constexpr int kKind = kTanh ? 2 : 3;
   static double log_fprime(double u) {
     if (kTanh) return -2.0 * (u + std::log1p(std::exp(-2.0 * u)) - std::log(2.0));  // log sech^2 u
     return -u;                                                                        // log e^-u
@@ -295,6 +299,9 @@ struct Scratch {
   std::vector<float> P;     // nt x qb: weights
   std::vector<float> tacc;  // small d: the tile's weighted sums (d x qb)
   std::vector<double> Ld;   // nonlinear kernels: the tile's log-weights in double
+  std::vector<float> Ef;    // nonlinear kernels: their error bounds
+  std::vector<double> nl_base;  // nonlinear kernels: what the float tile values are relative to
+  std::vector<float> nl_xx, nl_a, nl_a2, nl_s2, nl_it, nl_c, nl_off, nl_iq, nl_eA, nl_eG, nl_eB, nl_eC;
   std::vector<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
   std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: tile temporaries
@@ -346,6 +353,9 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   s.x1.assign(QB, 0.0);
   s.x2.assign(QB, 0.0);
   s.exact_used.assign(QB, 0);
+  s.nl_base.assign(QB, 0.0);
+  for (auto* v : {&s.nl_xx, &s.nl_a, &s.nl_a2, &s.nl_s2, &s.nl_it, &s.nl_c, &s.nl_off, &s.nl_iq, &s.nl_eA, &s.nl_eG, &s.nl_eB, &s.nl_eC})
+    v->assign(QB, 0.0f);
 
   std::vector<Lane> lane(QB);
   std::vector<float> xrow(d);
@@ -505,8 +515,52 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       // are uncertain and may be within the window of the top are recomputed from exact
       // direct differences; then every lane's offset moves to its largest log-weight
       // before the values are stored as floats relative to it.
-      if (s.Ld.empty()) s.Ld.assign(plan.nt * QB, 0.0);
+      if (s.Ld.empty()) {
+        s.Ld.assign(plan.nt * QB, 0.0);
+        s.Ef.assign(plan.nt * QB, 0.0f);
+      }
+      // The tile form in float with its error bound (SIMD), relative to the float offset.
       const double gam = pol.gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
+      for (size_t q = 0; q < QB; ++q) {
+        const bool v = q < nq;
+        const Lane& L = lane[v ? q : 0];
+        const double a = v ? L.alpha : 0.0, t = v ? L.sigma : 1.0;
+        s.nl_xx[q] = v ? static_cast<float>(L.xx) : 0.0f;
+        s.nl_a[q] = static_cast<float>(a);
+        s.nl_a2[q] = static_cast<float>(a * a);
+        s.nl_s2[q] = static_cast<float>(K::kRadial ? (kRadialFloor * t) * (kRadialFloor * t) : t * t);
+        s.nl_it[q] = static_cast<float>(1.0 / t);
+        s.nl_c[q] = v ? static_cast<float>(L.kc) : 0.0f;
+        s.nl_off[q] = v ? static_cast<float>(s.off[q]) : 0.0f;
+        // Poisson: the offset as a reference 1/q_ref = exp(off/c); the float offset used in
+        // the scalar pass below is then exactly -c log(q_ref) as far as float goes
+        s.nl_iq[q] = (v && L.kc > 0) ? static_cast<float>(std::exp(s.off[q] / L.kc)) : 1.0f;
+        // what the kernel's values are relative to, in double: the float offset, or for
+        // Poisson -c log(q_ref) of the float reference actually used
+        s.nl_base[q] = (K::kKind == 1) ? (v && L.kc > 0 ? L.kc * std::log(static_cast<double>(s.nl_iq[q])) : 0.0)
+                                       : static_cast<double>(s.nl_off[q]);
+        const double ea = 2 * std::fabs(a) * (v ? L.nx : 0.0);
+        s.nl_eA[q] = static_cast<float>(ea * 2 * kU);
+        s.nl_eG[q] = static_cast<float>(ea * gam);
+        // the two roundings of fma(-2a, S, fma(a^2, yy, xx)) in float
+        s.nl_eB[q] = static_cast<float>(2 * kU * a * a);
+        s.nl_eC[q] = static_cast<float>(2 * kU * (v ? L.xx : 0.0));
+      }
+      NonlinearLanes nl;
+      nl.kind = K::kKind;
+      nl.xx = s.nl_xx.data();
+      nl.a = s.nl_a.data();
+      nl.a2 = s.nl_a2.data();
+      nl.s2 = s.nl_s2.data();
+      nl.inv_t = s.nl_it.data();
+      nl.c = s.nl_c.data();
+      nl.off = s.nl_off.data();
+      nl.inv_qref = s.nl_iq.data();
+      nl.eA = s.nl_eA.data();
+      nl.eG = s.nl_eG.data();
+      nl.eB = s.nl_eB.data();
+      nl.eC = s.nl_eC.data();
+      kt.nonlinear_tile(s.S.data(), s.Ef.data(), nt, yy + jt, ny + jt, am + jt, nl);
       refined_j.clear();
       refined_q.clear();
       refined_l.clear();
@@ -514,32 +568,18 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         s.lo[q] = (s.M[q] != kEmpty) ? s.off[q] + s.M[q] : -std::numeric_limits<double>::infinity();
         s.x0[q] = s.lo[q];  // largest value (for the new offset)
       }
-      auto pair_error = [&](size_t j, size_t q, double r2) {
-        const Lane& L = lane[q];
-        const double a = std::fabs(L.alpha);
-        const double dr2 = 2 * a * L.nx * (2 * kU * ny[jt + j] + gam * am[jt + j]) +
-                           4 * kU * (L.xx + L.alpha * L.alpha * yy[jt + j]);
-        return K::slope(std::max(0.0, r2 - dr2), L) * dr2;
-      };
-      for (size_t j = 0; j < nt; ++j) {
+      for (size_t j = 0; j < nt; ++j)
         for (size_t q = 0; q < nq; ++q) {
-          const Lane& L = lane[q];
-          const double r2 = std::max(0.0, L.xx - 2 * L.alpha * s.S[j * QB + q] + L.alpha * L.alpha * yy[jt + j]);
-          const double l = K::logw(r2, L);
+          const double l = s.nl_base[q] + s.S[j * QB + q];
           s.Ld[j * QB + q] = l;
-          s.lo[q] = std::max(s.lo[q], l - pair_error(j, q, r2));
+          s.lo[q] = std::max(s.lo[q], l - s.Ef[j * QB + q]);
         }
-      }
       for (size_t j = 0; j < nt; ++j) {
         for (size_t q = 0; q < nq; ++q) {
-          const Lane& L = lane[q];
           double& l = s.Ld[j * QB + q];
-          const double r2 = std::max(0.0, L.xx - 2 * L.alpha * s.S[j * QB + q] + L.alpha * L.alpha * yy[jt + j]);
-          const double e = pair_error(j, q, r2);
-          // A tenth of the tolerance: these kernels' posteriors are heavy-tailed, so more
-          // pairs share the top and their errors add up.
-          if (e > 0.1 * pol.tolerance && l + e >= s.lo[q] - pol.window) {
-            l = K::logw(kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, L.alpha), L);
+          const double e = s.Ef[j * QB + q];
+          if (e > pol.tolerance && l + e >= s.lo[q] - pol.window) {
+            l = K::logw(kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha), lane[q]);
             refined_j.push_back(static_cast<uint32_t>(j));
             refined_q.push_back(static_cast<uint32_t>(q));
             refined_l.push_back(l);

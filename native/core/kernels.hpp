@@ -6,6 +6,25 @@
 
 namespace sf {
 
+// Per-lane constants of the nonlinear tile form (Poisson and radial kernels), each an array
+// of qblock floats (see KernelTable::nonlinear_tile and estimator.cpp).
+struct NonlinearLanes {
+  int kind = 1;                 // 1 Poisson, 2 radial tanh, 3 radial exp
+  const float* xx = nullptr;    // ||x'||^2
+  const float* a = nullptr;     // alpha
+  const float* a2 = nullptr;    // alpha^2
+  const float* s2 = nullptr;    // Poisson: tau^2; radial: (floor t)^2
+  const float* inv_t = nullptr; // radial: 1/t
+  const float* c = nullptr;     // Poisson (d + D)/2; radial d - 1
+  const float* off = nullptr;   // offset subtracted from the log-weights
+  const float* inv_qref = nullptr;  // Poisson: exp(off / c), the offset as 1 / (r^2 + tau^2)
+  // modelled error of r^2: eA ny + eG amax + eB yy + eC
+  const float* eA = nullptr;
+  const float* eG = nullptr;
+  const float* eB = nullptr;
+  const float* eC = nullptr;
+};
+
 struct KernelTable {
   const char* name;
   // out[k] = c * (q * w[k] + p * u[k]); the product q*w is fused with the sum, so
@@ -52,6 +71,10 @@ struct KernelTable {
                       const float* cB, const float* cC, float* M, float* scale, float* sums, float* tacc,
                       unsigned flags);
   size_t small_d;
+  // Nonlinear kernels' tile form in float: from dot products S[j * qblock + q], writes the
+  // log-weights minus the lane's offset into S and a bound of their error into E.
+  void (*nonlinear_tile)(float* S, float* E, size_t nt, const float* yy, const float* ny, const float* am,
+                         const NonlinearLanes& p);
   // Precise squared distance for recomputed pairs: sum_k (x_k - a (row_k + c_k))^2 with
   // the differences and the sum in double (row + c is exact in float).
   double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);

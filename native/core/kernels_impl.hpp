@@ -473,6 +473,54 @@ void k_fused_small(const float* XT, const float* Y, const float* yy, size_t nt, 
   }
 }
 
+void k_nonlinear_tile(float* S, float* E, size_t nt, const float* yy, const float* ny, const float* am,
+                      const sf::NonlinearLanes& p) {
+  typedef typename V::reg R;
+  // rounding bounds: 2u for a log and its argument, 4u for the tanh expression, u per product
+  const R u1 = V::set1(5.9604644775390625e-08f), u2 = V::set1(2.0f * 5.9604644775390625e-08f);
+  const R u4 = V::set1(4.0f * 5.9604644775390625e-08f), zero = V::zero(), half = V::set1(0.5f);
+  const R ln2 = V::set1(0.69314718056f), one = V::set1(1.0f), two = V::set1(2.0f);
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t o = h * W;
+    const R xx = V::load(p.xx + o), a = V::load(p.a + o), a2 = V::load(p.a2 + o), s2 = V::load(p.s2 + o);
+    const R it = V::load(p.inv_t + o), c = V::load(p.c + o), off = V::load(p.off + o);
+    const R eA = V::load(p.eA + o), eG = V::load(p.eG + o), eB = V::load(p.eB + o), eC = V::load(p.eC + o);
+    const R m2a = V::mul(V::set1(-2.0f), a), aoff = V::abs(off);
+    const R iq = p.kind == 1 ? V::load(p.inv_qref + o) : one;
+    for (size_t j = 0; j < nt; ++j) {
+      const R yj = V::set1(yy[j]);
+      const R r2 = V::max(zero, V::fma(m2a, V::load(S + j * QB + o), V::fma(a2, yj, xx)));
+      const R dr2 = V::fma(eA, V::set1(ny[j]), V::fma(eG, V::set1(am[j]), V::fma(eB, yj, eC)));
+      const R r2lo = V::max(zero, V::sub(r2, dr2));
+      R l, err;
+      if (p.kind == 1) {
+        // relative to the offset: l - off = -c log(q / q_ref) with q_ref = exp(-off / c), so the
+        // logarithm is near 0 for the top pairs and its rounding does not scale with |log q|
+        const R lq = V::log(V::mul(V::add(r2, s2), iq));
+        l = V::sub(zero, V::mul(c, lq));
+        const R slope = V::div(c, V::add(r2lo, s2));
+        err = V::fma(slope, dr2, V::fma(u2, V::mul(c, V::add(V::abs(lq), one)), V::mul(u1, V::abs(l))));
+      } else {
+        const R r2c = V::max(r2, s2);
+        const R uu = V::mul(V::sqrt(r2c), it);
+        // tanh: log sech^2 u = -2 (u + log(1 + e^-2u) - ln 2); exp: -u
+        const R lf = p.kind == 2 ? V::mul(V::set1(-2.0f), V::sub(V::add(uu, V::log(V::add(one, V::exp(V::mul(V::set1(-2.0f), uu))))), ln2))
+                                 : V::sub(zero, uu);
+        const R lr = V::log(r2c);
+        l = V::sub(V::sub(lf, V::mul(V::mul(half, c), lr)), off);
+        const R rlo = V::sqrt(V::max(r2lo, s2));
+        const R k = p.kind == 2 ? two : one;
+        const R slope = V::add(V::div(V::mul(V::mul(half, k), it), rlo), V::div(V::mul(half, c), V::mul(rlo, rlo)));
+        err = V::fma(slope, dr2,
+                     V::fma(u4, V::abs(lf),
+                            V::fma(u2, V::mul(V::mul(half, c), V::add(V::abs(lr), one)), V::mul(u1, V::add(V::abs(l), aoff)))));
+      }
+      V::store(S + j * QB + o, l);
+      V::store(E + j * QB + o, err);
+    }
+  }
+}
+
 // Direct difference in double of the caller's exact values: sum_k (x_k - a (row_k + c_k))^2,
 // where row + c is exact in float by construction of the reference set.
 double k_exact_r2(const float* x, const float* row, const float* c, size_t d, double a) {
@@ -538,7 +586,7 @@ void k_exp_inplace(float* v, size_t n) {
 
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
-                                k_softmax_lanes, k_fused_small, kSmallD,       k_exact_r2, k_fma_loop,
-                                k_exp_inplace};
+                                k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
+                                k_exact_r2,      k_fma_loop,    k_exp_inplace};
 
 }  // namespace

@@ -39,6 +39,33 @@ struct V {
     return _mm512_scalef_ps(y, fx);
   }
   static constexpr size_t kR = 12;
+  // log(x) for positive normal x (Cephes polynomial on the mantissa in [sqrt(1/2), sqrt(2))).
+  static reg log(reg x) {
+    reg m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    reg e = _mm512_getexp_ps(x);
+    const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356237f), _CMP_GT_OQ);
+    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+    e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0f));
+    const reg xx = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+    const reg z = _mm512_mul_ps(xx, xx);
+    reg y = _mm512_set1_ps(7.0376836292E-2f);
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(-1.1514610310E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(1.1676998740E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(-1.2420140846E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(1.4249322787E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(-1.6668057665E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(2.0000714765E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(-2.4999993993E-1f));
+    y = _mm512_fmadd_ps(y, xx, _mm512_set1_ps(3.3333331174E-1f));
+    y = _mm512_mul_ps(_mm512_mul_ps(y, xx), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fnmadd_ps(_mm512_set1_ps(0.5f), z, y);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(xx, y));
+  }
+  static reg sqrt(reg x) { return _mm512_sqrt_ps(x); }
+  static reg abs(reg x) { return _mm512_abs_ps(x); }
+  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) {
     _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), _mm512_cvtps_pd(_mm512_castps512_ps256(v))));

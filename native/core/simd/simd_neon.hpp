@@ -45,6 +45,34 @@ struct V {
     return vmulq_f32(y, vreinterpretq_f32_s32(e));
   }
   static constexpr size_t kR = 12;
+  // log(x) for positive normal x (Cephes polynomial on the mantissa in [sqrt(1/2), sqrt(2))).
+  static reg log(reg x) {
+    const int32x4_t bits = vreinterpretq_s32_f32(x);
+    reg e = vcvtq_f32_s32(vsubq_s32(vshrq_n_s32(bits, 23), vdupq_n_s32(127)));
+    reg m = vreinterpretq_f32_s32(vorrq_s32(vandq_s32(bits, vdupq_n_s32(0x007fffff)), vdupq_n_s32(0x3f800000)));
+    const uint32x4_t big = vcgtq_f32(m, vdupq_n_f32(1.41421356237f));
+    m = vbslq_f32(big, vmulq_f32(m, vdupq_n_f32(0.5f)), m);
+    e = vbslq_f32(big, vaddq_f32(e, vdupq_n_f32(1.0f)), e);
+    const reg xx = vsubq_f32(m, vdupq_n_f32(1.0f));
+    const reg z = vmulq_f32(xx, xx);
+    reg y = vdupq_n_f32(7.0376836292E-2f);
+    y = vfmaq_f32(vdupq_n_f32(-1.1514610310E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(1.1676998740E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(-1.2420140846E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(1.4249322787E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(-1.6668057665E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(2.0000714765E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(-2.4999993993E-1f), y, xx);
+    y = vfmaq_f32(vdupq_n_f32(3.3333331174E-1f), y, xx);
+    y = vmulq_f32(vmulq_f32(y, xx), z);
+    y = vfmaq_f32(y, e, vdupq_n_f32(-2.12194440e-4f));
+    y = vfmsq_f32(y, vdupq_n_f32(0.5f), z);
+    return vfmaq_f32(vaddq_f32(xx, y), e, vdupq_n_f32(0.693359375f));
+  }
+  static reg sqrt(reg x) { return vsqrtq_f32(x); }
+  static reg abs(reg x) { return vabsq_f32(x); }
+  static reg div(reg a, reg b) { return vdivq_f32(a, b); }
+  static reg min(reg a, reg b) { return vminq_f32(a, b); }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) {
     vst1q_f64(p, vaddq_f64(vld1q_f64(p), vcvt_f64_f32(vget_low_f32(v))));

@@ -24,6 +24,11 @@ struct V {
   static reg exp(reg x) { return __builtin_expf(x); }
   // Queries per block are 2 * W; kR references per micro-tile of the estimator GEMMs.
   static constexpr size_t kR = 4;
+  static reg log(reg x) { return __builtin_logf(x); }
+  static reg sqrt(reg x) { return __builtin_sqrtf(x); }
+  static reg abs(reg x) { return __builtin_fabsf(x); }
+  static reg div(reg a, reg b) { return a / b; }
+  static reg min(reg a, reg b) { return a < b ? a : b; }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) { p[0] += static_cast<double>(v); }
 };
