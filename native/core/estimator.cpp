@@ -298,9 +298,10 @@ struct Scratch {
   std::vector<float> S;     // nt x qb: dot products / log-weights
   std::vector<float> P;     // nt x qb: weights
   std::vector<float> tacc;  // small d: the tile's weighted sums (d x qb)
-  std::vector<double> Ld;   // nonlinear kernels: the tile's log-weights in double
   std::vector<float> Ef;    // nonlinear kernels: their error bounds
   std::vector<double> nl_base;  // nonlinear kernels: what the float tile values are relative to
+  std::vector<double> r2top;    // radial kernels: r^2 of the best recomputed pair so far
+  std::vector<float> tlo, thi;   // nonlinear kernels: per-lane tile max of (L - E) and of L
   std::vector<float> nl_xx, nl_a, nl_a2, nl_s2, nl_it, nl_c, nl_off, nl_iq, nl_eA, nl_eG, nl_eB, nl_eC;
   std::vector<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
@@ -354,6 +355,9 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   s.x2.assign(QB, 0.0);
   s.exact_used.assign(QB, 0);
   s.nl_base.assign(QB, 0.0);
+  s.r2top.assign(QB, 0.0);
+  s.tlo.assign(QB, 0.0f);
+  s.thi.assign(QB, 0.0f);
   for (auto* v : {&s.nl_xx, &s.nl_a, &s.nl_a2, &s.nl_s2, &s.nl_it, &s.nl_c, &s.nl_off, &s.nl_iq, &s.nl_eA, &s.nl_eG, &s.nl_eB, &s.nl_eC})
     v->assign(QB, 0.0f);
 
@@ -515,10 +519,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       // are uncertain and may be within the window of the top are recomputed from exact
       // direct differences; then every lane's offset moves to its largest log-weight
       // before the values are stored as floats relative to it.
-      if (s.Ld.empty()) {
-        s.Ld.assign(plan.nt * QB, 0.0);
-        s.Ef.assign(plan.nt * QB, 0.0f);
-      }
+      if (s.Ef.empty()) s.Ef.assign(plan.nt * QB, 0.0f);
       // The tile form in float with its error bound (SIMD), relative to the float offset.
       const double gam = pol.gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
       for (size_t q = 0; q < QB; ++q) {
@@ -534,11 +535,20 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         s.nl_off[q] = v ? static_cast<float>(s.off[q]) : 0.0f;
         // Poisson: the offset as a reference 1/q_ref = exp(off/c); the float offset used in
         // the scalar pass below is then exactly -c log(q_ref) as far as float goes
-        s.nl_iq[q] = (v && L.kc > 0) ? static_cast<float>(std::exp(s.off[q] / L.kc)) : 1.0f;
-        // what the kernel's values are relative to, in double: the float offset, or for
-        // Poisson -c log(q_ref) of the float reference actually used
-        s.nl_base[q] = (K::kKind == 1) ? (v && L.kc > 0 ? L.kc * std::log(static_cast<double>(s.nl_iq[q])) : 0.0)
-                                       : static_cast<double>(s.nl_off[q]);
+        // What the kernel's float values are relative to, in double (nl_base):
+        //  Poisson: -c log(q_ref) of the float reference 1/q_ref = exp(off/c) actually used;
+        //  radial: the float offset plus c/2 log(r2_ref), r2_ref the top pair's r^2 so far
+        //  (||x'||^2 before the first tile), so that log(r^2/r2_ref) stays near 0.
+        if (K::kKind == 1) {
+          s.nl_iq[q] = (v && L.kc > 0) ? static_cast<float>(std::exp(s.off[q] / L.kc)) : 1.0f;
+          s.nl_base[q] = v && L.kc > 0 ? L.kc * std::log(static_cast<double>(s.nl_iq[q])) : 0.0;
+        } else {
+          const double ref2 = v ? (s.r2top[q] > 0 ? s.r2top[q] : std::max(L.xx, 1e-30)) : 1.0;
+          s.nl_iq[q] = static_cast<float>(1.0 / ref2);
+          const double lr_ref = -std::log(static_cast<double>(s.nl_iq[q]));  // log r2_ref as used
+          s.nl_off[q] = v ? static_cast<float>(s.off[q] + 0.5 * L.kc * lr_ref) : 0.0f;
+          s.nl_base[q] = static_cast<double>(s.nl_off[q]) - 0.5 * (v ? L.kc : 0.0) * lr_ref;
+        }
         const double ea = 2 * std::fabs(a) * (v ? L.nx : 0.0);
         s.nl_eA[q] = static_cast<float>(ea * 2 * kU);
         s.nl_eG[q] = static_cast<float>(ea * gam);
@@ -560,32 +570,34 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       nl.eG = s.nl_eG.data();
       nl.eB = s.nl_eB.data();
       nl.eC = s.nl_eC.data();
-      kt.nonlinear_tile(s.S.data(), s.Ef.data(), nt, yy + jt, ny + jt, am + jt, nl);
+      kt.nonlinear_tile(s.S.data(), s.Ef.data(), nt, yy + jt, ny + jt, am + jt, nl, s.tlo.data(), s.thi.data());
       refined_j.clear();
       refined_q.clear();
       refined_l.clear();
+      // Per lane, in double: a lower bound of the true maximum (this tile's largest value
+      // minus error, or the running reference), the candidate threshold relative to the base,
+      // and the largest value so far (the new offset).
       for (size_t q = 0; q < nq; ++q) {
-        s.lo[q] = (s.M[q] != kEmpty) ? s.off[q] + s.M[q] : -std::numeric_limits<double>::infinity();
-        s.x0[q] = s.lo[q];  // largest value (for the new offset)
+        const double prev = (s.M[q] != kEmpty) ? s.off[q] + s.M[q] : -std::numeric_limits<double>::infinity();
+        s.lo[q] = std::max(prev, s.nl_base[q] + s.tlo[q]);
+        s.x1[q] = s.lo[q] - pol.window - s.nl_base[q];  // threshold on the float values
+        s.x0[q] = std::max(prev, s.nl_base[q] + s.thi[q]);
       }
-      for (size_t j = 0; j < nt; ++j)
-        for (size_t q = 0; q < nq; ++q) {
-          const double l = s.nl_base[q] + s.S[j * QB + q];
-          s.Ld[j * QB + q] = l;
-          s.lo[q] = std::max(s.lo[q], l - s.Ef[j * QB + q]);
-        }
       for (size_t j = 0; j < nt; ++j) {
         for (size_t q = 0; q < nq; ++q) {
-          double& l = s.Ld[j * QB + q];
-          const double e = s.Ef[j * QB + q];
-          if (e > pol.tolerance && l + e >= s.lo[q] - pol.window) {
-            l = K::logw(kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha), lane[q]);
+          const float L = s.S[j * QB + q], e = s.Ef[j * QB + q];
+          if (e > pol.tolerance && L + e >= s.x1[q]) {
+            const double r2 = kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
+            const double l = K::logw(r2, lane[q]);
+            if (l > s.x0[q]) {
+              s.x0[q] = l;
+              s.r2top[q] = r2;
+            }
             refined_j.push_back(static_cast<uint32_t>(j));
             refined_q.push_back(static_cast<uint32_t>(q));
             refined_l.push_back(l);
             lane_refined[q] = 1;
           }
-          s.x0[q] = std::max(s.x0[q], l);
         }
       }
       my_refined += refined_j.size();
@@ -593,7 +605,11 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         const double top = s.x0[q];
         if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.off[q] + s.M[q] - top);
         s.off[q] = top;
-        for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] = static_cast<float>(s.Ld[j * QB + q] - top);
+        const float shift = static_cast<float>(s.nl_base[q] - top);
+        for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] += shift;
+      }
+      for (size_t i = 0; i < refined_q.size(); ++i) {
+        s.S[refined_j[i] * QB + refined_q[i]] = static_cast<float>(refined_l[i] - s.off[refined_q[i]]);
       }
       for (size_t j = 0; j < nt; ++j)
         for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = kEmpty;

@@ -17,7 +17,9 @@ struct NonlinearLanes {
   const float* inv_t = nullptr; // radial: 1/t
   const float* c = nullptr;     // Poisson (d + D)/2; radial d - 1
   const float* off = nullptr;   // offset subtracted from the log-weights
-  const float* inv_qref = nullptr;  // Poisson: exp(off / c), the offset as 1 / (r^2 + tau^2)
+  // Poisson: exp(off / c), the offset as 1 / (r^2 + tau^2); radial: 1 / r2_ref, a reference
+  // squared distance the log r^2 term is taken relative to
+  const float* inv_qref = nullptr;
   // modelled error of r^2: eA ny + eG amax + eB yy + eC
   const float* eA = nullptr;
   const float* eG = nullptr;
@@ -72,9 +74,10 @@ struct KernelTable {
                       unsigned flags);
   size_t small_d;
   // Nonlinear kernels' tile form in float: from dot products S[j * qblock + q], writes the
-  // log-weights minus the lane's offset into S and a bound of their error into E.
+  // log-weights minus the lane's base into S, a bound of their error into E, and per lane
+  // the largest S - E (lo) and the largest S (hi).
   void (*nonlinear_tile)(float* S, float* E, size_t nt, const float* yy, const float* ny, const float* am,
-                         const NonlinearLanes& p);
+                         const NonlinearLanes& p, float* lo, float* hi);
   // Precise squared distance for recomputed pairs: sum_k (x_k - a (row_k + c_k))^2 with
   // the differences and the sum in double (row + c is exact in float).
   double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);

@@ -474,7 +474,7 @@ void k_fused_small(const float* XT, const float* Y, const float* yy, size_t nt, 
 }
 
 void k_nonlinear_tile(float* S, float* E, size_t nt, const float* yy, const float* ny, const float* am,
-                      const sf::NonlinearLanes& p) {
+                      const sf::NonlinearLanes& p, float* lo_out, float* hi_out) {
   typedef typename V::reg R;
   // rounding bounds: 2u for a log and its argument, 4u for the tanh expression, u per product
   const R u1 = V::set1(5.9604644775390625e-08f), u2 = V::set1(2.0f * 5.9604644775390625e-08f);
@@ -486,7 +486,8 @@ void k_nonlinear_tile(float* S, float* E, size_t nt, const float* yy, const floa
     const R it = V::load(p.inv_t + o), c = V::load(p.c + o), off = V::load(p.off + o);
     const R eA = V::load(p.eA + o), eG = V::load(p.eG + o), eB = V::load(p.eB + o), eC = V::load(p.eC + o);
     const R m2a = V::mul(V::set1(-2.0f), a), aoff = V::abs(off);
-    const R iq = p.kind == 1 ? V::load(p.inv_qref + o) : one;
+    const R iq = V::load(p.inv_qref + o);
+    R lo = V::set1(-3.0e38f), hi = V::set1(-3.0e38f);
     for (size_t j = 0; j < nt; ++j) {
       const R yj = V::set1(yy[j]);
       const R r2 = V::max(zero, V::fma(m2a, V::load(S + j * QB + o), V::fma(a2, yj, xx)));
@@ -506,7 +507,8 @@ void k_nonlinear_tile(float* S, float* E, size_t nt, const float* yy, const floa
         // tanh: log sech^2 u = -2 (u + log(1 + e^-2u) - ln 2); exp: -u
         const R lf = p.kind == 2 ? V::mul(V::set1(-2.0f), V::sub(V::add(uu, V::log(V::add(one, V::exp(V::mul(V::set1(-2.0f), uu))))), ln2))
                                  : V::sub(zero, uu);
-        const R lr = V::log(r2c);
+        // relative to a reference distance: log(r^2 / r2_ref), near 0 for the top pairs
+        const R lr = V::log(V::mul(r2c, iq));
         l = V::sub(V::sub(lf, V::mul(V::mul(half, c), lr)), off);
         const R rlo = V::sqrt(V::max(r2lo, s2));
         const R k = p.kind == 2 ? two : one;
@@ -517,7 +519,11 @@ void k_nonlinear_tile(float* S, float* E, size_t nt, const float* yy, const floa
       }
       V::store(S + j * QB + o, l);
       V::store(E + j * QB + o, err);
+      lo = V::max(lo, V::sub(l, err));
+      hi = V::max(hi, l);
     }
+    V::store(lo_out + o, lo);
+    V::store(hi_out + o, hi);
   }
 }
 
