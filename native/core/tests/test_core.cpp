@@ -583,6 +583,59 @@ void test_native_sampler() {
   CHECK(aborted);
 }
 
+void test_nonlinear_kernels() {
+  // Poisson and radial kernels against a float64 softmax, on every SIMD level, in the rows
+  // and lanes layouts.
+  const size_t N = 400, d = 6;
+  std::vector<float> Y = random_vec(N * d, 701, -1, 1);
+  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
+  const sf::KernelKind kinds[] = {sf::KernelKind::Poisson, sf::KernelKind::RadialTanh, sf::KernelKind::RadialExp};
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    for (sf::KernelKind kind : kinds) {
+      for (size_t B : {size_t{3}, size_t{40}}) {
+        g_context = level + " kernel " + std::to_string(int(kind)) + " B=" + std::to_string(B);
+        const double tau = 0.3;
+        std::vector<float> X = random_vec(B * d, 702, -1, 1);
+        std::vector<float> mean(B * d);
+        sf::EstimateRequest req;
+        req.x = X.data();
+        req.B = B;
+        req.sigma = sf::Coef{nullptr, tau};
+        req.kernel.kind = kind;
+        req.kernel.D = 3;
+        sf::EstimateOutputs out;
+        out.mean = mean.data();
+        sf::estimate(*ref, req, out, true);
+        bool ok = true;
+        for (size_t q = 0; q < B; ++q) {
+          std::vector<double> l(N);
+          double mx = -1e300;
+          for (size_t j = 0; j < N; ++j) {
+            double r2 = 0;
+            for (size_t k = 0; k < d; ++k) r2 += std::pow(double(X[q * d + k]) - Y[j * d + k], 2);
+            const double r = std::max(std::sqrt(r2), sf::kRadialFloor * tau), u = r / tau;
+            l[j] = kind == sf::KernelKind::Poisson ? -0.5 * (d + 3.0) * std::log(r2 + tau * tau)
+                   : kind == sf::KernelKind::RadialTanh ? -2 * std::log(std::cosh(u)) - (d - 1.0) * std::log(r)
+                                                        : -u - (d - 1.0) * std::log(r);
+            mx = std::max(mx, l[j]);
+          }
+          double s0 = 0;
+          std::vector<double> m(d, 0.0);
+          for (size_t j = 0; j < N; ++j) {
+            const double w = std::exp(l[j] - mx);
+            s0 += w;
+            for (size_t k = 0; k < d; ++k) m[k] += w * Y[j * d + k];
+          }
+          for (size_t k = 0; k < d; ++k) ok = ok && std::fabs(mean[q * d + k] - m[k] / s0) < 1e-5;
+        }
+        CHECK(ok);
+      }
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
 }  // namespace
 
 int main() {
@@ -604,6 +657,7 @@ int main() {
   test_reference_set_exact_centring();
   test_steps();
   test_native_sampler();
+  test_nonlinear_kernels();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
