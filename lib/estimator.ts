@@ -389,6 +389,9 @@ export async function stableTargetsAsync(x0Batch: Float32Array, xBatch: Float32A
 function stablePlan(x0: unknown, x: unknown, ref: unknown, options: unknown) {
   if (!(ref instanceof ReferenceSet)) throw is.typeError('a ReferenceSet', 'ref', ref);
   const q = query(x, ref.dim, options, 'xBatch');
+  if (!isGaussian(q.kernel)) {
+    throw new ScorefieldUnsupportedError('Expected the Gaussian kernel for options.kernel (stable targets are scores) but received another kernel');
+  }
   const x0b = is.f32(x0, 'x0Batch', q.x.length);
   const o = q.o as StableTargetOptions;
   const out = o.out === undefined ? new Float32Array(q.x.length) : is.f32(o.out, 'options.out', q.x.length);

@@ -1,6 +1,6 @@
 // Poisson-flow and radial-CDF kernels in the estimator (MATH.md section 4).
 import test from 'ava';
-import { capabilities, gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, setSimdLevel, type Kernel, type SimdLevel } from '../lib/index';
+import { capabilities, gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, setSimdLevel, stableTargets, type Kernel, type SimdLevel } from '../lib/index';
 import { noisyQueries, toy2d } from './helpers/estimator-ref';
 import { rand } from './helpers/reference';
 
@@ -121,6 +121,7 @@ test('non-Gaussian kernels: no score/divergence outputs, no alpha, extreme D and
   t.throws(() => ref.estimate(x, { sigma: 1, kernel: radial('tanh'), outputs: ['score'] }), { code: 'ERR_SCOREFIELD_UNSUPPORTED' });
   t.throws(() => ref.estimate(x, { sigma: 1, alpha: 0.5, kernel: poisson() }), { code: 'ERR_SCOREFIELD_SHAPE' });
   t.throws(() => poisson({ D: 0 }), { code: 'ERR_SCOREFIELD_RANGE' });
+  t.throws(() => stableTargets(x, x, ref, { sigma: 1, kernel: poisson() }), { code: 'ERR_SCOREFIELD_UNSUPPORTED' });
   t.throws(() => radial('sigmoid' as 'tanh'), { code: 'ERR_SCOREFIELD_TYPE' });
 });
 
