@@ -12,7 +12,7 @@
  */
 import { ScorefieldRangeError, ScorefieldShapeError } from './errors';
 import * as is from './is';
-import { churnStep, seed64 } from './steps';
+import { churnStep } from './steps';
 
 const f = Math.fround;
 
@@ -353,11 +353,6 @@ export class HeunDiscreteScheduler extends DiscreteScheduler {
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: pred };
   }
-}
-
-/** Sets the churn seed of a scheduler (scorefield's Philox noise). */
-export function seedScheduler(s: EulerDiscreteScheduler | HeunDiscreteScheduler, seed: number | bigint): void {
-  s.seed = seed64(seed, 'seed');
 }
 
 /**

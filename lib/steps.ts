@@ -6,7 +6,7 @@
  * or on (seeds[i], stream) when per-sample seeds are given.
  */
 import * as is from './is';
-import { callAsync, callSync, native } from './native';
+import { callSync, native } from './native';
 import type { PerSample } from './targets';
 
 export interface NoiseOptions {
@@ -100,11 +100,6 @@ function run(kind: number, p: Plan): Float32Array {
   return p.out;
 }
 
-async function runAsync(kind: number, p: Plan): Promise<Float32Array> {
-  await callAsync(() => native().step(kind, p.out, p.x, p.D, p.xp, p.Dp, p.B, p.d, p.a, p.b, p.sNoise, p.seed, p.seeds, p.stream, p.offset, true));
-  return p.out;
-}
-
 /** Options shared by the step functions: `dim` fixes B when no per-sample array does; `out` receives the result. */
 export interface StepOptions {
   dim?: number;
@@ -181,10 +176,3 @@ export function noiseInto(out: Float32Array, dim: number, noise: NoiseOptions): 
   const p = plan(out, null, 1, 1, ['sigma', 'sigmaNext'], ['positive', 'positive'], dim, out, { noise });
   return run(5, p);
 }
-
-export const stepsAsync = {
-  eulerStep: (x: Float32Array, D: Float32Array, s: PerSample, sn: PerSample, o: StepOptions = {}) =>
-    runAsync(0, plan(x, D, s, sn, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out)),
-  heunStep: (x: Float32Array, D: Float32Array, xp: Float32Array, Dp: Float32Array, s: PerSample, sn: PerSample, o: StepOptions = {}) =>
-    runAsync(1, plan(x, D, s, sn, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { xp, Dp })),
-};

@@ -300,6 +300,45 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
   }
 }
 
+// ---- The lazily moved online-softmax reference, shared by softmax_lanes and fused_small.
+constexpr float kSlack = 16.0f;
+
+// True when some lane has no reference yet (before its first tile).
+inline bool any_unset(typename V::reg ref) {
+  float v[W];
+  V::store(v, ref);
+  for (size_t i = 0; i < W; ++i)
+    if (v[i] <= -1e29f) return true;
+  return false;
+}
+
+// Moves the lanes whose tile maximum exceeds the reference by more than kSlack to that
+// maximum; returns whether any moved (then the tile is redone against the new reference).
+inline bool move_reference(typename V::reg mx, typename V::reg& ref) {
+  float mxv[W], refv[W];
+  V::store(mxv, mx);
+  V::store(refv, ref);
+  bool move = false;
+  for (size_t i = 0; i < W; ++i) {
+    if (mxv[i] > refv[i] + kSlack) {
+      refv[i] = mxv[i];
+      move = true;
+    }
+  }
+  if (move) ref = V::load(refv);
+  return move;
+}
+
+// Stores the new reference, the rescale factor of what was accumulated and the tile sums.
+inline void store_softmax_state(size_t o, typename V::reg old, typename V::reg ref, typename V::reg s0,
+                                typename V::reg s1, typename V::reg s2, float* M, float* scale, float* sums) {
+  V::store(M + o, ref);
+  V::store(scale + o, V::exp(V::sub(old, ref)));
+  V::store(sums + o, s0);
+  V::store(sums + QB + o, s1);
+  V::store(sums + 2 * QB + o, s2);
+}
+
 // Online-softmax step with a lazily moved reference M: weights are exp(L - M) with M the
 // running reference, which only moves (rescaling what was accumulated) when the tile's
 // maximum exceeds it by more than kSlack, or on the first tile; then the tile is redone
@@ -308,7 +347,6 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
 template <bool kSq, bool kYy>
 void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
                      const float* cA, const float* cB, const float* cC) {
-  constexpr float kSlack = 16.0f;
   const bool fused = cA != nullptr;
   for (size_t h = 0; h < 2; ++h) {
     const size_t o = h * W;
@@ -324,11 +362,7 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
       return fused ? V::fma(a, l, V::fma(b, V::set1(yy[j]), c)) : l;
     };
     typename V::reg ref = old;
-    float refv[W];
-    V::store(refv, ref);
-    bool first = false;
-    for (size_t i = 0; i < W; ++i) first = first || refv[i] <= -1e29f;
-    if (first) {  // no reference yet in some lane: the tile's maximum
+    if (any_unset(ref)) {  // no reference yet in some lane: the tile's maximum
       typename V::reg mx = old;
       for (size_t j = 0; j < nt; ++j) mx = V::max(mx, logit(j));
       ref = mx;
@@ -348,24 +382,9 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
         if (kSq) s1 = V::fma(p, p, s1);
         if (kYy) s2 = V::fma(p, V::set1(yy[j]), s2);
       }
-      float mxv[W];
-      V::store(mxv, mx);
-      V::store(refv, ref);
-      bool move = false;
-      for (size_t i = 0; i < W; ++i) {
-        if (mxv[i] > refv[i] + kSlack) {
-          refv[i] = mxv[i];
-          move = true;
-        }
-      }
-      if (!move) break;
-      ref = V::load(refv);  // redo the tile against the moved reference (exact maximum)
+      if (!move_reference(mx, ref)) break;  // else redo the tile against the moved reference
     }
-    V::store(M + o, ref);
-    V::store(scale + o, V::exp(V::sub(old, ref)));
-    V::store(sums + o, s0);
-    V::store(sums + QB + o, s1);
-    V::store(sums + 2 * QB + o, s2);
+    store_softmax_state(o, old, ref, s0, s1, s2, M, scale, sums);
   }
 }
 
@@ -389,7 +408,6 @@ constexpr size_t kSmallD = 4;
 template <size_t D, bool sq, bool wyy>
 void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, const float* cA, const float* cB,
                    const float* cC, float* M, float* scale, float* sums, float* tacc) {
-  constexpr float kSlack = 16.0f;
   for (size_t h = 0; h < 2; ++h) {
     const size_t o = h * W;
     typename V::reg x[D];
@@ -403,11 +421,7 @@ void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, 
     };
     const typename V::reg old = V::load(M + o);
     typename V::reg ref = old;
-    float refv[W];
-    V::store(refv, ref);
-    bool first = false;
-    for (size_t i = 0; i < W; ++i) first = first || refv[i] <= -1e29f;
-    if (first) {
+    if (any_unset(ref)) {
       typename V::reg mx = old;
       for (size_t j = 0; j < nt; ++j) mx = V::max(mx, logit(j));
       ref = mx;
@@ -429,24 +443,9 @@ void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, 
         const float* y = Y + j * D;
         for (size_t k = 0; k < D; ++k) acc[k] = V::fma(p, V::set1(y[k]), acc[k]);
       }
-      float mxv[W];
-      V::store(mxv, mx);
-      V::store(refv, ref);
-      bool move = false;
-      for (size_t i = 0; i < W; ++i) {
-        if (mxv[i] > refv[i] + kSlack) {
-          refv[i] = mxv[i];
-          move = true;
-        }
-      }
-      if (!move) break;
-      ref = V::load(refv);
+      if (!move_reference(mx, ref)) break;
     }
-    V::store(M + o, ref);
-    V::store(scale + o, V::exp(V::sub(old, ref)));
-    V::store(sums + o, s0);
-    V::store(sums + QB + o, s1);
-    V::store(sums + 2 * QB + o, s2);
+    store_softmax_state(o, old, ref, s0, s1, s2, M, scale, sums);
     for (size_t k = 0; k < D; ++k) V::store(tacc + k * QB + o, acc[k]);
   }
 }
