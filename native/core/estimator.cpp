@@ -302,6 +302,7 @@ struct Scratch {
   std::vector<double> nl_base;  // nonlinear kernels: what the float tile values are relative to
   std::vector<double> r2top;    // radial kernels: r^2 of the best recomputed pair so far
   std::vector<float> tlo, thi;   // nonlinear kernels: per-lane tile max of (L - E) and of L
+  std::vector<float> thr;        // nonlinear kernels: per-lane candidate threshold, then shift
   std::vector<float> nl_xx, nl_a, nl_a2, nl_s2, nl_it, nl_c, nl_off, nl_iq, nl_eA, nl_eG, nl_eB, nl_eC;
   std::vector<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
@@ -310,9 +311,11 @@ struct Scratch {
   std::vector<char> exact_used;   // per query
 };
 
+// An upper bound: every kernel's vectors (S, P and the nonlinear kernels' E per tile; 23
+// float and 14 double per-lane vectors; the refined-pair lists at their largest).
 size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
-  return sizeof(float) * (qb * d + 2 * nt * qb + 9 * qb + d) + sizeof(double) * ((ws ? qb * d : 0) + 13 * qb) +
-         2 * sizeof(uint32_t) * nt * qb;
+  return sizeof(float) * (qb * d + 3 * nt * qb + 23 * qb + d) + sizeof(double) * ((ws ? qb * d : 0) + 14 * qb) +
+         (2 * sizeof(uint32_t) + sizeof(double)) * nt * qb;
 }
 
 // Runs one query block over the references of tiles [t0, t1) and writes the partial state
@@ -358,6 +361,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   s.r2top.assign(QB, 0.0);
   s.tlo.assign(QB, 0.0f);
   s.thi.assign(QB, 0.0f);
+  s.thr.assign(QB, 0.0f);
   for (auto* v : {&s.nl_xx, &s.nl_a, &s.nl_a2, &s.nl_s2, &s.nl_it, &s.nl_c, &s.nl_off, &s.nl_iq, &s.nl_eA, &s.nl_eG, &s.nl_eB, &s.nl_eC})
     v->assign(QB, 0.0f);
 
@@ -475,6 +479,9 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         for (size_t q = 0; q < nq; ++q) s.x0[q] = kEmpty;
         for (size_t j = 0; j < nt; ++j)
           for (size_t q = 0; q < nq; ++q) s.x0[q] = std::max<double>(s.x0[q], s.S[j * QB + q]);
+        // As in the nonlinear branch below: pairs more than log(N e / tol) below the top stay
+        // approximate.
+        const double log_n_tol = std::log(static_cast<double>(ref.size()) / pol.tolerance);
         for (size_t q = 0; q < nq; ++q) {
           s.x1[q] = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];  // largest error
           s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
@@ -485,7 +492,8 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
             const float L = s.S[j * QB + q];
             if (L + s.x1[q] < s.lo[q]) continue;
             const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
-            if (e > pol.tolerance && L + e >= s.lo[q]) {
+            if (e > pol.tolerance && L + e >= s.lo[q] &&
+                (L + e) - (s.lo[q] + pol.window) + log_n_tol + std::log(e) >= 0) {
               const double r2 = kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
               refined_j.push_back(static_cast<uint32_t>(j));
               refined_q.push_back(static_cast<uint32_t>(q));
@@ -583,10 +591,38 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         s.x1[q] = s.lo[q] - pol.window - s.nl_base[q];  // threshold on the float values
         s.x0[q] = std::max(prev, s.nl_base[q] + s.thi[q]);
       }
+      // A pair below the top by more than log(N e / tol) is left approximate even when its
+      // error e exceeds the tolerance: its weight is at most tol / (N e) of the top's, so all
+      // such pairs together move the weighted mean error by at most tol (times the spread).
+      // The window caps this at pol.window.
+      const double log_n_tol = std::log(static_cast<double>(ref.size()) / pol.tolerance);
+      // The float thresholds (rounded down; padded lanes never pass) let a vectorised pass
+      // skip the rows of the tile without candidates.
+      // With the lane's largest error E, no pair below lo - base - log(N E / tol) can qualify.
+      const float tol_f = static_cast<float>(pol.tolerance);
+      for (size_t q = 0; q < QB; ++q) s.thr[q] = 0.0f;
       for (size_t j = 0; j < nt; ++j) {
+        const float* Ej = s.Ef.data() + j * QB;
+        for (size_t q = 0; q < QB; ++q) s.thr[q] = std::max(s.thr[q], Ej[q]);
+      }
+      for (size_t q = 0; q < QB; ++q) {
+        if (q >= nq || !(s.thr[q] > tol_f)) {
+          s.thr[q] = std::numeric_limits<float>::infinity();
+          continue;
+        }
+        const double t = std::max(s.x1[q], s.lo[q] - s.nl_base[q] - log_n_tol - std::log(static_cast<double>(s.thr[q])));
+        s.thr[q] = std::nextafter(static_cast<float>(t), -std::numeric_limits<float>::infinity());
+      }
+      for (size_t j = 0; j < nt; ++j) {
+        const float* Lj = s.S.data() + j * QB;
+        const float* Ej = s.Ef.data() + j * QB;
+        unsigned any = 0;
+        for (size_t q = 0; q < QB; ++q) any |= static_cast<unsigned>((Ej[q] > tol_f) & (Lj[q] + Ej[q] >= s.thr[q]));
+        if (!any) continue;
         for (size_t q = 0; q < nq; ++q) {
-          const float L = s.S[j * QB + q], e = s.Ef[j * QB + q];
-          if (e > pol.tolerance && L + e >= s.x1[q]) {
+          const float L = Lj[q], e = Ej[q];
+          if (e > tol_f && L + e >= s.thr[q] &&
+              (L + e) - (s.lo[q] - s.nl_base[q]) + log_n_tol + std::log(static_cast<double>(e)) >= 0) {
             const double r2 = kt.exact_r2(req.x + (q0 + q) * d, Y + j * d, c, d, lane[q].alpha);
             const double l = K::logw(r2, lane[q]);
             if (l > s.x0[q]) {
@@ -601,12 +637,19 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         }
       }
       my_refined += refined_j.size();
-      for (size_t q = 0; q < nq; ++q) {
+      for (size_t q = 0; q < QB; ++q) {
+        if (q >= nq) {
+          s.thr[q] = 0.0f;
+          continue;
+        }
         const double top = s.x0[q];
         if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.off[q] + s.M[q] - top);
         s.off[q] = top;
-        const float shift = static_cast<float>(s.nl_base[q] - top);
-        for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] += shift;
+        s.thr[q] = static_cast<float>(s.nl_base[q] - top);  // the shift to the new offset
+      }
+      for (size_t j = 0; j < nt; ++j) {
+        float* Sj = s.S.data() + j * QB;
+        for (size_t q = 0; q < QB; ++q) Sj[q] += s.thr[q];
       }
       for (size_t i = 0; i < refined_q.size(); ++i) {
         s.S[refined_j[i] * QB + refined_q[i]] = static_cast<float>(refined_l[i] - s.off[refined_q[i]]);

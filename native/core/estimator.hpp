@@ -129,7 +129,7 @@ size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_s
 
 // Tunables of the precision policy (see estimator.cpp); exposed for tests and benchmarks.
 struct PrecisionPolicy {
-  double window = 30.0;      // log-weights more than this below the max are negligible (e^-30)
+  double window = 30.0;      // cap of the recomputation window below the max (it is log(N e / tolerance))
   double tolerance = 1e-4;   // largest accepted (modelled) error of an approximate log-weight
   double gamma_scale = 2.0;  // dot-product error model, see GaussianKernel::error_coefs
 };
