@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'ERR_SCOREFIELD_NATIVE_LOAD'
   | 'ERR_SCOREFIELD_INTERNAL'
   | 'ERR_SCOREFIELD_DENOISER'
-  | 'ERR_SCOREFIELD_ABORTED';
+  | 'ERR_SCOREFIELD_ABORTED'
+  | 'ERR_SCOREFIELD_FORMAT'
+  | 'ERR_SCOREFIELD_FILE';
 
 /** Base class of every error scorefield throws. */
 export class ScorefieldError extends Error {
@@ -89,6 +91,17 @@ export class ScorefieldAbortError extends ScorefieldError {
   }
 }
 
+/**
+ * A file that cannot be used: unreadable or missing (`ERR_SCOREFIELD_FILE`), or not in the
+ * expected format (`ERR_SCOREFIELD_FORMAT`: a malformed .npy header, a dtype other than float32
+ * or float64, Fortran order, a shape that is not 2-d, truncated data).
+ */
+export class ScorefieldFileError extends ScorefieldError {
+  constructor(message: string, code: 'ERR_SCOREFIELD_FORMAT' | 'ERR_SCOREFIELD_FILE' = 'ERR_SCOREFIELD_FORMAT', options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
 /** Re-types an error thrown by the addon (a plain Error with a code) into the hierarchy. */
 export function fromNative(err: unknown): unknown {
   if (err instanceof ScorefieldError || !(err instanceof Error)) return err;
@@ -111,6 +124,8 @@ export function fromNative(err: unknown): unknown {
       return new ScorefieldNativeError(err.message, code, options);
     case 'ERR_SCOREFIELD_ABORTED':
       return new ScorefieldAbortError(err.message, options);
+    case 'ERR_SCOREFIELD_FORMAT':
+      return new ScorefieldFileError(err.message, code, options);
     default:
       return err;
   }

@@ -22,7 +22,7 @@ export {
 export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
 export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
 export type { EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
-export { gaussian, poisson, radial, poissonRadii } from './kernels';
+export { gaussian, poisson, radial, poissonRadii, kernelScales } from './kernels';
 export type { Kernel, GaussianKernel, PoissonKernel, RadialKernel, KernelMethods, DrawOptions } from './kernels';
 export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from './steps';
 export type { NoiseOptions, StepOptions } from './steps';
@@ -33,3 +33,9 @@ export type { DiffusersSchedulerConfig, SchedulerStepOutput, BetaSchedule, Predi
 import * as schedules from './schedules';
 export { schedules };
 export type { Schedule, VpDiscreteSchedule, GridOptions } from './schedules';
+import * as npy from './npy';
+export { npy };
+export type { NpyMatrix } from './npy';
+import * as datasets from './datasets';
+export { datasets };
+export type { Dataset, ToyOptions, MnistOptions } from './datasets';

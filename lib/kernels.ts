@@ -187,6 +187,20 @@ export function poissonRadii(sigmas: ArrayLike<number>, D: number): Float64Array
   return Float64Array.from(sigmas, (s) => s * Math.sqrt(D));
 }
 
+/**
+ * A Gaussian noise grid carried over to a kernel's own scale tau, so the same grid drives every
+ * kernel: Gaussian tau = sigma; Poisson r = sigma sqrt(D) (PFGM++); radial t = sigma sqrt(dim)
+ * (the radius of a radial-CDF kernel is t times a d-independent variable of mean 1 for exp and
+ * ln 2 for tanh, while a Gaussian's is about sigma sqrt(d)).
+ */
+export function kernelScales(kernel: Kernel | 'gaussian', sigmas: ArrayLike<number>, dim: number): Float64Array {
+  is.integer(dim, 'dim', 1);
+  if (kernel === 'gaussian' || kernel.kind === 'gaussian') return Float64Array.from(sigmas);
+  if (kernel.kind === 'poisson') return poissonRadii(sigmas, kernel.D);
+  if (kernel.kind === 'radial') return Float64Array.from(sigmas, (s) => s * Math.sqrt(dim));
+  throw is.typeError('a kernel from gaussian(), poisson() or radial()', 'kernel', kernel);
+}
+
 /** The kernel option validated and encoded for the binding. */
 export function kernelArg(v: unknown, name = 'options.kernel'): KernelArg {
   if (v === undefined || v === 'gaussian') return 0;

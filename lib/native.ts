@@ -57,10 +57,24 @@ export interface NativeBinding {
     mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
   ): undefined;
   scratchBytes(ref: RefHandle, B: number, weighted: boolean): number;
+  parseNpyHeader(bytes: Uint8Array): NpyHeader;
   stableTargets(ref: RefHandle, x0: Float32Array, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg, out: Float32Array, async: boolean): MaybeAsync<undefined>;
 }
 
 type F = Float32Array;
+/** A parsed .npy header (native/core/npy.hpp). */
+export interface NpyHeader {
+  version: string;
+  descr: string;
+  byteOrder: string;
+  kind: string;
+  itemSize: number;
+  fortranOrder: boolean;
+  shape: number[];
+  dataOffset: number;
+  elements: number;
+  dataBytes: number;
+}
 /** An opaque native abort flag. */
 export type AbortHandle = { readonly __brand: 'scorefield.AbortToken' };
 /** An opaque native reference set. */

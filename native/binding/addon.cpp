@@ -3,6 +3,7 @@
 
 #include "binding.hpp"
 #include "dispatch.hpp"
+#include "npy.hpp"
 #include "thread_pool.hpp"
 
 namespace sfb {
@@ -233,6 +234,36 @@ Napi::Value IsDetached(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), detached);
 }
 
+// parseNpyHeader(bytes: Uint8Array) -> { descr, byteOrder, kind, itemSize, fortranOrder, shape,
+// dataOffset, dataBytes }. Small and synchronous: only the header is read.
+Napi::Value ParseNpyHeader(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowCoded(env, sf::code::kType, "Expected a Uint8Array for bytes but received another type", true);
+  }
+  Napi::Uint8Array u8 = info[0].As<Napi::Uint8Array>();
+  sf::NpyHeader h;
+  try {
+    h = sf::parse_npy_header(u8.Data(), u8.ElementLength());
+  } catch (const sf::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", std::to_string(h.major) + "." + std::to_string(h.minor));
+  o.Set("descr", h.descr);
+  o.Set("byteOrder", std::string(1, h.byte_order));
+  o.Set("kind", std::string(1, h.kind));
+  o.Set("itemSize", static_cast<double>(h.item_size));
+  o.Set("fortranOrder", h.fortran_order);
+  Napi::Array shape = Napi::Array::New(env, h.shape.size());
+  for (size_t i = 0; i < h.shape.size(); ++i) shape.Set(static_cast<uint32_t>(i), static_cast<double>(h.shape[i]));
+  o.Set("shape", shape);
+  o.Set("dataOffset", static_cast<double>(h.data_offset));
+  o.Set("elements", static_cast<double>(h.elements));
+  o.Set("dataBytes", static_cast<double>(h.data_bytes));
+  return o;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -240,6 +271,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
+  exports.Set("parseNpyHeader", Napi::Function::New(env, ParseNpyHeader, "parseNpyHeader"));
   InitTargets(env, exports);
   InitEstimator(env, exports);
   InitSteps(env, exports);

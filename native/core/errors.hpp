@@ -14,6 +14,7 @@ inline constexpr const char* kOverflow = "ERR_SCOREFIELD_OVERFLOW";
 inline constexpr const char* kUnsupported = "ERR_SCOREFIELD_UNSUPPORTED";
 inline constexpr const char* kInternal = "ERR_SCOREFIELD_INTERNAL";
 inline constexpr const char* kAborted = "ERR_SCOREFIELD_ABORTED";
+inline constexpr const char* kFormat = "ERR_SCOREFIELD_FORMAT";
 }  // namespace code
 
 class Error : public std::runtime_error {

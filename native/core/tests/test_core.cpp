@@ -17,6 +17,7 @@
 #include "sample.hpp"
 #include "steps.hpp"
 #include "errors.hpp"
+#include "npy.hpp"
 #include "philox.hpp"
 #include "targets.hpp"
 #include "thread_pool.hpp"
@@ -638,6 +639,96 @@ void test_nonlinear_kernels() {
 
 }  // namespace
 
+std::vector<uint8_t> npy_bytes(const std::string& dict, int major = 1, size_t data = 0) {
+  std::vector<uint8_t> b = {0x93, 'N', 'U', 'M', 'P', 'Y', static_cast<uint8_t>(major), 0};
+  const size_t len = dict.size();
+  b.push_back(static_cast<uint8_t>(len & 0xff));
+  b.push_back(static_cast<uint8_t>((len >> 8) & 0xff));
+  if (major >= 2) {
+    b.push_back(static_cast<uint8_t>((len >> 16) & 0xff));
+    b.push_back(static_cast<uint8_t>((len >> 24) & 0xff));
+  }
+  b.insert(b.end(), dict.begin(), dict.end());
+  b.resize(b.size() + data, 0);
+  return b;
+}
+
+std::string npy_error(const std::vector<uint8_t>& b) {
+  try {
+    sf::parse_npy_header(b.data(), b.size());
+  } catch (const sf::Error& e) {
+    return e.code();
+  }
+  return "";
+}
+
+void test_npy_header() {
+  g_context = "npy";
+  {
+    const auto b = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }       \n", 1, 48);
+    const sf::NpyHeader h = sf::parse_npy_header(b.data(), b.size());
+    CHECK(h.descr == "<f4" && h.kind == 'f' && h.item_size == 4 && h.byte_order == '<');
+    CHECK(!h.fortran_order && h.shape.size() == 2 && h.shape[0] == 3 && h.shape[1] == 4);
+    CHECK(h.data_offset == b.size() - 48 && h.elements == 12 && h.data_bytes == 48);
+  }
+  {
+    const auto b = npy_bytes("{\"shape\": (7,), \"fortran_order\": True, \"descr\": \">f8\"}", 2);
+    const sf::NpyHeader h = sf::parse_npy_header(b.data(), b.size());
+    CHECK(h.major == 2 && h.byte_order == '>' && h.item_size == 8 && h.fortran_order && h.shape.size() == 1 && h.shape[0] == 7);
+  }
+  {
+    const auto b = npy_bytes("{'descr': '<f2', 'fortran_order': False, 'shape': (), }");
+    const sf::NpyHeader h = sf::parse_npy_header(b.data(), b.size());
+    CHECK(h.item_size == 2 && h.shape.empty() && h.elements == 1);
+  }
+  const std::string fmt = sf::code::kFormat;
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False}")) == fmt);            // no shape
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,)}")) == fmt);
+  CHECK(npy_error(npy_bytes("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,)}")) == fmt);
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, -2)}")) == fmt);
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), 'x': 1}")) == fmt);
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2)", 1)) == fmt);  // unterminated
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2)}", 4)) == fmt);  // version 4
+  CHECK(npy_error(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 2)}")) ==
+        std::string(sf::code::kOverflow));
+  CHECK(npy_error(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296)}")) ==
+        std::string(sf::code::kOverflow));
+  {
+    auto b = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2)}");
+    b[8] = 0xff;  // header length beyond the file
+    CHECK(npy_error(b) == fmt);
+    b[0] = 'X';
+    CHECK(npy_error(b) == fmt);
+    CHECK(npy_error(std::vector<uint8_t>(b.begin(), b.begin() + 9)) == fmt);
+  }
+  // Every truncation and random byte mutations of a valid header: parse or a coded error,
+  // never a read outside the bytes (ASan checks the latter in the sanitizer build).
+  const auto good = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }       \n", 1);
+  bool all_coded = true;
+  for (size_t n = 0; n <= good.size(); ++n) {
+    std::vector<uint8_t> t(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
+    try {
+      sf::parse_npy_header(t.data(), t.size());
+    } catch (const sf::Error&) {
+    } catch (...) {
+      all_coded = false;
+    }
+  }
+  std::mt19937 rng(5);
+  for (int it = 0; it < 20000; ++it) {
+    std::vector<uint8_t> t = good;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) t[rng() % t.size()] = static_cast<uint8_t>(rng());
+    try {
+      sf::parse_npy_header(t.data(), t.size());
+    } catch (const sf::Error&) {
+    } catch (...) {
+      all_coded = false;
+    }
+  }
+  CHECK(all_coded);
+}
+
 int main() {
   std::printf("simd levels available:");
   for (const std::string& l : sf::simd_available()) std::printf(" %s", l.c_str());
@@ -658,6 +749,7 @@ int main() {
   test_steps();
   test_native_sampler();
   test_nonlinear_kernels();
+  test_npy_header();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

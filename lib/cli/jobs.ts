@@ -1,0 +1,382 @@
+/**
+ * The jobs behind the `scorefield` command, as plain async functions (the command line in
+ * main.ts only parses options and prints): `sample` draws samples from the empirical score of a
+ * dataset and writes samples.npy and pictures; `compare` draws Euler against Heun, and the
+ * kernels against each other, on a 2-d set at equal evaluations.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as datasets from '../datasets';
+import { ScorefieldRangeError, ScorefieldShapeError } from '../errors';
+import { ReferenceSet } from '../estimator';
+import { gaussian, kernelScales, poisson, radial, type Kernel } from '../kernels';
+import * as npy from '../npy';
+import { setThreads, capabilities } from '../runtime';
+import { sampleEuler, sampleHeun } from '../samplers';
+import { karrasSigmas } from '../schedules';
+import { randn } from '../targets';
+import { imageGrid, scatterPanels, type Image, type Panel } from './render';
+
+export type DatasetName = 'mnist' | 'moons' | 'spirals' | 'gmm';
+export type KernelName = 'gaussian' | 'poisson' | 'tanh' | 'exp';
+export type SolverName = 'euler' | 'heun';
+
+export interface SampleJob {
+  /** A .npy file (2-d float32/float64, C order) used instead of `dataset`. */
+  data?: string;
+  dataset: DatasetName;
+  /** Use only the first `limit` rows of the dataset. */
+  limit?: number;
+  kernel: KernelName;
+  /** Poisson's extra dimensions D. */
+  D: number;
+  solver: SolverName;
+  steps: number;
+  batch: number;
+  seed: number;
+  threads?: number;
+  out: string;
+}
+
+export interface StepEvent {
+  step: number;
+  total: number;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  onStep?: (e: StepEvent) => void;
+}
+
+export interface SampleSummary {
+  command: 'sample';
+  dataset: { name: string; n: number; dim: number };
+  kernel: KernelName;
+  D: number | null;
+  solver: SolverName;
+  steps: number;
+  batch: number;
+  seed: number;
+  threads: number;
+  simd: string;
+  /** Wall time of the whole job (loading, sampling, writing), and of the sampling loop alone. */
+  seconds: number;
+  samplingSeconds: number;
+  /** Denoiser (estimator) evaluations per sample. */
+  nfe: number;
+  samplesPerSecond: number;
+  /** Distance of each sample to its nearest training row: mean and minimum over the batch. */
+  nearest: { mean: number; min: number };
+  /** Median ESS over the batch at the last three evaluations (the smallest noise levels). */
+  essLastSteps: number[];
+  files: { samples: string; picture: string; trajectories: string | null };
+  /** Size of samples.png in pixels. */
+  pictureSize: { width: number; height: number };
+}
+
+/** The dataset a job names, as float32 rows. */
+export function loadDataset(job: Pick<SampleJob, 'data' | 'dataset' | 'limit' | 'seed'>): datasets.Dataset {
+  let set: datasets.Dataset;
+  if (job.data !== undefined) {
+    const m = npy.read(job.data);
+    set = { data: m.data, n: m.rows, dim: m.cols, labels: new Uint8Array(m.rows), name: job.data };
+  } else if (job.dataset === 'mnist') {
+    set = datasets.mnist({ limit: job.limit });
+  } else {
+    set = datasets[job.dataset]({ n: job.limit ?? 2000, seed: job.seed });
+  }
+  if (job.limit !== undefined && job.limit < set.n) {
+    set = { ...set, n: job.limit, data: set.data.slice(0, job.limit * set.dim), labels: set.labels.slice(0, job.limit) };
+  }
+  return set;
+}
+
+export function makeKernel(name: KernelName, D: number): Kernel {
+  switch (name) {
+    case 'gaussian':
+      return gaussian();
+    case 'poisson':
+      return poisson({ D });
+    default:
+      return radial(name);
+  }
+}
+
+/** The EDM grid (Karras sigmas, 0.002 .. 80, rho 7) in the kernel's own scale. */
+export function gridFor(kernel: Kernel, steps: number, dim: number): Float64Array {
+  return kernelScales(kernel, karrasSigmas(steps), dim);
+}
+
+function prior(kernel: Kernel, batch: number, dim: number, tau0: number, seed: number): Float32Array {
+  if (kernel.kind !== 'gaussian') return kernel.samplePrior(batch, dim, tau0, { seed });
+  const x = randn(batch * dim, { seed, dim });
+  for (let i = 0; i < x.length; i++) x[i] *= tau0;
+  return x;
+}
+
+interface Run {
+  x: Float32Array;
+  nfe: number;
+  seconds: number;
+  /** Median ESS of the batch at every evaluation. */
+  ess: number[];
+  /** x after every step for the first `keep` samples (row-major per step). */
+  path: Float32Array[];
+}
+
+/** One sampling run driven step by step from JS (progress, ESS and trajectories per step). */
+async function run(
+  ref: ReferenceSet,
+  kernel: Kernel,
+  solver: SolverName,
+  sigmas: Float64Array,
+  batch: number,
+  seed: number,
+  keep: number,
+  opts: RunOptions,
+): Promise<Run> {
+  const dim = ref.dim;
+  const x0 = prior(kernel, batch, dim, sigmas[0], seed);
+  const ess: number[] = [];
+  let nfe = 0;
+  const denoiser = async (x: Float32Array, sigma: number) => {
+    const r = await ref.estimateAsync(x, { sigma, kernel, outputs: ['mean', 'ess'] });
+    nfe++;
+    ess.push(median(r.ess));
+    return r.mean;
+  };
+  const trajectory: Float32Array[] = [];
+  const total = sigmas.length - 1;
+  const t0 = performance.now();
+  const sampler = solver === 'heun' ? sampleHeun : sampleEuler;
+  const x = await sampler(denoiser, x0, sigmas, {
+    signal: opts.signal,
+    trajectory: keep > 0 ? trajectory : undefined,
+    onStep: (step) => opts.onStep?.({ step: step + 1, total }),
+  });
+  const path = trajectory.map((t) => t.slice(0, keep * dim));
+  return { x, nfe, seconds: (performance.now() - t0) / 1000, ess, path };
+}
+
+function median(v: ArrayLike<number>): number {
+  const s = Float64Array.from(v).sort();
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Distance of each row of x to its nearest row of data (direct differences, double sums). */
+export function nearestDistances(x: Float32Array, data: Float32Array, dim: number): Float64Array {
+  const B = x.length / dim, N = data.length / dim;
+  const out = new Float64Array(B);
+  for (let i = 0; i < B; i++) {
+    let best = Infinity;
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < dim && s < best; k++) {
+        const t = x[i * dim + k] - data[j * dim + k];
+        s += t * t;
+      }
+      if (s < best) best = s;
+    }
+    out[i] = Math.sqrt(best);
+  }
+  return out;
+}
+
+function validate(job: SampleJob): void {
+  if (!(Number.isInteger(job.steps) && job.steps >= 1)) throw new ScorefieldRangeError(`Expected a positive integer for --steps but received ${job.steps}`);
+  if (!(Number.isInteger(job.batch) && job.batch >= 1)) throw new ScorefieldRangeError(`Expected a positive integer for --batch but received ${job.batch}`);
+  if (!(job.D > 0)) throw new ScorefieldRangeError(`Expected a positive number for --D but received ${job.D}`);
+}
+
+/** `scorefield sample`: samples, a picture, samples.npy, and the summary. */
+export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<SampleSummary> {
+  const start = performance.now();
+  validate(job);
+  if (job.threads !== undefined) setThreads(job.threads);
+  const set = loadDataset(job);
+  const kernel = makeKernel(job.kernel, job.D);
+  const ref = await ReferenceSet.createAsync(set.data, set.dim);
+  const sigmas = gridFor(kernel, job.steps, set.dim);
+  const twoD = set.dim === 2;
+  const keep = twoD ? Math.min(job.batch, 16) : 0;
+  const r = await run(ref, kernel, job.solver, sigmas, job.batch, job.seed, keep, opts);
+  const near = nearestDistances(r.x, set.data, set.dim);
+  mkdirSync(job.out, { recursive: true });
+  const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png'), trajectories: null as string | null };
+  const side = Math.round(Math.sqrt(set.dim));
+  let picture: Image;
+  if (!twoD && side * side === set.dim) {
+    picture = imageGrid(r.x, job.batch, side, Math.max(1, Math.round(112 / side)));
+  } else {
+    const title = twoD ? `${set.name}: ${job.batch} samples` : `${set.name}: first two coordinates`;
+    picture = scatterPanels([{ title, subtitle: `${job.kernel} kernel, ${job.solver}, ${r.nfe} evaluations`, data: firstTwo(set.data, set.dim), samples: firstTwo(r.x, set.dim) }]);
+  }
+  if (twoD) {
+    const paths = Array.from({ length: keep }, (_, i) => Float32Array.from(r.path.flatMap((p) => [p[2 * i], p[2 * i + 1]])));
+    const traj = scatterPanels([{ title: `${set.name}: ODE trajectories of ${keep} samples`, subtitle: `${job.kernel} kernel, ${job.solver}, ${job.steps} steps`, data: set.data, paths }]).png;
+    files.trajectories = join(job.out, 'trajectories.png');
+    npy.writeAtomic(files.trajectories, traj);
+  }
+  npy.writeAtomic(files.picture, picture.png);
+  npy.write(files.samples, r.x, job.batch, set.dim);
+  const seconds = (performance.now() - start) / 1000;
+  return {
+    command: 'sample',
+    dataset: { name: set.name, n: set.n, dim: set.dim },
+    kernel: job.kernel,
+    D: job.kernel === 'poisson' ? job.D : null,
+    solver: job.solver,
+    steps: job.steps,
+    batch: job.batch,
+    seed: job.seed,
+    threads: capabilities().threads,
+    simd: capabilities().simd,
+    seconds,
+    samplingSeconds: r.seconds,
+    nfe: r.nfe,
+    samplesPerSecond: job.batch / r.seconds,
+    nearest: { mean: near.reduce((a, b) => a + b, 0) / near.length, min: Math.min(...near) },
+    essLastSteps: r.ess.slice(-3),
+    files,
+    pictureSize: { width: picture.width, height: picture.height },
+  };
+}
+
+function firstTwo(x: Float32Array, dim: number): Float32Array {
+  if (dim === 2) return x;
+  const n = x.length / dim;
+  const out = new Float32Array(2 * n);
+  for (let i = 0; i < n; i++) {
+    out[2 * i] = x[i * dim];
+    out[2 * i + 1] = dim > 1 ? x[i * dim + 1] : 0;
+  }
+  return out;
+}
+
+export interface CompareJob {
+  dataset: Exclude<DatasetName, 'mnist'>;
+  /** Heun steps; Euler gets the same number of evaluations (2 steps - 1). */
+  steps: number;
+  batch: number;
+  seed: number;
+  threads?: number;
+  out: string;
+}
+
+export interface ComparePanel {
+  label: string;
+  kernel: KernelName;
+  solver: SolverName;
+  steps: number;
+  nfe: number;
+  /** Mean distance of the samples to their nearest data point. */
+  nearestMean: number;
+}
+
+/** One row of the order-of-accuracy study (Gaussian kernel, grid ending at sigma = 0.5). */
+export interface OrderRow {
+  nfe: number;
+  /** RMS distance to a 400-step Heun solution from the same prior draws, per solver. */
+  euler: number;
+  heun: number;
+}
+
+export interface CompareSummary {
+  command: 'compare';
+  dataset: { name: string; n: number; dim: number };
+  batch: number;
+  seed: number;
+  seconds: number;
+  panels: ComparePanel[];
+  /** Errors at equal evaluations and the fitted orders (slope of log error against log NFE). */
+  order: { sigmaEnd: number; rows: OrderRow[]; euler: number; heun: number };
+  files: { picture: string };
+}
+
+const ORDER_SIGMA_END = 0.5;
+const ORDER_REFERENCE_STEPS = 400;
+const ORDER_HEUN_STEPS = [2, 4, 8, 16];
+
+/** Least-squares slope of log y against log x. */
+function logSlope(x: number[], y: number[]): number {
+  const lx = x.map(Math.log), ly = y.map(Math.log);
+  const mx = lx.reduce((a, b) => a + b, 0) / lx.length, my = ly.reduce((a, b) => a + b, 0) / ly.length;
+  let num = 0, den = 0;
+  for (let i = 0; i < lx.length; i++) {
+    num += (lx[i] - mx) * (ly[i] - my);
+    den += (lx[i] - mx) ** 2;
+  }
+  return num / den;
+}
+
+/**
+ * `scorefield compare`: the picture shows Euler against Heun with the Gaussian kernel at equal
+ * evaluations, then Heun with each kernel, all on the full EDM grid. The order of accuracy is
+ * measured where the field is smooth: on the grid from 80 down to sigma = 0.5 (below it the
+ * empirical ODE snaps each sample to one training point, and which one can flip with the
+ * step size), against a 400-step Heun solution from the same starting points, at equal
+ * evaluations (Heun n steps = 2n evaluations there, Euler 2n steps).
+ */
+export async function compare(job: CompareJob, opts: RunOptions = {}): Promise<CompareSummary> {
+  const start = performance.now();
+  if (!(Number.isInteger(job.steps) && job.steps >= 2)) throw new ScorefieldRangeError(`Expected an integer >= 2 for --steps but received ${job.steps}`);
+  if (!(Number.isInteger(job.batch) && job.batch >= 1)) throw new ScorefieldRangeError(`Expected a positive integer for --batch but received ${job.batch}`);
+  if ((job.dataset as string) === 'mnist') throw new ScorefieldShapeError('Expected a 2-d dataset (moons, spirals or gmm) for compare but received mnist');
+  if (job.threads !== undefined) setThreads(job.threads);
+  const set = loadDataset({ dataset: job.dataset, seed: job.seed });
+  const ref = await ReferenceSet.createAsync(set.data, 2);
+  const eulerSteps = 2 * job.steps - 1;
+  const plan: Array<{ label: string; kernel: KernelName; solver: SolverName; steps: number }> = [
+    { label: `Euler, ${eulerSteps} steps`, kernel: 'gaussian', solver: 'euler', steps: eulerSteps },
+    { label: `Heun, ${job.steps} steps`, kernel: 'gaussian', solver: 'heun', steps: job.steps },
+    { label: 'Poisson D=1, Heun', kernel: 'poisson', solver: 'heun', steps: job.steps },
+    { label: 'radial tanh, Heun', kernel: 'tanh', solver: 'heun', steps: job.steps },
+    { label: 'radial exp, Heun', kernel: 'exp', solver: 'heun', steps: job.steps },
+  ];
+  const totalSteps = plan.reduce((a, p) => a + p.steps, 0) + ORDER_REFERENCE_STEPS + ORDER_HEUN_STEPS.reduce((a, n) => a + 3 * n, 0);
+  let done = 0;
+  const progress: RunOptions = {
+    signal: opts.signal,
+    onStep: () => opts.onStep?.({ step: ++done, total: totalSteps }),
+  };
+  const panels: ComparePanel[] = [];
+  const pictures: Panel[] = [{ title: `${set.name}: data`, subtitle: `${set.n} points`, data: set.data }];
+  for (const p of plan) {
+    const kernel = makeKernel(p.kernel, 1);
+    const r = await run(ref, kernel, p.solver, gridFor(kernel, p.steps, 2), job.batch, job.seed, 0, progress);
+    const near = nearestDistances(r.x, set.data, 2);
+    const nearestMean = near.reduce((a, b) => a + b, 0) / near.length;
+    panels.push({ ...p, nfe: r.nfe, nearestMean });
+    pictures.push({ title: p.label, subtitle: `${r.nfe} evaluations, mean nearest distance ${nearestMean.toFixed(4)}`, data: set.data, samples: r.x });
+  }
+  const g = gaussian();
+  const grid = (n: number) => karrasSigmas(n + 1, { sigmaMin: ORDER_SIGMA_END, appendZero: false });
+  const reference = (await run(ref, g, 'heun', grid(ORDER_REFERENCE_STEPS), job.batch, job.seed, 0, progress)).x;
+  const rms = (x: Float32Array) => {
+    let e2 = 0;
+    for (let i = 0; i < x.length; i++) e2 += (x[i] - reference[i]) ** 2;
+    return Math.sqrt(e2 / job.batch);
+  };
+  const rows: OrderRow[] = [];
+  for (const n of ORDER_HEUN_STEPS) {
+    const heun = await run(ref, g, 'heun', grid(n), job.batch, job.seed, 0, progress);
+    const euler = await run(ref, g, 'euler', grid(2 * n), job.batch, job.seed, 0, progress);
+    rows.push({ nfe: heun.nfe, euler: rms(euler.x), heun: rms(heun.x) });
+  }
+  const nfe = rows.map((r) => r.nfe);
+  const order = { sigmaEnd: ORDER_SIGMA_END, rows, euler: -logSlope(nfe, rows.map((r) => r.euler)), heun: -logSlope(nfe, rows.map((r) => r.heun)) };
+  mkdirSync(job.out, { recursive: true });
+  const picture = join(job.out, 'compare.png');
+  npy.writeAtomic(picture, scatterPanels(pictures, 3).png);
+  return {
+    command: 'compare',
+    dataset: { name: set.name, n: set.n, dim: 2 },
+    batch: job.batch,
+    seed: job.seed,
+    seconds: (performance.now() - start) / 1000,
+    panels,
+    order,
+    files: { picture },
+  };
+}
