@@ -172,6 +172,15 @@ export class ReferenceSet {
     return new ReferenceSet(CREATE, d, h);
   }
 
+  /** The rows at `indices` (exactly the values the set was built from), as a new indices.length x dim array. */
+  rows(indices: Uint32Array | readonly number[]): Float32Array {
+    if (!(indices instanceof Uint32Array) && !Array.isArray(indices)) throw is.typeError('a Uint32Array or an array of row indices', 'indices', indices);
+    const idx = indices instanceof Uint32Array ? indices : Uint32Array.from(indices, (v, i) => is.integer(v, `indices[${i}]`, 0, 2 ** 32 - 1));
+    const out = new Float32Array(idx.length * this.dim);
+    callSync(() => native().refRows(this.handle, idx, out));
+    return out;
+  }
+
   /** The per-coordinate offset the rows are stored relative to (y = row + centre exactly). */
   get centre(): Float32Array {
     return native().refInfo(this.handle).centre;

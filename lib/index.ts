@@ -39,3 +39,6 @@ export type { NpyMatrix } from './npy';
 import * as datasets from './datasets';
 export { datasets };
 export type { Dataset, ToyOptions, MnistOptions } from './datasets';
+import * as objectives from './objectives';
+export { objectives };
+export type { ScoreModel, ObjectiveOptions, ObjectiveEstimate, ObjectiveComparison, HyvarinenOptions } from './objectives';

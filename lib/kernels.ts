@@ -14,6 +14,9 @@ export interface DrawOptions {
   seed?: number | bigint;
   /** Per-sample dimension (default: the whole array is one sample). */
   dim?: number;
+  /** Index of the first sample (default 0): sample i uses the noise of index offset + i, so a
+   * long run cut into batches draws the same values as one call. */
+  offset?: number;
 }
 
 /** The members every kernel has besides its identity. */
@@ -73,6 +76,7 @@ interface Shape {
   d: number;
   tau: (i: number) => number;
   seed: number | bigint;
+  offset: number;
 }
 
 function shape(x0: unknown, tau: unknown, options: unknown): Shape {
@@ -81,12 +85,13 @@ function shape(x0: unknown, tau: unknown, options: unknown): Shape {
   const t = is.coefficient(tau, 'tau', 'positive');
   const { B, d } = is.batchShape(x.length, [['tau', t]], o.dim === undefined ? undefined : { name: 'options.dim', value: o.dim });
   if (x.length === 0) throw new ScorefieldShapeError(`Expected a non-empty Float32Array for x0 but received ${is.describe(x)}`);
-  return { x0: x, B, d, tau: (i) => (typeof t === 'number' ? t : t[i]), seed: o.seed ?? 0 };
+  const offset = o.offset === undefined ? 0 : is.integer(o.offset, 'options.offset');
+  return { x0: x, B, d, tau: (i) => (typeof t === 'number' ? t : t[i]), seed: o.seed ?? 0, offset };
 }
 
 /** x0 + radius_i * direction_i, the directions uniform on the sphere (stream 0 of the seed). */
 function radialDraw(sh: Shape, radius: (i: number) => number): Float32Array {
-  const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d });
+  const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d, offset: sh.offset });
   const out = new Float32Array(sh.B * sh.d);
   for (let i = 0; i < sh.B; i++) {
     let n2 = 0;
@@ -99,7 +104,7 @@ function radialDraw(sh: Shape, radius: (i: number) => number): Float32Array {
 
 /** One uniform in (0, 1) per sample from stream 1 of the seed. */
 function uniforms(sh: Shape): Float64Array {
-  const z = randn(sh.B, { seed: sh.seed, stream: 1, dim: 1 });
+  const z = randn(sh.B, { seed: sh.seed, stream: 1, dim: 1, offset: sh.offset });
   return Float64Array.from(z, (v) => Math.min(Math.max(normalQ(-v), 1e-300), 1 - 2 ** -53));
 }
 
@@ -113,14 +118,14 @@ const methods = (kind: 'gaussian' | 'poisson' | 'radial', D: number, family: 'ta
   perturb(x0, tau, options) {
     const sh = shape(x0, tau, options);
     if (kind === 'gaussian') {
-      const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d });
+      const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d, offset: sh.offset });
       const t = is.coefficient(tau, 'tau', 'positive');
       return perturb(sh.x0, z, 1, t);
     }
     if (kind === 'poisson') {
       // x0 + r eps_x / ||eps_D||: ||eps_x|| / ||eps_D|| is the radial law (MATH.md section 4).
       const norms = chiNorms(sh, D);
-      const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d });
+      const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d, offset: sh.offset });
       const out = new Float32Array(sh.B * sh.d);
       for (let i = 0; i < sh.B; i++) {
         const f = sh.tau(i) / norms[i];
@@ -144,7 +149,7 @@ const methods = (kind: 'gaussian' | 'poisson' | 'radial', D: number, family: 'ta
 function chiNorms(sh: Shape, D: number): Float64Array {
   const out = new Float64Array(sh.B);
   if (Number.isInteger(D) && D <= 4096) {
-    const z = randn(sh.B * D, { seed: sh.seed, stream: 2, dim: D });
+    const z = randn(sh.B * D, { seed: sh.seed, stream: 2, dim: D, offset: sh.offset });
     for (let i = 0; i < sh.B; i++) {
       let s = 0;
       for (let k = 0; k < D; k++) s += z[i * D + k] ** 2;
@@ -152,7 +157,7 @@ function chiNorms(sh: Shape, D: number): Float64Array {
     }
     return out;
   }
-  const z = randn(sh.B, { seed: sh.seed, stream: 2, dim: 1 });
+  const z = randn(sh.B, { seed: sh.seed, stream: 2, dim: 1, offset: sh.offset });
   const c = 2 / (9 * D);
   for (let i = 0; i < sh.B; i++) out[i] = Math.sqrt(D * Math.max(0, 1 - c + z[i] * Math.sqrt(c)) ** 3);
   return out;

@@ -45,6 +45,7 @@ export interface NativeBinding {
   abortToken(token: AbortHandle): void;
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
+  refRows(ref: RefHandle, indices: Uint32Array, out: Float32Array): undefined;
   estimate(
     ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg,
     mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,

@@ -95,6 +95,23 @@ Napi::Value RefInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// refRows(ref, indices: Uint32Array, out: Float32Array): the caller's rows, gathered (small, sync).
+Napi::Value RefRows(const Napi::CallbackInfo& info) {
+  RefPtr ref = ArgRef(info, 0);
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a Uint32Array for indices but received another type", true);
+  }
+  Napi::Uint32Array idx = info[1].As<Napi::Uint32Array>();
+  const size_t n = idx.ElementLength();
+  F32 out = ArgF32(info, 2, "out", Elements(info, n, ref->dim()), nullptr);
+  try {
+    ref->gather(idx.Data(), n, out.data);
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
+  return info.Env().Undefined();
+}
+
 // Reads (x, B, alpha, sigma, kernel) at positions i.. into a request.
 void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet& ref, sf::EstimateRequest& req, Task* t) {
   req.B = ArgSize(info, i + 1, "batch");
@@ -424,6 +441,7 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
 void InitEstimator(Napi::Env env, Napi::Object exports) {
   exports.Set("refBuild", Napi::Function::New(env, RefBuild, "refBuild"));
   exports.Set("refInfo", Napi::Function::New(env, RefInfo, "refInfo"));
+  exports.Set("refRows", Napi::Function::New(env, RefRows, "refRows"));
   exports.Set("estimate", Napi::Function::New(env, Estimate, "estimate"));
   exports.Set("estimatePartial", Napi::Function::New(env, EstimatePartial, "estimatePartial"));
   exports.Set("mergePartials", Napi::Function::New(env, MergePartials, "mergePartials"));

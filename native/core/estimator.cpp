@@ -120,6 +120,18 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
   return rs;
 }
 
+void ReferenceSet::gather(const uint32_t* idx, size_t n, float* out) const {
+  for (size_t i = 0; i < n; ++i) {
+    if (idx[i] >= n_) {
+      throw Error(code::kRange, "Expected row indices below " + std::to_string(n_) + " but received " + std::to_string(idx[i]));
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const float* row = y_.data() + static_cast<size_t>(idx[i]) * d_;
+    for (size_t k = 0; k < d_; ++k) out[i * d_ + k] = row[k] + c_[k];
+  }
+}
+
 size_t ReferenceSet::bytes() const {
   return sizeof(float) * (y_.capacity() + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
          sizeof(*this);

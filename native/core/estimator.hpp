@@ -32,6 +32,9 @@ class ReferenceSet {
   const float* norms() const { return ny_.data(); }    // ||row||
   const float* maxabs() const { return am_.data(); }   // max_k |row_k|
   size_t bytes() const;
+  // The caller's rows idx[0..n) (exact: row + centre), into out (n x dim). Throws
+  // ERR_SCOREFIELD_RANGE for an index >= size().
+  void gather(const uint32_t* idx, size_t n, float* out) const;
 
  private:
   size_t n_ = 0, d_ = 0;
