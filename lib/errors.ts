@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'ERR_SCOREFIELD_DENOISER'
   | 'ERR_SCOREFIELD_ABORTED'
   | 'ERR_SCOREFIELD_FORMAT'
-  | 'ERR_SCOREFIELD_FILE';
+  | 'ERR_SCOREFIELD_FILE'
+  | 'ERR_SCOREFIELD_LIMIT';
 
 /** Base class of every error scorefield throws. */
 export class ScorefieldError extends Error {
@@ -65,11 +66,14 @@ export class ScorefieldUnsupportedError extends ScorefieldError {
   }
 }
 
-/** The native side failed: the addon did not load, memory ran out, or an internal error. */
+/**
+ * The native side failed or refused: the addon did not load, memory ran out, a call needed more
+ * working memory than setMemoryLimit allows (`ERR_SCOREFIELD_LIMIT`), or an internal error.
+ */
 export class ScorefieldNativeError extends ScorefieldError {
   constructor(
     message: string,
-    code: 'ERR_SCOREFIELD_MEMORY' | 'ERR_SCOREFIELD_NATIVE_LOAD' | 'ERR_SCOREFIELD_INTERNAL' = 'ERR_SCOREFIELD_INTERNAL',
+    code: 'ERR_SCOREFIELD_MEMORY' | 'ERR_SCOREFIELD_NATIVE_LOAD' | 'ERR_SCOREFIELD_INTERNAL' | 'ERR_SCOREFIELD_LIMIT' = 'ERR_SCOREFIELD_INTERNAL',
     options?: { cause?: unknown },
   ) {
     super(code, message, options);
@@ -121,6 +125,7 @@ export function fromNative(err: unknown): unknown {
       return new ScorefieldUnsupportedError(err.message, options);
     case 'ERR_SCOREFIELD_MEMORY':
     case 'ERR_SCOREFIELD_INTERNAL':
+    case 'ERR_SCOREFIELD_LIMIT':
       return new ScorefieldNativeError(err.message, code, options);
     case 'ERR_SCOREFIELD_ABORTED':
       return new ScorefieldAbortError(err.message, options);

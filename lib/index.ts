@@ -3,7 +3,7 @@
  * @packageDocumentation
  */
 export * from './errors';
-export { capabilities, setThreads, setSimdLevel } from './runtime';
+export { capabilities, setThreads, setSimdLevel, setMemoryLimit } from './runtime';
 export type { Capabilities, SimdLevel } from './runtime';
 export {
   perturb,

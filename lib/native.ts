@@ -20,8 +20,10 @@ export interface NativeBinding {
     hardwareThreads: number;
     arch: string;
     chunkElements: number;
+    memoryLimit: number;
   };
   setThreads(n: number): void;
+  setMemoryLimit(bytes: number): void;
   setSimdLevel(level: string): string;
   isDetached(v: ArrayBufferView | ArrayBuffer): boolean;
   perturb(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;

@@ -12,6 +12,7 @@
  * kernel.conditionalField, (x - x0)/tau; its population optimum is (x - E[x0|x])/tau); the gap
  * per draw is tr Cov(x0|x) / tau^2. The same identity CSM - SM = gap holds in both cases.
  */
+import { raceAbort } from './abort';
 import { ScorefieldAbortError, ScorefieldDenoiserError, ScorefieldShapeError, ScorefieldUnsupportedError } from './errors';
 import { ReferenceSet } from './estimator';
 import * as is from './is';
@@ -138,11 +139,12 @@ function checkAbort(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new ScorefieldAbortError('The objective was aborted', { cause: signal.reason });
 }
 
-async function callModel(model: ScoreModel, x: Float32Array, sigma: number, what: string): Promise<Float32Array> {
+async function callModel(model: ScoreModel, x: Float32Array, sigma: number, what: string, signal?: AbortSignal): Promise<Float32Array> {
   let r: unknown;
   try {
-    r = await model(x, sigma);
+    r = await raceAbort(model(x, sigma), signal, 'The objective was aborted');
   } catch (err) {
+    if (err instanceof ScorefieldAbortError) throw err;
     throw new ScorefieldDenoiserError(`Expected the model to return ${what} at sigma ${sigma} but it threw: ${(err as Error)?.message ?? err}`, { cause: err });
   }
   if (!(r instanceof Float32Array) || r.length !== x.length) {
@@ -212,7 +214,7 @@ async function pass(model: ScoreModel | null, p: Plan, need: { csm: boolean; sm:
     const n = Math.min(p.batch, p.samples - start);
     const { x, target } = draws(p, start, n);
     out.x?.set(x, start * d);
-    const s = model ? await callModel(model, x, p.sigma, p.gaussian ? 'the score' : 'the field') : null;
+    const s = model ? await callModel(model, x, p.sigma, p.gaussian ? 'the score' : 'the field', p.opts.signal) : null;
     if (need.sm || need.gap) {
       const est = await p.reference.estimateAsync(x, {
         sigma: p.sigma,
@@ -307,7 +309,7 @@ export async function hyvarinen(model: ScoreModel | ReferenceSet, data: Referenc
       const est = await model.estimateAsync(x, { sigma: p.sigma, alpha: p.alpha, outputs: ['score', 'divergence'] });
       for (let i = 0; i < n; i++) terms[start + i] = 0.5 * sqnorm(est.score!, i, d) + est.divergence![i];
     } else {
-      const s = await callModel(model, x, p.sigma, 'the score');
+      const s = await callModel(model, x, p.sigma, 'the score', o.signal);
       const div = new Float64Array(n);
       for (let j = 0; j < projections; j++) {
         const v = randn(n * d, { seed: p.seed, stream: 1 + j, dim: d, offset: start });
@@ -316,8 +318,8 @@ export async function hyvarinen(model: ScoreModel | ReferenceSet, data: Referenc
           xp[k] = x[k] + h * v[k];
           xm[k] = x[k] - h * v[k];
         }
-        const sp = await callModel(model, xp, p.sigma, 'the score');
-        const sn = await callModel(model, xm, p.sigma, 'the score');
+        const sp = await callModel(model, xp, p.sigma, 'the score', o.signal);
+        const sn = await callModel(model, xm, p.sigma, 'the score', o.signal);
         for (let i = 0; i < n; i++) {
           let dot = 0;
           for (let k = 0; k < d; k++) dot += v[i * d + k] * (sp[i * d + k] - sn[i * d + k]);

@@ -16,6 +16,8 @@ export interface Capabilities {
   arch: 'x64' | 'arm64' | 'other';
   /** Elements per unit of parallel work; fixed, so results do not depend on thread count. */
   chunkElements: number;
+  /** The working-memory cap per call in bytes (0: none); see setMemoryLimit. */
+  memoryLimit: number;
   /** The addon file in use (a prebuild, build/Release, or SCOREFIELD_NATIVE). */
   addon: string;
 }
@@ -42,4 +44,17 @@ export function setThreads(n: number): void {
 export function setSimdLevel(level: SimdLevel): SimdLevel {
   if (typeof level !== 'string') throw is.typeError('one of avx512, avx2, neon, scalar', 'level', level);
   return callSync(() => native().setSimdLevel(level)) as SimdLevel;
+}
+
+/**
+ * Caps the working memory one call may allocate natively (a reference set's copy, the
+ * estimator's scratch, the sampler's buffers), for servers that must not be pushed into
+ * swapping or out-of-memory kills by a large request. A call that would need more is refused
+ * before allocating anything with ScorefieldNativeError code ERR_SCOREFIELD_LIMIT. `null` or 0
+ * removes the cap (the default, unless SCOREFIELD_MEMORY_LIMIT holds a byte count at load).
+ * Concurrent calls are capped one by one, not in total.
+ */
+export function setMemoryLimit(bytes: number | null): void {
+  const v = bytes === null ? 0 : is.integer(bytes, 'bytes', 0);
+  callSync(() => native().setMemoryLimit(v));
 }

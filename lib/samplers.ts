@@ -5,6 +5,7 @@
  * variables (x = x0 + sigma eps). Every sampler resolves to a new Float32Array; the input x is
  * never written.
  */
+import { raceAbort } from './abort';
 import { ScorefieldAbortError, ScorefieldDenoiserError, ScorefieldRangeError, ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { churnStep, eulerMaruyamaStep, eulerStep, heunStep, langevinStep, seed64, seedArray } from './steps';
@@ -110,8 +111,9 @@ async function denoise(ctx: Ctx, x: Float32Array, sigma: number): Promise<Float3
   checkAbort(ctx);
   let r: unknown;
   try {
-    r = await ctx.denoiser(x, sigma);
+    r = await raceAbort(ctx.denoiser(x, sigma), ctx.opts.signal, 'The sampler was aborted');
   } catch (err) {
+    if (err instanceof ScorefieldAbortError) throw err;
     throw new ScorefieldDenoiserError(`Expected the denoiser to return a Float32Array at sigma ${sigma} but it threw: ${(err as Error)?.message ?? err}`, { cause: err });
   }
   ctx.evals++;

@@ -3,6 +3,7 @@
 
 #include "binding.hpp"
 #include "dispatch.hpp"
+#include "limits.hpp"
 #include "npy.hpp"
 #include "thread_pool.hpp"
 
@@ -38,7 +39,16 @@ class Worker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override { deferred_.Resolve(task_->Result(Env())); }
+  void OnOK() override {
+    std::string message;
+    if (!task_->Finish(Env(), &message)) {
+      Napi::Error err = Napi::Error::New(Env(), message);
+      err.Set("code", Napi::String::New(Env(), kErrDetached));
+      deferred_.Reject(err.Value());
+      return;
+    }
+    deferred_.Resolve(task_->Result(Env()));
+  }
 
   void OnError(const Napi::Error& e) override {
     Napi::Object err = e.Value();
@@ -53,6 +63,50 @@ class Worker : public Napi::AsyncWorker {
 };
 
 }  // namespace
+
+namespace {
+
+bool IsDetachedView(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsTypedArray()) return false;
+  bool detached = false;
+  napi_is_detached_arraybuffer(env, v.As<Napi::TypedArray>().ArrayBuffer(), &detached);
+  return detached;
+}
+
+}  // namespace
+
+float* Task::Stage(const Napi::Value& v, float* data, size_t n, bool write_back) {
+  if (!async_ || data == nullptr) return data;
+  Staged s{Napi::Persistent(v.As<Napi::Object>()), std::vector<float>(data, data + n), write_back};
+  staged_.push_back(std::move(s));
+  return staged_.back().copy.data();
+}
+
+bool Task::Finish(Napi::Env env, std::string* message) {
+  for (auto& s : staged_) {
+    if (IsDetachedView(env, s.ref.Value())) {
+      *message = "Expected the arrays of an asynchronous call to stay attached until it settles, but one was detached or transferred while the call ran; no result was written";
+      return false;
+    }
+  }
+  for (auto& r : refs_) {
+    if (IsDetachedView(env, r.Value())) {
+      *message = "Expected the arrays of an asynchronous call to stay attached until it settles, but one was detached or transferred while the call ran; its contents are unspecified";
+      return false;
+    }
+  }
+  for (auto& s : staged_) {
+    if (!s.write_back) continue;
+    Napi::TypedArray ta = s.ref.Value().As<Napi::TypedArray>();
+    if (ta.ElementLength() != s.copy.size()) {
+      *message = "Expected the output arrays of an asynchronous call to keep their length until it settles, but one changed";
+      return false;
+    }
+    float* dst = reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+    std::copy(s.copy.begin(), s.copy.end(), dst);
+  }
+  return true;
+}
 
 Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task) {
   if (task->async()) {
@@ -200,6 +254,7 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
   o.Set("arch", "other");
 #endif
   o.Set("chunkElements", static_cast<double>(sf::kChunkElems));
+  o.Set("memoryLimit", static_cast<double>(sf::memory_limit()));
   return o;
 }
 
@@ -209,6 +264,11 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
     ThrowCoded(info.Env(), sf::code::kRange, "Expected an integer from 1 to 1024 for threads but received " + std::to_string(n));
   }
   sf::ThreadPool::global().set_threads(static_cast<unsigned>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
+  sf::set_memory_limit(ArgSize(info, 0, "bytes"));
   return info.Env().Undefined();
 }
 
@@ -270,6 +330,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
+  exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit, "setMemoryLimit"));
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
   exports.Set("parseNpyHeader", Napi::Function::New(env, ParseNpyHeader, "parseNpyHeader"));
   InitTargets(env, exports);

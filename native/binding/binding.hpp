@@ -40,9 +40,29 @@ class Task {
   void SetAsync(bool async) { async_ = async; }
   bool async() const { return async_; }
 
+  // Asynchronous tasks that run long relative to the size of their arrays (the estimator,
+  // the sampler) work on private copies: Stage copies the array argument in now (main
+  // thread) and returns the copy, and Finish copies outputs back when the work is done. A
+  // caller who transfers or detaches a buffer while the call runs then cannot make the work
+  // read or write memory it no longer owns. Synchronous tasks get `data` back unchanged.
+  float* Stage(const Napi::Value& v, float* data, size_t n, bool write_back);
+  const float* StageIn(const Napi::Value& v, const float* data, size_t n) {
+    return Stage(v, const_cast<float*>(data), n, false);
+  }
+  // On the main thread after Execute: copies staged outputs back into the caller's arrays.
+  // Returns false (with a message) if any array the call referenced was detached meanwhile;
+  // staged outputs are then left untouched.
+  bool Finish(Napi::Env env, std::string* message);
+
  private:
+  struct Staged {
+    Napi::ObjectReference ref;
+    std::vector<float> copy;
+    bool write_back;
+  };
   bool async_ = false;
   std::vector<Napi::ObjectReference> refs_;
+  std::vector<Staged> staged_;
 };
 
 // Runs the task now (sync) or queues it and returns a promise (task->async()).

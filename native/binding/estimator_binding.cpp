@@ -122,6 +122,14 @@ void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet
   req.kernel = ArgKernel(info, i + 4);
 }
 
+// Asynchronous calls read private copies of x and of per-sample alpha and sigma (see
+// Task::Stage); the arguments are at positions i (x), i + 2 (alpha) and i + 3 (sigma).
+void StageQueries(const Napi::CallbackInfo& info, size_t i, sf::EstimateRequest& req, size_t d, Task* t) {
+  req.x = t->StageIn(info[i], req.x, req.B * d);
+  if (req.alpha.per) req.alpha.per = t->StageIn(info[i + 2], req.alpha.per, req.B);
+  if (req.sigma.per) req.sigma.per = t->StageIn(info[i + 3], req.sigma.per, req.B);
+}
+
 // The six optional output buffers (mean, score, logDensity, ess, traceCov, divergence) at
 // positions i .. i + 5.
 sf::EstimateOutputs ArgOutputs(const Napi::CallbackInfo& info, size_t i, size_t B, size_t d, Task* keep) {
@@ -171,6 +179,10 @@ Napi::Value Estimate(const Napi::CallbackInfo& info) {
                {{"x", x, B * d, false}, {"alpha", t->req.alpha.per, B, false}, {"sigma", t->req.sigma.per, B, false}});
     for (int b = a + 1; b < 6; ++b) CheckAlias(info.Env(), names[a], outs[a], lens[a], {{names[b], outs[b], lens[b], false}});
   }
+  StageQueries(info, 1, t->req, d, t.get());
+  sf::EstimateOutputs& w = t->out;
+  float** dst[] = {&w.mean, &w.score, &w.log_density, &w.ess, &w.trace_cov, &w.divergence};
+  for (int a = 0; a < 6; ++a) *dst[a] = t->Stage(info[6 + a], *dst[a], lens[a], true);
   return Run(info.Env(), std::move(t));
 }
 
@@ -265,6 +277,7 @@ Napi::Value EstimatePartial(const Napi::CallbackInfo& info) {
                                                  std::to_string(t->req.begin) + ", end " + std::to_string(t->req.end));
   }
   t->req.weighted_sum = ArgBool(info, 8, "weighted");
+  StageQueries(info, 1, t->req, t->ref->dim(), t.get());
   return Run(info.Env(), std::move(t));
 }
 
@@ -327,6 +340,9 @@ Napi::Value StableTargets(const Napi::CallbackInfo& info) {
   CheckAlias(info.Env(), "out", t->out, n,
              {{"x0Batch", t->x0, n, false}, {"xBatch", t->req.x, n, false}, {"alpha", t->req.alpha.per, t->req.B, false},
               {"sigma", t->req.sigma.per, t->req.B, false}});
+  StageQueries(info, 2, t->req, t->ref->dim(), t.get());
+  t->x0 = t->StageIn(info[1], t->x0, n);
+  t->out = t->Stage(info[7], t->out, n, true);
   return Run(info.Env(), std::move(t));
 }
 
@@ -349,6 +365,7 @@ class SampleTask : public Task {
   RefPtr ref;
   sf::SampleRequest req;
   std::vector<double> sigmas;
+  std::vector<uint64_t> seeds;
   AbortFlag abort;
   Napi::ThreadSafeFunction progress;
   bool has_progress = false;
@@ -396,6 +413,7 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   t->req.B = ArgSize(info, 2, "batch");
   const size_t n = Elements(info, t->req.B, t->ref->dim());
   t->req.x = ArgF32(info, 1, "x", n, t.get()).data;
+  t->req.x = t->Stage(info[1], t->req.x, n, true);  // read and written for the whole run
   if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
       info[3].As<Napi::TypedArray>().ElementLength() < 2) {
     ThrowCoded(info.Env(), sf::code::kType, "Expected a Float64Array of at least 2 levels for sigmas but received another value", true);
@@ -423,8 +441,9 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
         info[11].As<Napi::TypedArray>().ElementLength() != t->req.B) {
       ThrowCoded(info.Env(), sf::code::kShape, "Expected a BigUint64Array of one seed per sample for seeds but received another value");
     }
-    t->req.noise.seeds = reinterpret_cast<const uint64_t*>(info[11].As<Napi::BigUint64Array>().Data());
-    t->Keep(info[11]);
+    const uint64_t* seeds = reinterpret_cast<const uint64_t*>(info[11].As<Napi::BigUint64Array>().Data());
+    t->seeds.assign(seeds, seeds + t->req.B);  // a private copy, like x
+    t->req.noise.seeds = t->seeds.data();
   }
   t->req.noise.offset = ArgSize(info, 12, "offset");
   if (info[13].IsFunction()) {

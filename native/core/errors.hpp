@@ -15,6 +15,7 @@ inline constexpr const char* kUnsupported = "ERR_SCOREFIELD_UNSUPPORTED";
 inline constexpr const char* kInternal = "ERR_SCOREFIELD_INTERNAL";
 inline constexpr const char* kAborted = "ERR_SCOREFIELD_ABORTED";
 inline constexpr const char* kFormat = "ERR_SCOREFIELD_FORMAT";
+inline constexpr const char* kLimit = "ERR_SCOREFIELD_LIMIT";
 }  // namespace code
 
 class Error : public std::runtime_error {

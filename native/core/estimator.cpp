@@ -9,6 +9,7 @@
 
 #include "dispatch.hpp"
 #include "errors.hpp"
+#include "limits.hpp"
 #include "thread_pool.hpp"
 
 namespace sf {
@@ -37,7 +38,10 @@ size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) /
 }  // namespace
 
 std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok) {
-  checked_mul(n, d, "reference rows x dim");
+  const size_t nd = checked_mul(n, d, "reference rows x dim");
+  // rows, per-row norms and the per-chunk column sums of the centring pass
+  check_memory(checked_mul(nd + 3 * n + d, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2), "the reference set"),
+               "the reference set");
   for (size_t i = 0; i < n * d; ++i) {
     if (!std::isfinite(data[i])) {
       throw Error(code::kRange, "Expected finite values for data but received a non-finite value at index " +
@@ -809,6 +813,7 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
     PartialState st = empty_state(ref, req.B, req.weighted_sum);
     return st;
   }
+  check_memory(estimate_scratch_bytes(ref, req.B, req.weighted_sum), "the estimator's working memory");
   for (size_t i = 0; i < req.B * ref.dim(); ++i) {
     if (!std::isfinite(req.x[i])) {
       throw Error(code::kRange, "Expected finite values for x but received a non-finite value at index " +
@@ -925,8 +930,13 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
   r.begin = 0;
   r.end = ref.size();
   r.weighted_sum = true;
-  PartialState st = estimate_partial(ref, r, inline_ok);
   const size_t d = ref.dim();
+  for (size_t i = 0; i < checked_mul(req.B, d, "batch x dim"); ++i) {
+    if (!std::isfinite(x0[i])) {
+      throw Error(code::kRange, "Expected finite values for x0Batch but received a non-finite value at index " + std::to_string(i));
+    }
+  }
+  PartialState st = estimate_partial(ref, r, inline_ok);
   // Merge each query's own clean point: a one-reference state with its exact log-weight.
   for (size_t q = 0; q < req.B; ++q) {
     Lane lane;

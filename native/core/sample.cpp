@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "limits.hpp"
 
 namespace sf {
 
@@ -16,6 +17,8 @@ SampleStats sample_reference(const ReferenceSet& ref, const SampleRequest& req, 
   const size_t d = ref.dim(), B = req.B;
   const size_t n = checked_mul(B, d, "batch x dim");
   const size_t steps = req.n_sigmas - 1;
+  check_memory(checked_mul(n, 4 * sizeof(float), "the sampler's buffers") + estimate_scratch_bytes(ref, B, true),
+               "the sampler's buffers and the estimator's working memory");
   std::vector<float> D(n), xp(n), D2(n), tmp(n);
   float* x = req.x;
   size_t nfe = 0;
