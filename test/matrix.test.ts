@@ -61,7 +61,7 @@ const B = 3, d = 4, n = B * d;
 const f32 = (seed: number, len = n) => randn(len, { seed, dim: 1 });
 const detached = () => {
   const a = f32(99);
-  structuredClone(a.buffer, { transfer: [a.buffer] });
+  structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
   return a;
 };
 const shared = (a: Float32Array) => {
