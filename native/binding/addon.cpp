@@ -28,14 +28,11 @@ class Worker : public Napi::AsyncWorker {
     try {
       task_->Execute(false);
     } catch (const sf::Error& e) {
-      code_ = e.code();
-      SetError(e.what());
+      Fail(e.code(), e.what());
     } catch (const std::bad_alloc&) {
-      code_ = kErrMemory;
-      SetError("Expected enough memory for the working buffers but allocation failed");
+      Fail(kErrMemory, "Expected enough memory for the working buffers but allocation failed");
     } catch (const std::exception& e) {
-      code_ = sf::code::kInternal;
-      SetError(e.what());
+      Fail(sf::code::kInternal, e.what());
     }
   }
 
@@ -50,6 +47,38 @@ class Worker : public Napi::AsyncWorker {
     deferred_.Resolve(task_->Result(Env()));
   }
 
+  // Like AsyncWorker's, but safe while the environment is being torn down (a worker thread
+  // terminated while this call ran): JavaScript cannot run then, every Node-API call fails,
+  // and the result is dropped instead of letting a C++ exception escape the libuv callback.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      napi_handle_scope scope = nullptr;
+      if (napi_open_handle_scope(env, &scope) == napi_ok) {
+        try {
+          if (failed_) {
+            OnError(Napi::Error::New(env, message_));
+          } else {
+            OnOK();
+          }
+        } catch (const Napi::Error&) {
+          // Delivering failed: settle the promise with an internal error if JavaScript can
+          // still run; if the environment is going away there is no one to deliver to.
+          napi_value pending = nullptr;
+          napi_get_and_clear_last_exception(env, &pending);
+          try {
+            Napi::Error err = Napi::Error::New(env, "Expected to deliver the result of an asynchronous call but could not");
+            err.Set("code", Napi::String::New(env, sf::code::kInternal));
+            deferred_.Reject(err.Value());
+          } catch (const Napi::Error&) {
+            napi_get_and_clear_last_exception(env, &pending);
+          }
+        }
+        napi_close_handle_scope(env, scope);
+      }
+    }
+    Destroy();
+  }
+
   void OnError(const Napi::Error& e) override {
     Napi::Object err = e.Value();
     err.Set("code", Napi::String::New(Env(), code_));
@@ -57,9 +86,17 @@ class Worker : public Napi::AsyncWorker {
   }
 
  private:
+  void Fail(const char* code, const std::string& message) {
+    failed_ = true;
+    code_ = code;
+    message_ = message;
+  }
+
   std::unique_ptr<Task> task_;
   Napi::Promise::Deferred deferred_;
   const char* code_ = sf::code::kInternal;
+  bool failed_ = false;
+  std::string message_;
 };
 
 }  // namespace
