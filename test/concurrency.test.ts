@@ -132,18 +132,18 @@ test.serial('a buffer transferred while an async call runs: ERR_SCOREFIELD_DETAC
   const x = randn(128 * 64, { seed: 8, dim: 64 });
   const mean = new Float32Array(128 * 64);
   const p = big.estimateAsync(x, { sigma: 1, outputs: ['mean'], out: { mean } });
-  const moved = structuredClone(mean.buffer, { transfer: [mean.buffer] });
+  const moved = structuredClone(mean.buffer, { transfer: [mean.buffer as ArrayBuffer] });
   await t.throwsAsync(p, { code: 'ERR_SCOREFIELD_DETACHED' });
   t.true(new Float32Array(moved).every((v) => v === 0), 'the staged result was not copied into the transferred memory');
   // an input transferred during the call
   const x2 = randn(128 * 64, { seed: 8, dim: 64 });
   const p2 = big.estimateAsync(x2, { sigma: 1, outputs: ['mean'] });
-  structuredClone(x2.buffer, { transfer: [x2.buffer] });
+  structuredClone(x2.buffer, { transfer: [x2.buffer as ArrayBuffer] });
   await t.throwsAsync(p2, { code: 'ERR_SCOREFIELD_DETACHED' });
   // the sampler's x (read and written for the whole run)
   const x3 = randn(16 * 64, { seed: 9, dim: 64 });
   const p3 = perturbAsync(x3, x3, 1, 1);
-  structuredClone(x3.buffer, { transfer: [x3.buffer] });
+  structuredClone(x3.buffer, { transfer: [x3.buffer as ArrayBuffer] });
   await t.throwsAsync(p3, { code: 'ERR_SCOREFIELD_DETACHED' });
   // everything still works
   t.is((await big.estimateAsync(x.slice(0, 64), { sigma: 1 })).mean.length, 64);
