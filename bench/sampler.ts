@@ -6,7 +6,11 @@
 // run natively by ReferenceSet.sample: seconds, and the share of the time spent outside the
 // estimator (target: under 3%), measured by the native loop itself. Then the step kernels
 // alone in GB/s against a STREAM triad timed in alternation (memory-bound, target 70%).
-import { capabilities, eulerStep, heunStep, ReferenceSet, schedules } from '../lib/index';
+// Then the event loop's responsiveness while a ~2-second sampling job runs asynchronously
+// (perf_hooks.monitorEventLoopDelay, 1 ms resolution; target: p99 under 10 ms), for the
+// native loop and for the JS-driven sampleHeun over estimateAsync.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { capabilities, eulerStep, heunStep, ReferenceSet, sampleHeun, schedules, randn } from '../lib/index';
 import { native } from '../lib/native';
 import { mnistLike } from '../test/helpers/estimator-ref';
 import { rand } from '../test/helpers/reference';
@@ -54,7 +58,37 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
+async function eventLoop(): Promise<void> {
+  const ref = new ReferenceSet(mnistLike(10000, 3), 784);
+  const sigmas = schedules.karrasSigmas(18);
+  for (const mode of ['native ReferenceSet.sample', 'sampleHeun over estimateAsync'] as const) {
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    let ticks = 0;
+    const busy = setInterval(() => ticks++, 1);
+    h.enable();
+    const t0 = performance.now();
+    if (mode === 'native ReferenceSet.sample') {
+      await ref.sample({ sigmas, batch: 256, seed: 1, onProgress: () => {} });
+    } else {
+      const x = randn(256 * 784, { seed: 1, dim: 784 }).map((v) => v * 80);
+      await sampleHeun(async (xs, sigma) => (await ref.estimateAsync(xs, { sigma, outputs: ['mean'] })).mean, x, sigmas, { dim: 784 });
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    h.disable();
+    clearInterval(busy);
+    emit({
+      bench: 'event-loop-delay',
+      job: mode,
+      seconds,
+      p50ms: h.percentile(50) / 1e6,
+      p99ms: h.percentile(99) / 1e6,
+      maxMs: h.max / 1e6,
+      intervalTicks: ticks,
+    });
+  }
+}
+
+main().then(eventLoop).catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -2,7 +2,7 @@
 // 1e6. Every output must be finite wherever the mathematics is finite; non-finite inputs get
 // a coded error (the bad-input matrix checks those).
 import test from 'ava';
-import { conditionalScore, perturb, poisson, radial, randn, ReferenceSet, schedules, dsmLoss, eulerStep, type Kernel } from '../lib/index';
+import { capabilities, conditionalScore, perturb, poisson, radial, randn, ReferenceSet, schedules, dsmLoss, eulerStep, setSimdLevel, type Kernel } from '../lib/index';
 
 const SIGMAS = [1e-4, 1e-2, 1, 1e2, 1e4];
 const DIMS = [1, 3, 64, 784, 12288];
@@ -77,4 +77,24 @@ test('native sampling from sigma 1e4 down to 1e-4 and 0, data up to 1e6: finite 
       t.true(best < 1e-4 * mag * Math.sqrt(d) + 1e-3, `d=${d} mag=${mag}: ${best}`);
     }
   }
+});
+
+test('fuzz regressions: a query exactly at the centre of far-spread data (AVX-512 log of an overflowed ratio), float32-overflowing data', (t) => {
+  for (const level of capabilities().simdAvailable) {
+    setSimdLevel(level);
+    for (const mag of [1e9, 1e11]) {
+      const Y = randn(21 * 3, { seed: 4, dim: 3 }).map((v, i) => (i % 5 === 0 ? mag * v : 100 * v));
+      const ref = new ReferenceSet(Y, 3);
+      for (const kernel of [poisson({ D: 0.001 }), radial('tanh'), radial('exp')]) {
+        const r = ref.estimate(ref.centre, { sigma: 122.8, kernel, outputs: ['mean', 'ess', 'logDensity'] });
+        t.true(allFinite(r.mean) && allFinite(r.logDensity) && r.ess[0] >= 1 - 1e-4 && r.ess[0] <= 21 * (1 + 1e-4), `${level} ${kernel.kind} ${mag}: ${r.ess[0]} ${r.logDensity[0]}`);
+      }
+    }
+  }
+  setSimdLevel(capabilities().simdAvailable[0]);
+  // values whose squares overflow float32: a coded error, not inf/NaN results
+  const e = t.throws(() => new ReferenceSet(Float32Array.of(1, 2, -2e28, 3), 2));
+  t.is((e as { code?: string }).code, 'ERR_SCOREFIELD_RANGE');
+  const ref = new ReferenceSet(randn(20 * 2, { seed: 1, dim: 2 }).map((v) => 1e15 * v), 2);
+  t.is(t.throws(() => ref.estimate(ref.centre, { sigma: 1e-6 }))?.code, 'ERR_SCOREFIELD_RANGE');
 });

@@ -121,6 +121,16 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
       rs->am_[i] = am;
     }
   }, inline_ok);
+  // The float32 tile arithmetic needs squared row norms (about the centre) well inside
+  // float range: |values| up to about 1e18 pass, larger ones get a coded error here rather
+  // than overflowing later.
+  for (size_t i = 0; i < n; ++i) {
+    if (!(static_cast<double>(rs->yy_[i]) <= kMagnitudeLimit)) {
+      throw Error(code::kRange, "Expected data whose rows have squared norms (about the column centre) below 1e38 but row " +
+                                    std::to_string(i) + " has " + std::to_string(static_cast<double>(rs->yy_[i])));
+    }
+    rs->max_norm_ = std::max(rs->max_norm_, static_cast<double>(rs->ny_[i]));
+  }
   return rs;
 }
 
@@ -255,11 +265,15 @@ struct Plan {
   size_t nt = 0;       // references per tile
   size_t tiles = 0;    // tiles in [begin, end)
   size_t begin = 0, end = 0;
+  // The one kernel table of the call: qblock and the tile layout depend on it, so a SIMD
+  // level switched by another thread mid-call (setSimdLevel) must not mix two tables.
+  const KernelTable* kt = nullptr;
 };
 
 Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
   const KernelTable& kt = kernels();
   Plan p;
+  p.kt = &kt;
   p.qb = kt.qblock;
   p.nqb = (B + p.qb - 1) / p.qb;
   p.nt = tile_rows(ref.dim());
@@ -339,7 +353,7 @@ size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
 template <class K>
 void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, size_t q0, size_t nq,
               size_t t0, size_t t1, PartialState& st, std::atomic<uint64_t>& refined) {
-  const KernelTable& kt = kernels();
+  const KernelTable& kt = *plan.kt;
   const PrecisionPolicy pol = precision_policy();
   const size_t d = ref.dim(), QB = plan.qb, W = kt.lanes;
   // Queries in vector lanes, unless there are too few to fill a vector (then row-vectorised
@@ -563,11 +577,20 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         //  Poisson: -c log(q_ref) of the float reference 1/q_ref = exp(off/c) actually used;
         //  radial: the float offset plus c/2 log(r2_ref), r2_ref the top pair's r^2 so far
         //  (||x'||^2 before the first tile), so that log(r^2/r2_ref) stays near 0.
+        // The reference is clamped to [lo_ref, hi_ref] so that every pair's ratio to it lies in
+        // [1e-37, 1e37]: the float product and its logarithm then stay normal (V::log needs
+        // positive normal input) for r^2 from the kernel's floor s2 to the lane's largest
+        // possible r2max = (|x'| + |alpha| max |y'|)^2 (check_magnitudes keeps r2max / s2 <= 1e72).
+        const double r2max = v ? (L.nx + std::fabs(a) * ref.max_norm()) * (L.nx + std::fabs(a) * ref.max_norm()) : 1.0;
+        const double s2min = K::kRadial ? (kRadialFloor * t) * (kRadialFloor * t) : t * t;
+        const double lo_ref = std::max(r2max, s2min) * 1e-37, hi_ref = s2min * 1e37;
+        const auto clamp_ref = [&](double r) { return std::min(std::max(r, lo_ref), std::max(lo_ref, hi_ref)); };
         if (K::kKind == 1) {
-          s.nl_iq[q] = (v && L.kc > 0) ? static_cast<float>(std::exp(s.off[q] / L.kc)) : 1.0f;
+          const double qref = (v && L.kc > 0) ? clamp_ref(std::exp(-s.off[q] / L.kc)) : 1.0;
+          s.nl_iq[q] = static_cast<float>(1.0 / qref);
           s.nl_base[q] = v && L.kc > 0 ? L.kc * std::log(static_cast<double>(s.nl_iq[q])) : 0.0;
         } else {
-          const double ref2 = v ? (s.r2top[q] > 0 ? s.r2top[q] : std::max(L.xx, 1e-30)) : 1.0;
+          const double ref2 = v ? clamp_ref(s.r2top[q] > 0 ? s.r2top[q] : std::max(L.xx, s2min)) : 1.0;
           s.nl_iq[q] = static_cast<float>(1.0 / ref2);
           const double lr_ref = -std::log(static_cast<double>(s.nl_iq[q]));  // log r2_ref as used
           s.nl_off[q] = v ? static_cast<float>(s.off[q] + 0.5 * L.kc * lr_ref) : 0.0f;
@@ -804,6 +827,44 @@ void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
 
 }  // namespace
 
+// The float32 tile forms stay finite only while their terms do: the Gaussian's
+// alpha x.y / sigma^2, alpha^2 ||y||^2 / (2 sigma^2) and ||x||^2 / (2 sigma^2), the other kernels'
+// r^2 (all about the centre). Outside that range (data near 1e18, or sigma below the float32
+// resolution of data near 1e15) the request gets a coded error instead of inf/NaN results.
+static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req) {
+  const size_t d = ref.dim();
+  const float* c = ref.centre();
+  const double yn = ref.max_norm();
+  for (size_t q = 0; q < req.B; ++q) {
+    double xx = 0;
+    for (size_t k = 0; k < d; ++k) {
+      const double t = static_cast<double>(req.x[q * d + k]) - c[k];
+      xx += t * t;
+    }
+    const double a = std::fabs(req.alpha.at(q)), sg = req.sigma.at(q);
+    const double xn = std::sqrt(xx);
+    double worst = (xn + a * yn) * (xn + a * yn);
+    if (req.kernel.kind == KernelKind::Gaussian) {
+      const double inv = 1.0 / (2 * sg * sg);
+      worst = std::max({2 * a * xn * yn * inv, a * a * yn * yn * inv, xx * inv});
+    } else {
+      // the float tile takes r^2 relative to a reference within 1e37 of both ends (run_item)
+      const double floor = req.kernel.kind == KernelKind::Poisson ? sg : kRadialFloor * sg;
+      if (!(worst / (floor * floor) <= 1e72)) {
+        throw Error(code::kRange, "Expected a scale tau large enough for the spread of query " + std::to_string(q) +
+                                      " and the data ((|x - centre| + max |y - centre|)^2 / tau^2 must stay below 1e72) but received tau " +
+                                      std::to_string(sg));
+      }
+    }
+    if (!(worst <= kMagnitudeLimit)) {
+      throw Error(code::kRange, "Expected sigma large enough for the magnitude of query " + std::to_string(q) +
+                                    " and the data (the log-weight terms must stay below 1e38 in float32) but received sigma " +
+                                    std::to_string(sg) + " with |x - centre| = " + std::to_string(xn) +
+                                    " and max |y - centre| = " + std::to_string(yn));
+    }
+  }
+}
+
 PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok, EstimateStats* stats) {
   const size_t begin = std::min(req.begin, ref.size());
   const size_t end = std::min(req.end, ref.size());
@@ -820,6 +881,7 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
                                     std::to_string(i));
     }
   }
+  check_magnitudes(ref, req);
   const Plan plan = make_plan(ref, req.B, begin, end);
   std::vector<PartialState> states;
   states.reserve(plan.shards);

@@ -31,6 +31,7 @@ class ReferenceSet {
   const float* sqnorms() const { return yy_.data(); }  // ||row||^2
   const float* norms() const { return ny_.data(); }    // ||row||
   const float* maxabs() const { return am_.data(); }   // max_k |row_k|
+  double max_norm() const { return max_norm_; }        // max_j ||row_j||
   size_t bytes() const;
   // The caller's rows idx[0..n) (exact: row + centre), into out (n x dim). Throws
   // ERR_SCOREFIELD_RANGE for an index >= size().
@@ -39,6 +40,7 @@ class ReferenceSet {
  private:
   size_t n_ = 0, d_ = 0;
   std::vector<float> y_, c_, yy_, ny_, am_;
+  double max_norm_ = 0;
 };
 
 // A kernel is its log-weight as a function of the squared distance r^2 = ||x - alpha y||^2,
@@ -53,6 +55,10 @@ struct KernelSpec {
   KernelKind kind = KernelKind::Gaussian;
   double D = 1.0;  // Poisson's augmented dimensions
 };
+
+// Largest magnitude the float32 tile terms may reach (squared norms, scaled dot products):
+// beyond it a request is refused with ERR_SCOREFIELD_RANGE (see check_magnitudes).
+inline constexpr double kMagnitudeLimit = 1e38;
 
 // Radial kernels: r is clamped below at this fraction of the scale t (their weights are
 // singular at r = 0 when d > 1).
