@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
-import { perturb, perturbAsync, randn, ReferenceSet, schedules } from '../lib/index';
+import { capabilities, perturb, perturbAsync, randn, ReferenceSet, schedules, setMemoryLimit } from '../lib/index';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -147,4 +147,26 @@ test.serial('a buffer transferred while an async call runs: ERR_SCOREFIELD_DETAC
   await t.throwsAsync(p3, { code: 'ERR_SCOREFIELD_DETACHED' });
   // everything still works
   t.is((await big.estimateAsync(x.slice(0, 64), { sigma: 1 })).mean.length, 64);
+});
+
+test.serial('setMemoryLimit: oversized requests are refused before allocating, with ERR_SCOREFIELD_LIMIT', async (t) => {
+  const big = randn(20000 * 64, { seed: 1, dim: 64 });
+  const set = new ReferenceSet(big, 64);
+  const x = randn(256 * 64, { seed: 2, dim: 64 });
+  const need = set.workingMemory(256);
+  try {
+    setMemoryLimit(need - 1);
+    t.is(capabilities().memoryLimit, need - 1);
+    t.is((t.throws(() => set.estimate(x, { sigma: 1 })) as { code?: string }).code, 'ERR_SCOREFIELD_LIMIT');
+    await t.throwsAsync(set.estimateAsync(x, { sigma: 1 }), { code: 'ERR_SCOREFIELD_LIMIT', message: /at most \d+ bytes of working memory/ });
+    await t.throwsAsync(set.sample({ sigmas: [1, 0], batch: 256 }), { code: 'ERR_SCOREFIELD_LIMIT' });
+    t.is((t.throws(() => new ReferenceSet(big, 64)) as { code?: string }).code, 'ERR_SCOREFIELD_LIMIT');
+    // a smaller request fits under the same cap
+    t.is(set.estimate(x.subarray(0, 64 * 8), { sigma: 1 }).mean.length, 64 * 8);
+    setMemoryLimit(need);
+    t.is(set.estimate(x, { sigma: 1 }).mean.length, 256 * 64);
+  } finally {
+    setMemoryLimit(null);
+  }
+  t.is(capabilities().memoryLimit, 0);
 });
