@@ -2,9 +2,10 @@
  * NumPy .npy files: 2-d float32/float64 arrays in C order in, float32 out. The header is parsed
  * by the native core (native/core/npy.cpp, fuzzable on its own); the data conversion is here.
  */
-import { readFileSync, renameSync, writeFileSync, unlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { ScorefieldFileError, ScorefieldShapeError } from './errors';
 import * as is from './is';
+import { writeAtomic } from './files';
 import { callSync, native } from './native';
 
 /** A 2-d array read from a .npy file, as float32 rows. */
@@ -97,20 +98,4 @@ export function encode(data: Float32Array, rows: number, cols: number): Uint8Arr
  */
 export function write(path: string, data: Float32Array, rows: number, cols: number): void {
   writeAtomic(path, encode(data, rows, cols));
-}
-
-/** Writes bytes to a temporary file next to `path` and renames it into place. */
-export function writeAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (err) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // nothing to clean up
-    }
-    throw new ScorefieldFileError(`Expected a writable path for ${path} but received ${(err as Error).message}`, 'ERR_SCOREFIELD_FILE', { cause: err });
-  }
 }

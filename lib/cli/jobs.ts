@@ -10,6 +10,7 @@ import * as datasets from '../datasets';
 import { ScorefieldRangeError, ScorefieldShapeError } from '../errors';
 import { ReferenceSet } from '../estimator';
 import { gaussian, kernelScales, poisson, radial, type Kernel } from '../kernels';
+import { writeAtomic } from '../files';
 import * as npy from '../npy';
 import { setThreads, capabilities } from '../runtime';
 import { sampleEuler, sampleHeun } from '../samplers';
@@ -216,9 +217,9 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
     const paths = Array.from({ length: keep }, (_, i) => Float32Array.from(r.path.flatMap((p) => [p[2 * i], p[2 * i + 1]])));
     const traj = scatterPanels([{ title: `${set.name}: ODE trajectories of ${keep} samples`, subtitle: `${job.kernel} kernel, ${job.solver}, ${job.steps} steps`, data: set.data, paths }]).png;
     files.trajectories = join(job.out, 'trajectories.png');
-    npy.writeAtomic(files.trajectories, traj);
+    writeAtomic(files.trajectories, traj);
   }
-  npy.writeAtomic(files.picture, picture.png);
+  writeAtomic(files.picture, picture.png);
   npy.write(files.samples, r.x, job.batch, set.dim);
   const seconds = (performance.now() - start) / 1000;
   return {
@@ -368,7 +369,7 @@ export async function compare(job: CompareJob, opts: RunOptions = {}): Promise<C
   const order = { sigmaEnd: ORDER_SIGMA_END, rows, euler: -logSlope(nfe, rows.map((r) => r.euler)), heun: -logSlope(nfe, rows.map((r) => r.heun)) };
   mkdirSync(job.out, { recursive: true });
   const picture = join(job.out, 'compare.png');
-  npy.writeAtomic(picture, scatterPanels(pictures, 3).png);
+  writeAtomic(picture, scatterPanels(pictures, 3).png);
   return {
     command: 'compare',
     dataset: { name: set.name, n: set.n, dim: 2 },

@@ -89,6 +89,13 @@ async function withInterrupt<T>(quiet: boolean, job: (opts: RunOptions) => Promi
   }
 }
 
+/** Runs a job with progress and Ctrl-C handling, then prints its summary (JSON or for people). */
+async function runJob<T>(json: boolean | undefined, print: (summary: T) => void, job: (opts: RunOptions) => Promise<T>): Promise<void> {
+  const summary = await withInterrupt(Boolean(json), job);
+  if (json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else print(summary);
+}
+
 const fmt = (v: number, digits = 3) =>
   v === 0 ? '0' : Math.abs(v) >= 100 ? v.toFixed(1) : Math.abs(v) < 1e-3 ? v.toExponential(digits - 1) : v.toPrecision(digits);
 
@@ -150,8 +157,8 @@ export function program(): Command {
     .option('--threads <n>', 'native worker threads (default: all cores)', positiveInt('--threads'))
     .option('--out <dir>', 'output directory', '.')
     .option('--json', 'print a machine-readable summary on stdout (no progress bar)')
-    .action(async (o) => {
-      const summary = await withInterrupt(Boolean(o.json), (run) =>
+    .action((o) =>
+      runJob(o.json, printSample, (run) =>
         sample(
           {
             data: o.data === undefined ? undefined : resolve(o.data),
@@ -168,10 +175,8 @@ export function program(): Command {
           },
           run,
         ),
-      );
-      if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else printSample(summary);
-    });
+      ),
+    );
 
   cmd
     .command('compare')
@@ -183,13 +188,11 @@ export function program(): Command {
     .option('--threads <n>', 'native worker threads', positiveInt('--threads'))
     .option('--out <dir>', 'output directory', '.')
     .option('--json', 'print a machine-readable summary on stdout')
-    .action(async (o) => {
-      const summary = await withInterrupt(Boolean(o.json), (run) =>
+    .action((o) =>
+      runJob(o.json, printCompare, (run) =>
         compare({ dataset: o.dataset, steps: o.steps, batch: o.batch, seed: o.seed, threads: o.threads, out: o.out }, run),
-      );
-      if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else printCompare(summary);
-    });
+      ),
+    );
   return cmd;
 }
 
