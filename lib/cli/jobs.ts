@@ -207,7 +207,7 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
   const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png'), trajectories: null as string | null };
   const side = Math.round(Math.sqrt(set.dim));
   let picture: Image;
-  if (!twoD && side * side === set.dim) {
+  if (side * side === set.dim && side >= 8) {
     picture = imageGrid(r.x, job.batch, side, Math.max(1, Math.round(112 / side)));
   } else {
     const title = twoD ? `${set.name}: ${job.batch} samples` : `${set.name}: first two coordinates`;
