@@ -8,6 +8,8 @@ import * as is from './is';
 import { writeAtomic } from './files';
 import { callSync, native } from './native';
 
+const HOST_LITTLE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 /** A 2-d array read from a .npy file, as float32 rows. */
 export interface NpyMatrix {
   /** rows x cols values, row-major. */
@@ -44,10 +46,13 @@ export function parse(bytes: Uint8Array, name = 'the .npy data'): NpyMatrix {
   if (!Number.isSafeInteger(n) || n > 2 ** 32) {
     throw new ScorefieldShapeError(`Expected at most 2^32 elements${where} but received ${rows} x ${cols}`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset + h.dataOffset, h.dataBytes);
+  const start = bytes.byteOffset + h.dataOffset;
+  const view = new DataView(bytes.buffer, start, h.dataBytes);
   const little = h.byteOrder !== '>';
   const data = new Float32Array(n);
-  if (h.itemSize === 4) {
+  if (h.itemSize === 4 && little && HOST_LITTLE && start % 4 === 0) {
+    data.set(new Float32Array(bytes.buffer, start, n));  // the common case: a plain copy
+  } else if (h.itemSize === 4) {
     for (let i = 0; i < n; i++) data[i] = view.getFloat32(4 * i, little);
   } else {
     for (let i = 0; i < n; i++) data[i] = view.getFloat64(8 * i, little);

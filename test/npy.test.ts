@@ -16,6 +16,10 @@ test('encode then parse round-trips float32 rows; the header is NumPy format 1.0
   const m = npy.parse(bytes);
   t.deepEqual([m.rows, m.cols, m.dtype], [7, 5, '<f4']);
   t.deepEqual(m.data, data);
+  // the same file at an odd byte offset (data not 4-byte aligned) reads the same
+  const shifted = new Uint8Array(bytes.length + 1);
+  shifted.set(bytes, 1);
+  t.deepEqual(npy.parse(shifted.subarray(1)).data, data);
 });
 
 test('float64 (either byte order) converts to float32; big-endian float32 too', (t) => {

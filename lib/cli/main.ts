@@ -10,21 +10,17 @@ import { resolve } from 'node:path';
 import { ScorefieldError } from '../errors';
 import { compare, sample, type CompareSummary, type RunOptions, type SampleSummary } from './jobs';
 
-function positiveInt(name: string) {
+/** An integer option at least `min` (1: "a positive integer", 0: "a non-negative integer"). */
+function intOption(name: string, min: 0 | 1) {
+  const what = min === 1 ? 'a positive integer' : 'a non-negative integer';
   return (v: string): number => {
     const n = Number(v);
-    if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`Expected a positive integer for ${name}.`);
+    if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`Expected ${what} for ${name}.`);
     return n;
   };
 }
-
-function nonNegativeInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`Expected a non-negative integer for ${name}.`);
-    return n;
-  };
-}
+const positiveInt = (name: string) => intOption(name, 1);
+const nonNegativeInt = (name: string) => intOption(name, 0);
 
 function positiveNumber(name: string) {
   return (v: string): number => {
