@@ -97,4 +97,12 @@ test('fuzz regressions: a query exactly at the centre of far-spread data (AVX-51
   t.is((e as { code?: string }).code, 'ERR_SCOREFIELD_RANGE');
   const ref = new ReferenceSet(randn(20 * 2, { seed: 1, dim: 2 }).map((v) => 1e15 * v), 2);
   t.is((t.throws(() => ref.estimate(ref.centre, { sigma: 1e-6 })) as { code?: string }).code, 'ERR_SCOREFIELD_RANGE');
+  // fuzz: log-weights near 1e32 (they reached the padded-lane mark), and alpha far from 1 with
+  // data far from 0 (x - alpha centre overflows float32 although x - centre is 0)
+  const far = new ReferenceSet(randn(11 * 4, { seed: 2, dim: 4 }).map((v) => 1e10 * v), 4);
+  const code = (f: () => unknown) => (t.throws(f) as { code?: string }).code;
+  t.is(code(() => far.estimate(far.rows([0]), { sigma: 1e-6, alpha: 1000 })), 'ERR_SCOREFIELD_RANGE');
+  const flat = new ReferenceSet(new Float32Array(12).fill(7.7e31), 1);
+  t.is(code(() => flat.estimate(Float32Array.of(7.7e31), { sigma: 1e6, alpha: 1000 })), 'ERR_SCOREFIELD_RANGE');
+  t.true(allFinite(flat.estimate(Float32Array.of(7.7e31), { sigma: 1e6 }).mean), 'alpha = 1 at the same place is fine');
 });

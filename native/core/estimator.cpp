@@ -827,39 +827,41 @@ void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
 
 }  // namespace
 
-// The float32 tile forms stay finite only while their terms do: the Gaussian's
-// alpha x.y / sigma^2, alpha^2 ||y||^2 / (2 sigma^2) and ||x||^2 / (2 sigma^2), the other kernels'
-// r^2 (all about the centre). Outside that range (data near 1e18, or sigma below the float32
-// resolution of data near 1e15) the request gets a coded error instead of inf/NaN results.
+// The float32 tile forms stay finite and clear of the padded-lane mark only while their terms
+// do: r^2 (about the centre) up to kMagnitudeLimit; the Gaussian's alpha x.y / sigma^2,
+// alpha^2 ||y||^2 / (2 sigma^2) and ||x||^2 / (2 sigma^2), and the radial kernels' r / t, up to
+// kLogWeightLimit; the Poisson ratio r^2 / tau^2 up to 1e72 (run_item takes r^2 relative to a
+// reference within 1e37 of both ends). Outside that range (data near 1e18, or sigma far below
+// the float32 resolution of the data) the request gets a coded error instead of inf/NaN.
 static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req) {
   const size_t d = ref.dim();
   const float* c = ref.centre();
   const double yn = ref.max_norm();
   for (size_t q = 0; q < req.B; ++q) {
+    // the query as the tiles see it: x' = x - alpha centre (make_lane)
+    const double alpha = req.alpha.at(q);
     double xx = 0;
     for (size_t k = 0; k < d; ++k) {
-      const double t = static_cast<double>(req.x[q * d + k]) - c[k];
+      const double t = static_cast<double>(req.x[q * d + k]) - alpha * c[k];
       xx += t * t;
     }
-    const double a = std::fabs(req.alpha.at(q)), sg = req.sigma.at(q);
+    const double a = std::fabs(alpha), sg = req.sigma.at(q);
     const double xn = std::sqrt(xx);
-    double worst = (xn + a * yn) * (xn + a * yn);
-    if (req.kernel.kind == KernelKind::Gaussian) {
-      const double inv = 1.0 / (2 * sg * sg);
-      worst = std::max({2 * a * xn * yn * inv, a * a * yn * yn * inv, xx * inv});
-    } else {
-      // the float tile takes r^2 relative to a reference within 1e37 of both ends (run_item)
-      const double floor = req.kernel.kind == KernelKind::Poisson ? sg : kRadialFloor * sg;
-      if (!(worst / (floor * floor) <= 1e72)) {
-        throw Error(code::kRange, "Expected a scale tau large enough for the spread of query " + std::to_string(q) +
-                                      " and the data ((|x - centre| + max |y - centre|)^2 / tau^2 must stay below 1e72) but received tau " +
-                                      std::to_string(sg));
+    const double r2max = (xn + a * yn) * (xn + a * yn);
+    bool ok = r2max <= kMagnitudeLimit;
+    switch (req.kernel.kind) {
+      case KernelKind::Gaussian: {
+        const double inv = 1.0 / (2 * sg * sg);
+        ok = ok && std::max({2 * a * xn * yn * inv, a * a * yn * yn * inv, xx * inv}) <= kLogWeightLimit;
+        break;
       }
+      case KernelKind::Poisson: ok = ok && r2max / (sg * sg) <= 1e72; break;
+      default: ok = ok && r2max / (sg * sg) <= kLogWeightLimit * kLogWeightLimit; break;
     }
-    if (!(worst <= kMagnitudeLimit)) {
+    if (!ok) {
       throw Error(code::kRange, "Expected sigma large enough for the magnitude of query " + std::to_string(q) +
-                                    " and the data (the log-weight terms must stay below 1e38 in float32) but received sigma " +
-                                    std::to_string(sg) + " with |x - centre| = " + std::to_string(xn) +
+                                    " and the data (float32 log-weights, see README: Reliability) but received sigma " +
+                                    std::to_string(sg) + " with |x - alpha centre| = " + std::to_string(xn) +
                                     " and max |y - centre| = " + std::to_string(yn));
     }
   }

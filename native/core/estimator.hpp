@@ -56,9 +56,12 @@ struct KernelSpec {
   double D = 1.0;  // Poisson's augmented dimensions
 };
 
-// Largest magnitude the float32 tile terms may reach (squared norms, scaled dot products):
-// beyond it a request is refused with ERR_SCOREFIELD_RANGE (see check_magnitudes).
+// Largest squared norm (data rows, r^2) the float32 tile arithmetic may meet, and largest
+// magnitude of a log-weight term (the Gaussian's alpha x.y / sigma^2, the radial kernels'
+// r / t): the latter stays far from float overflow and from the -1e30 that marks padded lanes
+// (estimator.cpp). Requests beyond are refused with ERR_SCOREFIELD_RANGE (check_magnitudes).
 inline constexpr double kMagnitudeLimit = 1e38;
+inline constexpr double kLogWeightLimit = 1e28;
 
 // Radial kernels: r is clamped below at this fraction of the scale t (their weights are
 // singular at r = 0 when d > 1).
