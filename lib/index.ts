@@ -3,8 +3,8 @@
  * @packageDocumentation
  */
 export * from './errors';
-export { capabilities, setThreads, setSimdLevel, setMemoryLimit } from './runtime';
-export type { Capabilities, SimdLevel } from './runtime';
+export { capabilities, setThreads, setSimdLevel, setMemoryLimit, floatingPointStatus, setFlushDenormals } from './runtime';
+export type { Capabilities, SimdLevel, FloatingPointStatus } from './runtime';
 export {
   perturb,
   perturbAsync,

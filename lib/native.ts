@@ -26,6 +26,8 @@ export interface NativeBinding {
   setMemoryLimit(bytes: number): void;
   setSimdLevel(level: string): string;
   isDetached(v: ArrayBufferView | ArrayBuffer): boolean;
+  fpStatus(reset: boolean): { flushDenormals: boolean; denormal: boolean; underflow: boolean };
+  setFlushDenormals(on: boolean): void;
   perturb(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
   conditionalScore(out: Float32Array, x: Float32Array, x0: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
   velocityTarget(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, dAlpha: C, dSigma: C, async: boolean): MaybeAsync<undefined>;

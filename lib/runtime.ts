@@ -58,3 +58,35 @@ export function setMemoryLimit(bytes: number | null): void {
   const v = bytes === null ? 0 : is.integer(bytes, 'bytes', 0);
   callSync(() => native().setMemoryLimit(v));
 }
+
+/** What the native pool's floating-point flags said (see {@link floatingPointStatus}). */
+export interface FloatingPointStatus {
+  /** Whether pool work runs with flush-to-zero and denormals-are-zero (the default). */
+  flushDenormals: boolean;
+  /** A subnormal operand was read by pool work since the last reset (x86 only). */
+  denormal: boolean;
+  /** A result underflowed (was subnormal, or flushed to zero) since the last reset (x86 only). */
+  underflow: boolean;
+}
+
+/**
+ * Diagnostics: the denormal-operand and underflow flags that native pool work raised since
+ * the last call with `reset: true` (x86 MXCSR; always false on other CPUs). scorefield's
+ * kernels flush negligible weights to exactly 0 themselves, so on ordinary data both stay
+ * false even with flushing turned off (see docs/numerics.md, "No subnormals").
+ */
+export function floatingPointStatus(options: { reset?: boolean } = {}): FloatingPointStatus {
+  const o = is.options<{ reset?: boolean }>(options, 'options');
+  return callSync(() => native().fpStatus(o.reset === true)) as FloatingPointStatus;
+}
+
+/**
+ * Whether native pool work runs with flush-to-zero and denormals-are-zero set (default true;
+ * the caller's thread gets its own setting back after every chunk). Turning it off is for
+ * tests that check the kernels' own flushing; subnormal values in the caller's data are then
+ * computed with, slowly on most Intel CPUs.
+ */
+export function setFlushDenormals(on: boolean): void {
+  if (typeof on !== 'boolean') throw is.typeError('a boolean', 'on', on);
+  callSync(() => native().setFlushDenormals(on));
+}

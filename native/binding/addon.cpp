@@ -3,6 +3,7 @@
 
 #include "binding.hpp"
 #include "dispatch.hpp"
+#include "fpenv.hpp"
 #include "limits.hpp"
 #include "npy.hpp"
 #include "thread_pool.hpp"
@@ -321,6 +322,25 @@ Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), sf::simd_level());
 }
 
+// fpStatus(reset: boolean) -> { flushDenormals, denormal, underflow }: what pool chunks raised
+// since the last reset (x86 MXCSR flags; always false elsewhere).
+Napi::Value FpStatus(const Napi::CallbackInfo& info) {
+  const unsigned f = sf::fp_flags_seen(info[0].ToBoolean().Value());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("flushDenormals", sf::flush_denormals());
+  o.Set("denormal", (f & sf::kFpDenormalFlag) != 0);
+  o.Set("underflow", (f & sf::kFpUnderflowFlag) != 0);
+  return o;
+}
+
+Napi::Value SetFlushDenormals(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBoolean()) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a boolean for on but received another type", true);
+  }
+  sf::set_flush_denormals(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
 Napi::Value IsDetached(const Napi::CallbackInfo& info) {
   bool detached = false;
   if (info[0].IsTypedArray()) {
@@ -368,6 +388,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
   exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit, "setMemoryLimit"));
+  exports.Set("fpStatus", Napi::Function::New(env, FpStatus, "fpStatus"));
+  exports.Set("setFlushDenormals", Napi::Function::New(env, SetFlushDenormals, "setFlushDenormals"));
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
   exports.Set("parseNpyHeader", Napi::Function::New(env, ParseNpyHeader, "parseNpyHeader"));
   InitTargets(env, exports);

@@ -19,6 +19,10 @@ constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
 constexpr float kEmpty = -1e30f;               // log-weight of padded lanes
 constexpr double kPi = 3.14159265358979323846;
 
+// exp(x) for x <= 0 that is exactly 0 instead of a subnormal double (x < -700): weights that
+// small are below anything a float output can show.
+inline double exp_or_zero(double x) { return x < -700.0 ? 0.0 : std::exp(x); }
+
 // ---------------------------------------------------------------------------------------
 // Reference set construction
 
@@ -231,7 +235,7 @@ struct RadialKernel {
   static constexpr bool kRadial = true;
   static constexpr int kKind = kTanh ? 2 : 3;
   static double log_fprime(double u) {
-    if (kTanh) return -2.0 * (u + std::log1p(std::exp(-2.0 * u)) - std::log(2.0));  // log sech^2 u
+    if (kTanh) return -2.0 * (u + std::log1p(exp_or_zero(-2.0 * u)) - std::log(2.0));  // log sech^2 u
     return -u;                                                                        // log e^-u
   }
   static double logw(double r2, const Lane& q) {
@@ -586,7 +590,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         const double lo_ref = std::max(r2max, s2min) * 1e-37, hi_ref = s2min * 1e37;
         const auto clamp_ref = [&](double r) { return std::min(std::max(r, lo_ref), std::max(lo_ref, hi_ref)); };
         if (K::kKind == 1) {
-          const double qref = (v && L.kc > 0) ? clamp_ref(std::exp(-s.off[q] / L.kc)) : 1.0;
+          const double qref = (v && L.kc > 0) ? clamp_ref(std::exp(std::clamp(-s.off[q] / L.kc, std::log(lo_ref), std::log(std::max(lo_ref, hi_ref))))) : 1.0;
           s.nl_iq[q] = static_cast<float>(1.0 / qref);
           s.nl_base[q] = v && L.kc > 0 ? L.kc * std::log(static_cast<double>(s.nl_iq[q])) : 0.0;
         } else {
@@ -915,8 +919,8 @@ void merge_partial(PartialState& into, const PartialState& o) {
   for (size_t q = 0; q < into.B; ++q) {
     if (o.sum[q] == 0.0) continue;
     const double m = std::max(into.max[q], o.max[q]);
-    const double a = into.sum[q] == 0.0 ? 0.0 : std::exp(into.max[q] - m);
-    const double b = std::exp(o.max[q] - m);
+    const double a = into.sum[q] == 0.0 ? 0.0 : exp_or_zero(into.max[q] - m);
+    const double b = exp_or_zero(o.max[q] - m);
     double oyy = o.sumyy[q];
     if (shift && !o.acc.empty()) {
       double cross = 0;
@@ -1028,7 +1032,7 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
         break;
     }
     const double m = std::max(st.max[q], l);
-    const double a = std::exp(st.max[q] - m), b = std::exp(l - m);
+    const double a = exp_or_zero(st.max[q] - m), b = exp_or_zero(l - m);
     st.max[q] = m;
     st.sum[q] = a * st.sum[q] + b;
     st.sumsq[q] = a * a * st.sumsq[q] + b * b;

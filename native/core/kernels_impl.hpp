@@ -303,6 +303,24 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
 // ---- The lazily moved online-softmax reference, shared by softmax_lanes and fused_small.
 constexpr float kSlack = 16.0f;
 
+// No subnormals (docs/numerics.md): a weight exp(l - M) below e^-kWeightFloor of the running
+// reference M is exactly 0, so every weight, its square and its products with the data stay
+// normal floats. M never exceeds the running maximum, so a flushed weight is below e^-40 of
+// the top weight, and all flushed weights together move a normalised output by less than
+// N e^-40 = 4.2e-18 N of the data's spread. Rescale factors exp(M_old - M_new) are flushed
+// below e^-kScaleFloor (what they multiply is at most N e^16 of the old reference).
+constexpr float kWeightFloor = 40.0f;
+constexpr float kScaleFloor = 80.0f;
+
+inline typename V::reg weight_exp(typename V::reg x) {
+  const typename V::reg lo = V::set1(-kWeightFloor);
+  return V::keep_ge(V::exp(V::max(x, lo)), x, lo);
+}
+inline typename V::reg scale_exp(typename V::reg x) {
+  const typename V::reg lo = V::set1(-kScaleFloor);
+  return V::keep_ge(V::exp(V::max(x, lo)), x, lo);
+}
+
 // True when some lane has no reference yet (before its first tile).
 inline bool any_unset(typename V::reg ref) {
   float v[W];
@@ -333,7 +351,7 @@ inline bool move_reference(typename V::reg mx, typename V::reg& ref) {
 inline void store_softmax_state(size_t o, typename V::reg old, typename V::reg ref, typename V::reg s0,
                                 typename V::reg s1, typename V::reg s2, float* M, float* scale, float* sums) {
   V::store(M + o, ref);
-  V::store(scale + o, V::exp(V::sub(old, ref)));
+  V::store(scale + o, scale_exp(V::sub(old, ref)));
   V::store(sums + o, s0);
   V::store(sums + QB + o, s1);
   V::store(sums + 2 * QB + o, s2);
@@ -376,7 +394,7 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = V::exp(V::sub(l, ref));
+        const typename V::reg p = weight_exp(V::sub(l, ref));
         V::store(P + j * QB + o, p);
         s0 = V::add(s0, p);
         if (kSq) s1 = V::fma(p, p, s1);
@@ -436,7 +454,7 @@ void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, 
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = V::exp(V::sub(l, ref));
+        const typename V::reg p = weight_exp(V::sub(l, ref));
         s0 = V::add(s0, p);
         if (sq) s1 = V::fma(p, p, s1);
         if (wyy) s2 = V::fma(p, V::set1(yy[j]), s2);
@@ -504,7 +522,7 @@ void k_nonlinear_tile(float* S, float* E, size_t nt, const float* yy, const floa
         const R r2c = V::max(r2, s2);
         const R uu = V::mul(V::sqrt(r2c), it);
         // tanh: log sech^2 u = -2 (u + log(1 + e^-2u) - ln 2); exp: -u
-        const R lf = p.kind == 2 ? V::mul(V::set1(-2.0f), V::sub(V::add(uu, V::log(V::add(one, V::exp(V::mul(V::set1(-2.0f), uu))))), ln2))
+        const R lf = p.kind == 2 ? V::mul(V::set1(-2.0f), V::sub(V::add(uu, V::log(V::add(one, V::exp(V::max(V::mul(V::set1(-2.0f), uu), V::set1(-80.0f)))))), ln2))
                                  : V::sub(zero, uu);
         // relative to a reference distance: log(r^2 / r2_ref), near 0 for the top pairs
         const R lr = V::log(V::mul(r2c, iq));

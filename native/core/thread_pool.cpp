@@ -4,6 +4,8 @@
 #include <exception>
 #include <string>
 
+#include "fpenv.hpp"
+
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -96,6 +98,7 @@ void ThreadPool::worker_loop(unsigned id) {
 
     std::exception_ptr err;
     try {
+      FpScope fp;
       (*job->fn)(i);
     } catch (...) {
       err = std::current_exception();
@@ -113,7 +116,10 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t)>& fn, b
   if (n == 0) return;
   ensure_started();
   if (inline_ok && (n == 1 || target_.load(std::memory_order_relaxed) == 1)) {
-    for (size_t i = 0; i < n; ++i) fn(i);
+    for (size_t i = 0; i < n; ++i) {
+      FpScope fp;  // the caller's FP environment is restored after each chunk
+      fn(i);
+    }
     return;
   }
   Job job;

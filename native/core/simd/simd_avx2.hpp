@@ -72,6 +72,8 @@ struct V {
   static reg abs(reg x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  // v where x >= t, else exactly 0.
+  static reg keep_ge(reg v, reg x, reg t) { return _mm256_and_ps(v, _mm256_cmp_ps(x, t, _CMP_GE_OQ)); }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) {
     _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));

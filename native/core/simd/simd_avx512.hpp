@@ -66,6 +66,8 @@ struct V {
   static reg abs(reg x) { return _mm512_abs_ps(x); }
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
   static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+  // v where x >= t, else exactly 0.
+  static reg keep_ge(reg v, reg x, reg t) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, t, _CMP_GE_OQ), v); }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) {
     _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), _mm512_cvtps_pd(_mm512_castps512_ps256(v))));

@@ -73,6 +73,8 @@ struct V {
   static reg abs(reg x) { return vabsq_f32(x); }
   static reg div(reg a, reg b) { return vdivq_f32(a, b); }
   static reg min(reg a, reg b) { return vminq_f32(a, b); }
+  // v where x >= t, else exactly 0.
+  static reg keep_ge(reg v, reg x, reg t) { return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), vcgeq_f32(x, t))); }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) {
     vst1q_f64(p, vaddq_f64(vld1q_f64(p), vcvt_f64_f32(vget_low_f32(v))));

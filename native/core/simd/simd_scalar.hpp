@@ -29,6 +29,8 @@ struct V {
   static reg abs(reg x) { return __builtin_fabsf(x); }
   static reg div(reg a, reg b) { return a / b; }
   static reg min(reg a, reg b) { return a < b ? a : b; }
+  // v where x >= t, else exactly 0.
+  static reg keep_ge(reg v, reg x, reg t) { return x >= t ? v : 0.0f; }
   // p[0..W) += v, in double.
   static void add_to_double(double* p, reg v) { p[0] += static_cast<double>(v); }
 };
