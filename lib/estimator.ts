@@ -11,6 +11,24 @@ import { isGaussian, kernelArg, type Kernel } from './kernels';
 import { callAsync, callSync, native, type KernelArg, type NativeState, type RefHandle } from './native';
 import type { PerSample } from './targets';
 
+/** What one estimate call did (ReferenceSet.estimateWithStats). */
+export interface EstimateStats {
+  /** Pairs the fused pass recomputed from exact differences (precision policy). */
+  refined: number;
+  /** Working memory of the call (bytes). */
+  scratchBytes: number;
+  /** Query-reference pairs of the call (B x N). */
+  pairs: number;
+  /** Pairs computed by the fused full pass. */
+  densePairs: number;
+  /** Pairs computed exactly by the pruned pass. */
+  exactPairs: number;
+  /** Queries the pruned pass finished (the rest ran the full pass). */
+  sparseQueries: number;
+  /** Share of the pairs never computed: 1 - (densePairs + exactPairs) / pairs. */
+  prunedShare: number;
+}
+
 /** What `estimate` can compute per query. */
 export type EstimateOutput = 'mean' | 'score' | 'logDensity' | 'ess' | 'traceCov' | 'divergence';
 const OUTPUTS: readonly EstimateOutput[] = ['mean', 'score', 'logDensity', 'ess', 'traceCov', 'divergence'];
@@ -203,14 +221,20 @@ export class ReferenceSet {
     return resultOf<O>(outputs, bufs);
   }
 
-  /** Like estimate, also returning how many query-reference pairs were recomputed precisely. */
+  /**
+   * Like estimate, also returning what the engine did: `refined` pairs recomputed precisely by
+   * the fused pass, and for exact pruning (docs/numerics.md) the call's query-reference `pairs`,
+   * the `densePairs` the fused full pass computed, the `exactPairs` the pruned pass computed,
+   * the `sparseQueries` it finished, and `prunedShare`, the share of pairs never computed.
+   */
   estimateWithStats<O extends EstimateOutput = 'mean' | 'score'>(
     x: Float32Array,
     options: EstimateOptions<O>,
-  ): { result: EstimateResult<O>; refined: number; scratchBytes: number } {
+  ): { result: EstimateResult<O> } & EstimateStats {
     const { q, outputs, bufs } = this.plan(x, options);
     const s = callSync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), false));
-    return { result: resultOf<O>(outputs, bufs), refined: s.refined, scratchBytes: s.scratchBytes };
+    const prunedShare = s.pairs > 0 ? 1 - (s.densePairs + s.exactPairs) / s.pairs : 0;
+    return { result: resultOf<O>(outputs, bufs), ...s, prunedShare };
   }
 
   private plan(x: unknown, options: unknown) {

@@ -3,7 +3,7 @@
  * @packageDocumentation
  */
 export * from './errors';
-export { capabilities, setThreads, setSimdLevel, setMemoryLimit, floatingPointStatus, setFlushDenormals } from './runtime';
+export { capabilities, setThreads, setSimdLevel, setMemoryLimit, floatingPointStatus, setFlushDenormals, setPruning } from './runtime';
 export type { Capabilities, SimdLevel, FloatingPointStatus } from './runtime';
 export {
   perturb,
@@ -21,7 +21,7 @@ export {
 } from './targets';
 export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
 export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
-export type { EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
+export type { EstimateStats, EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
 export { gaussian, poisson, radial, poissonRadii, kernelScales } from './kernels';
 export type { Kernel, GaussianKernel, PoissonKernel, RadialKernel, KernelMethods, DrawOptions } from './kernels';
 export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from './steps';

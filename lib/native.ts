@@ -11,6 +11,16 @@ type C = number | Float32Array;
 /** A kernel for the binding: its id, or [id, D]. */
 export type KernelArg = number | [number, number];
 
+/** Counters of one estimate call (see ReferenceSet.estimateWithStats). */
+export interface EstimateStatsRaw {
+  refined: number;
+  scratchBytes: number;
+  pairs: number;
+  densePairs: number;
+  exactPairs: number;
+  sparseQueries: number;
+}
+
 /** The raw binding. Internal: arguments are validated by lib/ before they get here. */
 export interface NativeBinding {
   capabilities(): {
@@ -28,6 +38,7 @@ export interface NativeBinding {
   isDetached(v: ArrayBufferView | ArrayBuffer): boolean;
   fpStatus(reset: boolean): { flushDenormals: boolean; denormal: boolean; underflow: boolean };
   setFlushDenormals(on: boolean): void;
+  setPruning(on: boolean): boolean;
   perturb(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
   conditionalScore(out: Float32Array, x: Float32Array, x0: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
   velocityTarget(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, dAlpha: C, dSigma: C, async: boolean): MaybeAsync<undefined>;
@@ -54,7 +65,7 @@ export interface NativeBinding {
     ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg,
     mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
     async: boolean,
-  ): MaybeAsync<{ refined: number; scratchBytes: number }>;
+  ): MaybeAsync<EstimateStatsRaw>;
   estimatePartial(ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg, start: number, end: number, weighted: boolean, async: boolean): MaybeAsync<NativeState>;
   mergePartials(states: NativeState[]): NativeState;
   finalizePartial(

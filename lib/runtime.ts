@@ -90,3 +90,13 @@ export function setFlushDenormals(on: boolean): void {
   if (typeof on !== 'boolean') throw is.typeError('a boolean', 'on', on);
   callSync(() => native().setFlushDenormals(on));
 }
+
+/**
+ * Turns exact pruning (docs/numerics.md, "Exact pruning") on or off for the whole process
+ * (default on; for benchmarks and tests that compare against the full scan). Results with and
+ * without pruning agree within the estimator's tolerance. Returns the previous setting.
+ */
+export function setPruning(on: boolean): boolean {
+  if (typeof on !== 'boolean') throw is.typeError('a boolean', 'on', on);
+  return callSync(() => native().setPruning(on));
+}

@@ -3,6 +3,7 @@
 
 #include "binding.hpp"
 #include "dispatch.hpp"
+#include "estimator.hpp"
 #include "fpenv.hpp"
 #include "limits.hpp"
 #include "npy.hpp"
@@ -341,6 +342,15 @@ Napi::Value SetFlushDenormals(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SetPruning(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBoolean()) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a boolean for on but received another type", true);
+  }
+  const bool was = sf::precision_policy().prune;
+  sf::precision_policy().prune = info[0].As<Napi::Boolean>().Value();
+  return Napi::Boolean::New(info.Env(), was);
+}
+
 Napi::Value IsDetached(const Napi::CallbackInfo& info) {
   bool detached = false;
   if (info[0].IsTypedArray()) {
@@ -390,6 +400,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit, "setMemoryLimit"));
   exports.Set("fpStatus", Napi::Function::New(env, FpStatus, "fpStatus"));
   exports.Set("setFlushDenormals", Napi::Function::New(env, SetFlushDenormals, "setFlushDenormals"));
+  exports.Set("setPruning", Napi::Function::New(env, SetPruning, "setPruning"));
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
   exports.Set("parseNpyHeader", Napi::Function::New(env, ParseNpyHeader, "parseNpyHeader"));
   InitTargets(env, exports);

@@ -155,6 +155,10 @@ class EstimateTask : public Task {
     Napi::Object o = Napi::Object::New(env);
     o.Set("refined", static_cast<double>(stats.refined));
     o.Set("scratchBytes", static_cast<double>(stats.scratch_bytes));
+    o.Set("pairs", static_cast<double>(stats.pairs));
+    o.Set("densePairs", static_cast<double>(stats.dense_pairs));
+    o.Set("exactPairs", static_cast<double>(stats.exact_pairs));
+    o.Set("sparseQueries", static_cast<double>(stats.sparse_queries));
     return o;
   }
 };

@@ -8,20 +8,16 @@
 #include <string>
 
 #include "dispatch.hpp"
+#include "estimator_kernels.hpp"
 #include "errors.hpp"
 #include "limits.hpp"
+#include "prune.hpp"
 #include "thread_pool.hpp"
 
 namespace sf {
+using namespace est;
 namespace {
 
-constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
-constexpr float kEmpty = -1e30f;               // log-weight of padded lanes
-constexpr double kPi = 3.14159265358979323846;
-
-// exp(x) for x <= 0 that is exactly 0 instead of a subnormal double (x < -700): weights that
-// small are below anything a float output can show.
-inline double exp_or_zero(double x) { return x < -700.0 ? 0.0 : std::exp(x); }
 
 // ---------------------------------------------------------------------------------------
 // Reference set construction
@@ -44,7 +40,8 @@ size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) /
 std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok) {
   const size_t nd = checked_mul(n, d, "reference rows x dim");
   // rows, per-row norms and the per-chunk column sums of the centring pass
-  check_memory(checked_mul(nd + 3 * n + d, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2), "the reference set"),
+  // (+ the pruning index: n x 66 floats and the sample's d x 64 x 8 doubles at most)
+  check_memory(checked_mul(nd + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
                "the reference set");
   for (size_t i = 0; i < n * d; ++i) {
     if (!std::isfinite(data[i])) {
@@ -135,6 +132,7 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
     }
     rs->max_norm_ = std::max(rs->max_norm_, static_cast<double>(rs->ny_[i]));
   }
+  rs->prune_ = build_prune_index(rs->y_.data(), n, d, inline_ok);
   return rs;
 }
 
@@ -152,7 +150,7 @@ void ReferenceSet::gather(const uint32_t* idx, size_t n, float* out) const {
 
 size_t ReferenceSet::bytes() const {
   return sizeof(float) * (y_.capacity() + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
-         sizeof(*this);
+         sizeof(*this) + (prune_ ? prune_->bytes() : 0);
 }
 
 PrecisionPolicy& precision_policy() {
@@ -161,98 +159,6 @@ PrecisionPolicy& precision_policy() {
 }
 
 namespace {
-
-// ---------------------------------------------------------------------------------------
-// Kernels: a kernel is its log-weight as a function of r^2 (exact, in double), the float
-// tile form of the same log-weight computed from dot products, a bound on that form's
-// error, and its normalising constant. The fused loop below is written against this
-// interface only.
-
-// One query's constants (double), shared by all kernels.
-struct Lane {
-  double alpha = 1, sigma = 1;
-  double kc = 0;  // kernel constant: Poisson (d + D) / 2, radial d - 1
-  double xx = 0;  // ||x - alpha c||^2 of the float centred query
-  double nx = 0;  // its norm
-  bool valid = false;
-};
-
-struct GaussianKernel {
-  static constexpr bool kLinear = true;  // log-weight linear in r^2: GEMM-shaped tile form
-  static double log_norm(double sigma, size_t d) { return -0.5 * static_cast<double>(d) * std::log(2 * kPi * sigma * sigma); }
-  static double logw(double r2, const Lane& q) { return -r2 / (2 * q.sigma * q.sigma); }
-  // Offset making the tile form shift-invariant before the first tile: l + xx/(2 s^2).
-  static double initial_offset(const Lane& q) { return -q.xx / (2 * q.sigma * q.sigma); }
-  // Coefficients of the tile form L = cA S + cB yy + cC, where S = x'.y' and the true
-  // log-weight is -(xx - 2 alpha S + alpha^2 yy) / (2 s^2) - offset.
-  static void coefs(const Lane& q, double offset, float* cA, float* cB, float* cC) {
-    const double inv2 = 1.0 / (2 * q.sigma * q.sigma);
-    *cA = static_cast<float>(2 * q.alpha * inv2);
-    *cB = static_cast<float>(-q.alpha * q.alpha * inv2);
-    *cC = static_cast<float>(-q.xx * inv2 - offset);
-  }
-  // The tile form can be evaluated inside the softmax pass (KernelTable::softmax_lanes).
-  static constexpr bool kFusable = true;
-  static void tile(const KernelTable& kt, float* S, size_t nt, const float* yy, const float* cA, const float* cB,
-                   const float* cC) {
-    kt.logits_gauss(S, nt, yy, cA, cB, cC);
-  }
-  // Modelled error of the tile form for a pair: E = eA ny + eG amax + eB yy + eC, with
-  // ny = ||y'||, amax = max_k |y'_k|. The float dot product x'.y' of d terms is modelled
-  // as a random walk of roundings, gamma_scale sqrt(d) u ||x'|| max|y'| (Cauchy-Schwarz's
-  // sqrt(d) u ||x'|| ||y'|| is 3-20x pessimistic on real data); the other terms bound the
-  // rounding of the three-term sum (which cancels at small sigma) and of the result.
-  static void error_coefs(const Lane& q, size_t d, double offset, double* eA, double* eG, double* eB, double* eC) {
-    const double inv2 = 1.0 / (2 * q.sigma * q.sigma);
-    const double a = 2 * std::fabs(q.alpha) * inv2 * q.nx;
-    *eA = a * 2 * kU;
-    *eG = a * precision_policy().gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
-    *eB = 2 * kU * q.alpha * q.alpha * inv2;
-    *eC = 4 * kU * std::fabs(-q.xx * inv2 - offset) + 8 * kU;
-  }
-};
-
-// Kernels nonlinear in r^2: log-weights in double from each pair's r^2; logw, a bound of
-// |dl/dr^2| over r^2 >= r2lo, and the normalising constant.
-struct PoissonKernel {
-  static constexpr bool kLinear = false;
-  static constexpr bool kFusable = false;
-  static constexpr bool kRadial = false;
-  static constexpr int kKind = 1;
-  static double logw(double r2, const Lane& q) { return -q.kc * std::log(r2 + q.sigma * q.sigma); }
-  static double slope(double r2lo, const Lane& q) { return q.kc / (r2lo + q.sigma * q.sigma); }
-  // log C_{d,D} r^D with C = Gamma((d+D)/2) / (pi^(d/2) Gamma(D/2)).
-  static double log_norm(double r, size_t d, double D) {
-    return std::lgamma(0.5 * (static_cast<double>(d) + D)) - 0.5 * static_cast<double>(d) * std::log(kPi) -
-           std::lgamma(0.5 * D) + D * std::log(r);
-  }
-};
-
-template <bool kTanh>
-struct RadialKernel {
-  static constexpr bool kLinear = false;
-  static constexpr bool kFusable = false;
-  static constexpr bool kRadial = true;
-  static constexpr int kKind = kTanh ? 2 : 3;
-  static double log_fprime(double u) {
-    if (kTanh) return -2.0 * (u + std::log1p(exp_or_zero(-2.0 * u)) - std::log(2.0));  // log sech^2 u
-    return -u;                                                                        // log e^-u
-  }
-  static double logw(double r2, const Lane& q) {
-    const double r = std::max(std::sqrt(std::max(r2, 0.0)), kRadialFloor * q.sigma);
-    return log_fprime(r / q.sigma) - q.kc * std::log(r);
-  }
-  static double slope(double r2lo, const Lane& q) {
-    const double r = std::max(std::sqrt(std::max(r2lo, 0.0)), kRadialFloor * q.sigma);
-    const double k = kTanh ? 2.0 : 1.0;  // sup |F''/F'|
-    return k / (2 * q.sigma * r) + q.kc / (2 * r * r);
-  }
-  // -log t - log |S^(d-1)|, |S^(d-1)| = 2 pi^(d/2) / Gamma(d/2): p(x|y) = F'(r/t) / (t |S| r^(d-1)).
-  static double log_norm(double t, size_t d, double) {
-    const double h = 0.5 * static_cast<double>(d);
-    return -std::log(t) - (std::log(2.0) + h * std::log(kPi) - std::lgamma(h));
-  }
-};
 
 // Tile length: a tile of references should stay in L2 between the two GEMMs. Depends only
 // on d, so the reduction order never depends on the thread count.
@@ -299,32 +205,7 @@ Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
   return p;
 }
 
-double kernel_constant(const KernelSpec& k, size_t d) {
-  switch (k.kind) {
-    case KernelKind::Poisson: return 0.5 * (static_cast<double>(d) + k.D);
-    case KernelKind::RadialTanh:
-    case KernelKind::RadialExp: return static_cast<double>(d) - 1.0;
-    default: return 0.0;
-  }
-}
 
-Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, float* xrow) {
-  Lane l;
-  l.alpha = req.alpha.at(q);
-  l.sigma = req.sigma.at(q);
-  l.kc = kernel_constant(req.kernel, d);
-  const float* x = req.x + q * d;
-  double s = 0;
-  for (size_t k = 0; k < d; ++k) {
-    const float t = static_cast<float>(x[k] - l.alpha * c[k]);
-    xrow[k] = t;
-    s += static_cast<double>(t) * t;
-  }
-  l.xx = s;
-  l.nx = std::sqrt(s);
-  l.valid = true;
-  return l;
-}
 
 // Scratch of one work item.
 struct Scratch {
@@ -871,6 +752,72 @@ static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req
   }
 }
 
+namespace {
+
+// The fused full pass over [begin, end) for every query of req.
+PartialState dense_partial(const ReferenceSet& ref, const EstimateRequest& req, size_t begin, size_t end, bool inline_ok,
+                           EstimateStats* stats) {
+  const Plan plan = make_plan(ref, req.B, begin, end);
+  std::vector<PartialState> states;
+  states.reserve(plan.shards);
+  for (size_t s = 0; s < plan.shards; ++s) states.push_back(empty_state(ref, req.B, req.weighted_sum));
+  std::atomic<uint64_t> refined{0};
+  run_plan(ref, req, plan, states, inline_ok, refined);
+  for (size_t s = 1; s < plan.shards; ++s) merge_partial(states[0], states[s]);
+  states[0].count = static_cast<double>(end - begin);
+  if (stats) {
+    stats->refined += refined.load();
+    stats->scratch_bytes = std::max(stats->scratch_bytes, estimate_scratch_bytes(ref, req.B, req.weighted_sum));
+    stats->dense_pairs += static_cast<uint64_t>(req.B) * (end - begin);
+  }
+  return std::move(states[0]);
+}
+
+// Exact pruning first (prune.hpp); the queries it hands back run the fused pass as one
+// smaller batch, and their states are copied into place.
+PartialState pruned_partial(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin,
+                            size_t end, bool inline_ok, EstimateStats* stats) {
+  const size_t d = ref.dim();
+  PartialState st = empty_state(ref, req.B, req.weighted_sum);
+  st.count = static_cast<double>(end - begin);
+  std::vector<char> dense;
+  PruneStats ps;
+  pruned_pass(ref, px, req, begin, end, st, dense, &ps, inline_ok);
+  std::vector<size_t> ids;
+  for (size_t q = 0; q < req.B; ++q)
+    if (dense[q]) ids.push_back(q);
+  if (stats) {
+    stats->exact_pairs += ps.exact_pairs;
+    stats->sparse_queries += ps.sparse_queries;
+  }
+  if (ids.empty()) return st;
+  EstimateRequest sub = req;
+  sub.B = ids.size();
+  std::vector<float> x(sub.B * d), al, sg;
+  for (size_t i = 0; i < sub.B; ++i) std::copy(req.x + ids[i] * d, req.x + (ids[i] + 1) * d, x.begin() + i * d);
+  sub.x = x.data();
+  if (!req.alpha.uniform()) {
+    for (size_t q : ids) al.push_back(req.alpha.per[q]);
+    sub.alpha.per = al.data();
+  }
+  if (!req.sigma.uniform()) {
+    for (size_t q : ids) sg.push_back(req.sigma.per[q]);
+    sub.sigma.per = sg.data();
+  }
+  const PartialState ds = dense_partial(ref, sub, begin, end, inline_ok, stats);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const size_t g = ids[i];
+    st.max[g] = ds.max[i];
+    st.sum[g] = ds.sum[i];
+    st.sumsq[g] = ds.sumsq[i];
+    st.sumyy[g] = ds.sumyy[i];
+    if (!st.acc.empty()) std::copy(ds.acc.begin() + i * d, ds.acc.begin() + (i + 1) * d, st.acc.begin() + g * d);
+  }
+  return st;
+}
+
+}  // namespace
+
 PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok, EstimateStats* stats) {
   const size_t begin = std::min(req.begin, ref.size());
   const size_t end = std::min(req.end, ref.size());
@@ -888,19 +835,12 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
     }
   }
   check_magnitudes(ref, req);
-  const Plan plan = make_plan(ref, req.B, begin, end);
-  std::vector<PartialState> states;
-  states.reserve(plan.shards);
-  for (size_t s = 0; s < plan.shards; ++s) states.push_back(empty_state(ref, req.B, req.weighted_sum));
-  std::atomic<uint64_t> refined{0};
-  run_plan(ref, req, plan, states, inline_ok, refined);
-  for (size_t s = 1; s < plan.shards; ++s) merge_partial(states[0], states[s]);
-  states[0].count = static_cast<double>(end - begin);
-  if (stats) {
-    stats->refined += refined.load();
-    stats->scratch_bytes = std::max(stats->scratch_bytes, estimate_scratch_bytes(ref, req.B, req.weighted_sum));
+  if (stats) stats->pairs += static_cast<uint64_t>(req.B) * (end - begin);
+  const PruneIndex* px = ref.prune_index();
+  if (px && precision_policy().prune && end - begin >= kPruneMinRows) {
+    return pruned_partial(ref, *px, req, begin, end, inline_ok, stats);
   }
-  return std::move(states[0]);
+  return dense_partial(ref, req, begin, end, inline_ok, stats);
 }
 
 void merge_partial(PartialState& into, const PartialState& o) {

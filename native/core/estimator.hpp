@@ -20,6 +20,8 @@ namespace sf {
 // The reference set, built once. Rows are stored centred on `centre`, a per-coordinate
 // offset chosen so that every subtraction y - centre is exact: y = row + centre holds
 // bit for bit, so precise recomputations see the caller's exact data.
+struct PruneIndex;
+
 class ReferenceSet {
  public:
   static std::unique_ptr<ReferenceSet> build(const float* data, size_t n, size_t d, bool inline_ok);
@@ -32,6 +34,7 @@ class ReferenceSet {
   const float* norms() const { return ny_.data(); }    // ||row||
   const float* maxabs() const { return am_.data(); }   // max_k |row_k|
   double max_norm() const { return max_norm_; }        // max_j ||row_j||
+  const PruneIndex* prune_index() const { return prune_.get(); }  // null for small sets
   size_t bytes() const;
   // The caller's rows idx[0..n) (exact: row + centre), into out (n x dim). Throws
   // ERR_SCOREFIELD_RANGE for an index >= size().
@@ -41,6 +44,7 @@ class ReferenceSet {
   size_t n_ = 0, d_ = 0;
   std::vector<float> y_, c_, yy_, ny_, am_;
   double max_norm_ = 0;
+  std::shared_ptr<const PruneIndex> prune_;
 };
 
 // A kernel is its log-weight as a function of the squared distance r^2 = ||x - alpha y||^2,
@@ -111,8 +115,11 @@ struct EstimateOutputs {
 };
 
 struct EstimateStats {
-  uint64_t refined = 0;  // pairs recomputed by direct difference
+  uint64_t refined = 0;  // pairs recomputed by direct difference (fused pass)
   size_t scratch_bytes = 0;
+  // Exact pruning (prune.hpp): pairs of the call, pairs the fused pass computed, pairs the
+  // pruned pass computed exactly, and queries the pruned pass finished.
+  uint64_t pairs = 0, dense_pairs = 0, exact_pairs = 0, sparse_queries = 0;
 };
 
 // Partial state of every query over references [begin, end). Sums a request turned off
@@ -144,6 +151,7 @@ struct PrecisionPolicy {
   double window = 30.0;      // cap of the recomputation window below the max (it is log(N e / tolerance))
   double tolerance = 1e-4;   // largest accepted (modelled) error of an approximate log-weight
   double gamma_scale = 2.0;  // dot-product error model, see GaussianKernel::error_coefs
+  bool prune = true;         // exact pruning (prune.hpp) where the set has an index
 };
 PrecisionPolicy& precision_policy();
 

@@ -3,6 +3,7 @@
 // dispatch.cpp picks one at run time.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace sf {
 
@@ -81,6 +82,13 @@ struct KernelTable {
   // Precise squared distance for recomputed pairs: sum_k (x_k - a (row_k + c_k))^2 with
   // the differences and the sum in double (row + c is exact in float).
   double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);
+
+  // ---- Exact pruning (prune.cpp).
+  // out[c] = sum_i v[i] U[i * k + c] in double (U row-major d x k).
+  void (*project)(const double* v, size_t d, const double* U, size_t k, double* out);
+  // Over a tile of bounds S[j * qblock + q]: rowbits[j] bit q where S <= T[q] (qblock <= 32),
+  // counts[q] += rows with the bit; returns whether any bit was set.
+  bool (*select_le)(const float* S, size_t nt, const float* T, uint32_t* rowbits, float* counts);
 
   // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
   // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).

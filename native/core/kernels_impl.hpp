@@ -8,6 +8,7 @@
 // plain arithmetic.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels.hpp"
@@ -590,6 +591,68 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
   return total + (a0 + a1);
 }
 
+// ---- Exact pruning (prune.cpp)
+
+// out[0..k) = sum_i v[i] U[i * k + c], in double, 16 columns at a time in two 8-double
+// vector accumulators (GCC/Clang vector extensions: zmm, 2 ymm or scalar pieces per ISA).
+#if defined(__GNUC__)
+typedef double v8d __attribute__((vector_size(64)));
+inline v8d load_v8d(const double* p) {
+  v8d v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <size_t NV>
+inline void project_cols(const double* v, size_t d, const double* U, size_t k, double* out) {
+  v8d a[NV];
+  for (size_t t = 0; t < NV; ++t) a[t] = v8d{0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < d; ++i) {
+    const double vi = v[i];
+    const double* u = U + i * k;
+    for (size_t t = 0; t < NV; ++t) a[t] += vi * load_v8d(u + 8 * t);
+  }
+  __builtin_memcpy(out, a, sizeof a);
+}
+#endif
+
+void k_project(const double* v, size_t d, const double* U, size_t k, double* out) {
+  size_t c = 0;
+#if defined(__GNUC__)
+  // 8 independent accumulator chains where k allows (FMA latency, not throughput, bounds a
+  // single chain)
+  for (; c + 64 <= k; c += 64) project_cols<8>(v, d, U + c, k, out + c);
+  for (; c + 16 <= k; c += 16) project_cols<2>(v, d, U + c, k, out + c);
+#endif
+  for (; c < k; ++c) {
+    double a = 0.0;
+    for (size_t i = 0; i < d; ++i) a += v[i] * U[i * k + c];
+    out[c] = a;
+  }
+}
+
+// For a tile of bounds S (nt x QB): rowbits[j] has bit q set where S[j * QB + q] <= T[q], and
+// counts[q] (float, exact below 2^24) is increased by the number of such rows. Returns whether
+// any bit was set.
+bool k_select_le(const float* S, size_t nt, const float* T, uint32_t* rowbits, float* counts) {
+  const typename V::reg t0 = V::load(T), t1 = V::load(T + W), one = V::set1(1.0f);
+  typename V::reg c0 = V::load(counts), c1 = V::load(counts + W);
+  uint32_t any = 0;
+  for (size_t j = 0; j < nt; ++j) {
+    const typename V::reg s0 = V::load(S + j * QB), s1 = V::load(S + j * QB + W);
+    const uint32_t m = V::mask_le(s0, t0) | (V::mask_le(s1, t1) << W);
+    rowbits[j] = m;
+    any |= m;
+    if (m) {
+      c0 = V::add(c0, V::keep_ge(one, t0, s0));
+      c1 = V::add(c1, V::keep_ge(one, t1, s1));
+    }
+  }
+  V::store(counts, c0);
+  V::store(counts + W, c1);
+  return any != 0;
+}
+
 float k_fma_loop(size_t iters) {
   typename V::reg a[12];
   for (size_t i = 0; i < 12; ++i) a[i] = V::set1(static_cast<float>(i) * 1e-3f);
@@ -610,6 +673,6 @@ void k_exp_inplace(float* v, size_t n) {
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_fma_loop,    k_exp_inplace};
+                                k_exact_r2,      k_project,     k_select_le,     k_fma_loop,    k_exp_inplace};
 
 }  // namespace

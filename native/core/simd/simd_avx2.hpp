@@ -24,6 +24,8 @@ struct V {
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  // bit i set where a[i] <= b[i]
+  static unsigned mask_le(reg a, reg b) { return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LE_OQ))); }
   // exp(x) for x in [-87.3, 88.3] (clamped), Cephes polynomial, about 2 ulp.
   static reg exp(reg x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3365f)), _mm256_set1_ps(88.3762f));

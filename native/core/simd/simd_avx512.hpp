@@ -22,6 +22,8 @@ struct V {
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(reg a) { return _mm512_reduce_add_ps(a); }
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  // bit i set where a[i] <= b[i]
+  static unsigned mask_le(reg a, reg b) { return static_cast<unsigned>(_mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)); }
   // exp(x) for x in [-87.3, 88.3] (clamped), Cephes polynomial, about 2 ulp.
   static reg exp(reg x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3365f)), _mm512_set1_ps(88.3762f));

@@ -28,6 +28,11 @@ struct V {
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
   static float hsum(reg a) { return vaddvq_f32(a); }
   static reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+  // bit i set where a[i] <= b[i]
+  static unsigned mask_le(reg a, reg b) {
+    static const uint32_t kBits[4] = {1, 2, 4, 8};
+    return vaddvq_u32(vandq_u32(vcleq_f32(a, b), vld1q_u32(kBits)));
+  }
   // exp(x) for x in [-87.3, 88.3] (clamped), Cephes polynomial, about 2 ulp.
   static reg exp(reg x) {
     x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3365f)), vdupq_n_f32(88.3762f));

@@ -21,6 +21,8 @@ struct V {
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static float hsum(reg a) { return a; }
   static reg max(reg a, reg b) { return a > b ? a : b; }
+  // bit i set where a[i] <= b[i]
+  static unsigned mask_le(reg a, reg b) { return a <= b ? 1u : 0u; }
   static reg exp(reg x) { return __builtin_expf(x); }
   // Queries per block are 2 * W; kR references per micro-tile of the estimator GEMMs.
   static constexpr size_t kR = 4;

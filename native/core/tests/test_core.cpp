@@ -17,6 +17,8 @@
 #include "sample.hpp"
 #include "steps.hpp"
 #include "errors.hpp"
+#include "fpenv.hpp"
+#include "prune.hpp"
 #include "npy.hpp"
 #include "philox.hpp"
 #include "targets.hpp"
@@ -729,6 +731,59 @@ void test_npy_header() {
   CHECK(all_coded);
 }
 
+// Exact pruning on every SIMD level: clustered data (64 clusters in d = 48), queries near
+// training points and between clusters, sigma from 0.01 to 50: the pruned pass agrees with
+// the full scan, prunes at small sigma, hands large sigma back to the full scan, and the
+// kernels raise no denormal or underflow flag with FTZ/DAZ off.
+void test_pruning() {
+  const size_t N = 3000, d = 48, B = 37;
+  std::vector<float> C = random_vec(64 * d, 501, -3, 3), Z = random_vec(N * d, 502, -0.1, 0.1), Y(N * d);
+  for (size_t i = 0; i < N; ++i)
+    for (size_t k = 0; k < d; ++k) Y[i * d + k] = C[(i % 64) * d + k] + Z[i * d + k];
+  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
+  CHECK(ref->prune_index() != nullptr);
+  CHECK(ref->prune_index()->k == d / 4);
+  sf::set_flush_denormals(false);
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    g_context = "pruning " + level;
+    for (double sigma : {0.01, 0.1, 0.5, 5.0, 50.0}) {
+      std::vector<float> X = random_vec(B * d, 503, -1, 1);
+      for (size_t q = 0; q < B; ++q)
+        for (size_t k = 0; k < d; ++k) X[q * d + k] = Y[(q * 61) * d + k] + static_cast<float>(sigma) * X[q * d + k];
+      sf::EstimateRequest req;
+      req.x = X.data();
+      req.B = B;
+      req.sigma = sf::Coef{nullptr, sigma};
+      std::vector<float> full(B * d), pruned(B * d), ef(B), ep(B);
+      sf::EstimateOutputs out;
+      sf::precision_policy().prune = false;
+      out.mean = full.data();
+      out.ess = ef.data();
+      sf::estimate(*ref, req, out, true);
+      sf::precision_policy().prune = true;
+      out.mean = pruned.data();
+      out.ess = ep.data();
+      sf::EstimateStats st;
+      sf::fp_flags_seen(true);
+      sf::estimate(*ref, req, out, true, &st);
+      CHECK((sf::fp_flags_seen(true) & (sf::kFpDenormalFlag | sf::kFpUnderflowFlag)) == 0);
+      CHECK(st.pairs == B * N);
+      if (sigma <= 0.1) CHECK(st.sparse_queries == B && st.exact_pairs < B * N / 20);
+      if (sigma >= 5) CHECK(st.sparse_queries == 0 && st.dense_pairs == B * N);
+      bool ok = true;
+      for (size_t i = 0; i < B * d; ++i) ok = ok && std::fabs(pruned[i] - full[i]) <= 1e-5 * (1 + std::fabs(full[i]));
+      for (size_t q = 0; q < B; ++q) ok = ok && std::fabs(ep[q] - ef[q]) <= 1e-4 * ef[q];
+      CHECK(ok);
+    }
+  }
+  sf::set_flush_denormals(true);
+  sf::set_simd_level(sf::simd_available().front());
+  // Too few rows or dimensions: no index, the full scan runs.
+  auto small = sf::ReferenceSet::build(Y.data(), sf::kPruneMinRows - 1, d, true);
+  CHECK(small->prune_index() == nullptr);
+}
+
 int main() {
   std::printf("simd levels available:");
   for (const std::string& l : sf::simd_available()) std::printf(" %s", l.c_str());
@@ -750,6 +805,7 @@ int main() {
   test_native_sampler();
   test_nonlinear_kernels();
   test_npy_header();
+  test_pruning();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,173 @@
+// The estimator's kernels, each one named unit: its exact log-weight as a function of the
+// squared distance r^2 (double), its normalising constant, and for the kernels that are linear
+// in r^2 the coefficients and error model of the float tile form. The fused pass
+// (estimator.cpp) and the pruned pass (prune.cpp) are written against these units only.
+// Internal to the core: included by estimator.cpp and prune.cpp.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "estimator.hpp"
+#include "kernels.hpp"
+
+namespace sf {
+namespace est {
+
+constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
+constexpr float kEmpty = -1e30f;               // log-weight of padded lanes
+constexpr double kPi = 3.14159265358979323846;
+
+// exp(x) for x <= 0 that is exactly 0 instead of a subnormal double (x < -700): weights that
+// small are below anything a float output can show.
+inline double exp_or_zero(double x) { return x < -700.0 ? 0.0 : std::exp(x); }
+
+// ---------------------------------------------------------------------------------------
+// Kernels: a kernel is its log-weight as a function of r^2 (exact, in double), the float
+// tile form of the same log-weight computed from dot products, a bound on that form's
+// error, and its normalising constant. The fused loop below is written against this
+// interface only.
+
+// One query's constants (double), shared by all kernels.
+struct Lane {
+  double alpha = 1, sigma = 1;
+  double kc = 0;  // kernel constant: Poisson (d + D) / 2, radial d - 1
+  double xx = 0;  // ||x - alpha c||^2 of the float centred query
+  double nx = 0;  // its norm
+  bool valid = false;
+};
+
+struct GaussianKernel {
+  static constexpr bool kLinear = true;  // log-weight linear in r^2: GEMM-shaped tile form
+  static double log_norm(double sigma, size_t d) { return -0.5 * static_cast<double>(d) * std::log(2 * kPi * sigma * sigma); }
+  static double logw(double r2, const Lane& q) { return -r2 / (2 * q.sigma * q.sigma); }
+  // The largest r^2 whose log-weight is within `window` of the log-weight at r2 (pruning).
+  static double r2_window(double r2, double window, const Lane& q) { return r2 + 2 * q.sigma * q.sigma * window; }
+  // Offset making the tile form shift-invariant before the first tile: l + xx/(2 s^2).
+  static double initial_offset(const Lane& q) { return -q.xx / (2 * q.sigma * q.sigma); }
+  // Coefficients of the tile form L = cA S + cB yy + cC, where S = x'.y' and the true
+  // log-weight is -(xx - 2 alpha S + alpha^2 yy) / (2 s^2) - offset.
+  static void coefs(const Lane& q, double offset, float* cA, float* cB, float* cC) {
+    const double inv2 = 1.0 / (2 * q.sigma * q.sigma);
+    *cA = static_cast<float>(2 * q.alpha * inv2);
+    *cB = static_cast<float>(-q.alpha * q.alpha * inv2);
+    *cC = static_cast<float>(-q.xx * inv2 - offset);
+  }
+  // The tile form can be evaluated inside the softmax pass (KernelTable::softmax_lanes).
+  static constexpr bool kFusable = true;
+  static void tile(const KernelTable& kt, float* S, size_t nt, const float* yy, const float* cA, const float* cB,
+                   const float* cC) {
+    kt.logits_gauss(S, nt, yy, cA, cB, cC);
+  }
+  // Modelled error of the tile form for a pair: E = eA ny + eG amax + eB yy + eC, with
+  // ny = ||y'||, amax = max_k |y'_k|. The float dot product x'.y' of d terms is modelled
+  // as a random walk of roundings, gamma_scale sqrt(d) u ||x'|| max|y'| (Cauchy-Schwarz's
+  // sqrt(d) u ||x'|| ||y'|| is 3-20x pessimistic on real data); the other terms bound the
+  // rounding of the three-term sum (which cancels at small sigma) and of the result.
+  static void error_coefs(const Lane& q, size_t d, double offset, double* eA, double* eG, double* eB, double* eC) {
+    const double inv2 = 1.0 / (2 * q.sigma * q.sigma);
+    const double a = 2 * std::fabs(q.alpha) * inv2 * q.nx;
+    *eA = a * 2 * kU;
+    *eG = a * precision_policy().gamma_scale * std::sqrt(static_cast<double>(d)) * kU;
+    *eB = 2 * kU * q.alpha * q.alpha * inv2;
+    *eC = 4 * kU * std::fabs(-q.xx * inv2 - offset) + 8 * kU;
+  }
+};
+
+// Kernels nonlinear in r^2: log-weights in double from each pair's r^2; logw, a bound of
+// |dl/dr^2| over r^2 >= r2lo, and the normalising constant.
+struct PoissonKernel {
+  static constexpr bool kLinear = false;
+  static constexpr bool kFusable = false;
+  static constexpr bool kRadial = false;
+  static constexpr int kKind = 1;
+  static double logw(double r2, const Lane& q) { return -q.kc * std::log(r2 + q.sigma * q.sigma); }
+  static double r2_window(double r2, double window, const Lane& q) {
+    if (!(q.kc > 0) || window / q.kc > 700) return std::numeric_limits<double>::infinity();
+    const double s2 = q.sigma * q.sigma;
+    return (r2 + s2) * std::exp(window / q.kc) - s2;
+  }
+  static double slope(double r2lo, const Lane& q) { return q.kc / (r2lo + q.sigma * q.sigma); }
+  // log C_{d,D} r^D with C = Gamma((d+D)/2) / (pi^(d/2) Gamma(D/2)).
+  static double log_norm(double r, size_t d, double D) {
+    return std::lgamma(0.5 * (static_cast<double>(d) + D)) - 0.5 * static_cast<double>(d) * std::log(kPi) -
+           std::lgamma(0.5 * D) + D * std::log(r);
+  }
+};
+
+template <bool kTanh>
+struct RadialKernel {
+  static constexpr bool kLinear = false;
+  static constexpr bool kFusable = false;
+  static constexpr bool kRadial = true;
+  static constexpr int kKind = kTanh ? 2 : 3;
+  static double log_fprime(double u) {
+    if (kTanh) return -2.0 * (u + std::log1p(exp_or_zero(-2.0 * u)) - std::log(2.0));  // log sech^2 u
+    return -u;                                                                        // log e^-u
+  }
+  static double logw(double r2, const Lane& q) {
+    const double r = std::max(std::sqrt(std::max(r2, 0.0)), kRadialFloor * q.sigma);
+    return log_fprime(r / q.sigma) - q.kc * std::log(r);
+  }
+  // The log-weight is non-increasing in r^2: bracket, then bisect.
+  static double r2_window(double r2, double window, const Lane& q) {
+    const double target = logw(r2, q) - window;
+    double lo = std::max(r2, 0.0), hi = std::max(lo * 2, q.sigma * q.sigma);
+    for (int i = 0; i < 2100 && logw(hi, q) >= target; ++i) {
+      lo = hi;
+      hi *= 2;
+      if (!(hi < 1e300)) return std::numeric_limits<double>::infinity();
+    }
+    for (int i = 0; i < 100 && hi - lo > 1e-12 * hi; ++i) {
+      const double mid = 0.5 * (lo + hi);
+      if (logw(mid, q) >= target) {
+        lo = mid;
+      } else {
+        hi = mid;
+      }
+    }
+    return hi;
+  }
+  static double slope(double r2lo, const Lane& q) {
+    const double r = std::max(std::sqrt(std::max(r2lo, 0.0)), kRadialFloor * q.sigma);
+    const double k = kTanh ? 2.0 : 1.0;  // sup |F''/F'|
+    return k / (2 * q.sigma * r) + q.kc / (2 * r * r);
+  }
+  // -log t - log |S^(d-1)|, |S^(d-1)| = 2 pi^(d/2) / Gamma(d/2): p(x|y) = F'(r/t) / (t |S| r^(d-1)).
+  static double log_norm(double t, size_t d, double) {
+    const double h = 0.5 * static_cast<double>(d);
+    return -std::log(t) - (std::log(2.0) + h * std::log(kPi) - std::lgamma(h));
+  }
+};
+
+inline double kernel_constant(const KernelSpec& k, size_t d) {
+  switch (k.kind) {
+    case KernelKind::Poisson: return 0.5 * (static_cast<double>(d) + k.D);
+    case KernelKind::RadialTanh:
+    case KernelKind::RadialExp: return static_cast<double>(d) - 1.0;
+    default: return 0.0;
+  }
+}
+
+// A query's lane: its constants, and its float coordinates x' = x - alpha centre into xrow.
+inline Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, float* xrow) {
+  Lane l;
+  l.alpha = req.alpha.at(q);
+  l.sigma = req.sigma.at(q);
+  l.kc = kernel_constant(req.kernel, d);
+  const float* x = req.x + q * d;
+  double s = 0;
+  for (size_t k = 0; k < d; ++k) {
+    const float t = static_cast<float>(x[k] - l.alpha * c[k]);
+    xrow[k] = t;
+    s += static_cast<double>(t) * t;
+  }
+  l.xx = s;
+  l.nx = std::sqrt(s);
+  l.valid = true;
+  return l;
+}
+
+}  // namespace est
+}  // namespace sf
