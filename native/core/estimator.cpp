@@ -245,7 +245,12 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   // dot products do better) - except for small d, where the fused in-register tile wins anyway.
   const bool lanes = nq >= W || d <= kt.small_d;
   const float* c = ref.centre();
-  Scratch s;
+  // The scratch is kept by the thread between items and calls: its larger vectors (d x qblock
+  // accumulators) would otherwise be fresh mmap'd pages, page-faulted in on every item.
+  static thread_local Scratch tls;
+  Scratch& s = tls;  // one TLS look-up (general-dynamic TLS in a shared library)
+  for (auto* v : {&s.S, &s.P, &s.Ef, &s.tacc}) v->clear();
+  s.exact.clear();
   s.X.assign(lanes ? d * QB : nq * d, 0.0f);
   const bool small_d = d <= kt.small_d && K::kFusable;
   if (!small_d) {  // the fused small-d path allocates these only if a tile needs the general path
@@ -671,6 +676,8 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
     }
   }
   refined.fetch_add(my_refined, std::memory_order_relaxed);
+  // a very large scratch (huge d) is not kept
+  if (s.acc.capacity() * sizeof(double) + s.X.capacity() * sizeof(float) > (size_t{16} << 20)) tls = Scratch();
 }
 
 PartialState empty_state(const ReferenceSet& ref, size_t B, bool ws) {

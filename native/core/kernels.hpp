@@ -86,6 +86,8 @@ struct KernelTable {
   // ---- Exact pruning (prune.cpp).
   // out[c] = sum_i v[i] U[i * k + c] in double (U row-major d x k).
   void (*project)(const double* v, size_t d, const double* U, size_t k, double* out);
+  // G[i * k + c] += z[i] t[c] (double, G row-major d x k).
+  void (*rank1)(double* G, const double* z, size_t d, const double* t, size_t k);
   // Over a tile of bounds S[j * qblock + q]: rowbits[j] bit q where S <= T[q] (qblock <= 32),
   // counts[q] += rows with the bit; returns whether any bit was set.
   bool (*select_le)(const float* S, size_t nt, const float* T, uint32_t* rowbits, float* counts);

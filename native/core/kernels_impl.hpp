@@ -168,14 +168,17 @@ void k_dot_lanes(const float* XT, const float* Y, size_t nt, size_t d, float* S)
   }
 }
 
+// AccT[k * QB + q] += sum over rows of P[j * QB + q] * Y[j * d + k] for KK coordinates; the
+// rows are all nt of the tile, or (rows != nullptr) the nt listed ones.
 template <size_t KK>
-void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, size_t d) {
+void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, size_t d, const uint32_t* rows) {
   typename V::reg c0[KK], c1[KK];
   for (size_t k = 0; k < KK; ++k) {
     c0[k] = V::zero();
     c1[k] = V::zero();
   }
-  for (size_t j = 0; j < nt; ++j) {
+  for (size_t i = 0; i < nt; ++i) {
+    const size_t j = rows ? rows[i] : i;
     const typename V::reg p0 = V::load(P + j * QB), p1 = V::load(P + j * QB + W);
     const float* y = Y + j * d;
     for (size_t k = 0; k < KK; ++k) {
@@ -190,11 +193,33 @@ void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, si
   }
 }
 
+// The second GEMM skips the rows whose weights are all exactly zero (flushed below e^-40 of
+// the reference, see weight_exp): at moderate sigma most rows of a tile carry no weight for
+// any query of the block.
+constexpr size_t kMaxTileRows = 1024;
+
 void k_acc_lanes(double* AccT, const float* P, const float* Y, size_t nt, size_t d) {
+  uint32_t rows[kMaxTileRows];
+  const uint32_t* list = nullptr;
+  size_t n = nt;
+  if (nt <= kMaxTileRows) {
+    const typename V::reg zero = V::zero();
+    const unsigned all = static_cast<unsigned>((uint64_t{1} << (2 * W)) - 1u);
+    size_t m = 0;
+    for (size_t j = 0; j < nt; ++j) {
+      const unsigned z = V::mask_le(V::load(P + j * QB), zero) | (V::mask_le(V::load(P + j * QB + W), zero) << W);
+      if (z != all) rows[m++] = static_cast<uint32_t>(j);
+    }
+    if (m == 0) return;
+    if (m < nt) {
+      list = rows;
+      n = m;
+    }
+  }
   size_t k = 0;
-  for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, nt, d);
+  for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, n, d, list);
   if (k < d) {
-    Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, nt, d); });
+    Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, n, d, list); });
   }
 }
 
@@ -256,6 +281,9 @@ void acc_rows_block(double* Acc, const float* P, const float* Y, size_t nt, size
     const size_t rem = d - k0;
     if (rem >= KV * W) {
       for (size_t j = 0; j < nt; ++j) {
+        bool zero = true;
+        for (size_t q = 0; q < QQ; ++q) zero = zero && P[j * QB + q] == 0.0f;
+        if (zero) continue;  // weights flushed to exactly zero: nothing to add
         const float* y = Y + j * d + k0;
         const typename V::reg b0 = V::load(y), b1 = V::load(y + W), b2 = V::load(y + 2 * W), b3 = V::load(y + 3 * W);
         for (size_t q = 0; q < QQ; ++q) {
@@ -631,6 +659,24 @@ void k_project(const double* v, size_t d, const double* U, size_t k, double* out
   }
 }
 
+// G[i * k + c] += z[i] * t[c] for i < d, c < k (double; the pruning index's subspace iteration).
+void k_rank1(double* G, const double* z, size_t d, const double* t, size_t k) {
+  for (size_t i = 0; i < d; ++i) {
+    const double zi = z[i];
+    if (zi == 0.0) continue;
+    double* g = G + i * k;
+    size_t c = 0;
+#if defined(__GNUC__)
+    for (; c + 8 <= k; c += 8) {
+      v8d a = load_v8d(g + c);
+      a += zi * load_v8d(t + c);
+      __builtin_memcpy(g + c, &a, sizeof a);
+    }
+#endif
+    for (; c < k; ++c) g[c] += zi * t[c];
+  }
+}
+
 // For a tile of bounds S (nt x QB): rowbits[j] has bit q set where S[j * QB + q] <= T[q], and
 // counts[q] (float, exact below 2^24) is increased by the number of such rows. Returns whether
 // any bit was set.
@@ -673,6 +719,6 @@ void k_exp_inplace(float* v, size_t n) {
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_project,     k_select_le,     k_fma_loop,    k_exp_inplace};
+                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_fma_loop,    k_exp_inplace};
 
 }  // namespace

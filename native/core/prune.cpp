@@ -19,21 +19,28 @@ namespace {
 // Modified Gram-Schmidt, twice, on the k columns of Q (d x k, row-major). A column that
 // vanishes (data of rank below k) becomes zero: U U^T is still an orthogonal projection.
 void orthonormalize(std::vector<double>& Q, size_t d, size_t k) {
+  std::vector<double> C(k * d);  // columns contiguous
+  for (size_t i = 0; i < d; ++i)
+    for (size_t c = 0; c < k; ++c) C[c * d + i] = Q[i * k + c];
   for (size_t c = 0; c < k; ++c) {
+    double* v = C.data() + c * d;
     double n0 = 0;
-    for (size_t i = 0; i < d; ++i) n0 += Q[i * k + c] * Q[i * k + c];
+    for (size_t i = 0; i < d; ++i) n0 += v[i] * v[i];
     for (int pass = 0; pass < 2; ++pass) {
       for (size_t p = 0; p < c; ++p) {
+        const double* u = C.data() + p * d;
         double dot = 0;
-        for (size_t i = 0; i < d; ++i) dot += Q[i * k + c] * Q[i * k + p];
-        for (size_t i = 0; i < d; ++i) Q[i * k + c] -= dot * Q[i * k + p];
+        for (size_t i = 0; i < d; ++i) dot += v[i] * u[i];
+        for (size_t i = 0; i < d; ++i) v[i] -= dot * u[i];
       }
     }
     double nn = 0;
-    for (size_t i = 0; i < d; ++i) nn += Q[i * k + c] * Q[i * k + c];
+    for (size_t i = 0; i < d; ++i) nn += v[i] * v[i];
     const double inv = (nn > 1e-24 * n0 && nn > 0) ? 1.0 / std::sqrt(nn) : 0.0;
-    for (size_t i = 0; i < d; ++i) Q[i * k + c] *= inv;
+    for (size_t i = 0; i < d; ++i) v[i] *= inv;
   }
+  for (size_t i = 0; i < d; ++i)
+    for (size_t c = 0; c < k; ++c) Q[i * k + c] = C[c * d + i];
 }
 
 constexpr size_t kSampleRows = 2048;
@@ -72,12 +79,7 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
         const float* y = Y + rows[r] * d;
         for (size_t i = 0; i < d; ++i) yd[i] = y[i];
         kt.project(yd.data(), d, Q.data(), k, t.data());
-        for (size_t i = 0; i < d; ++i) {
-          const double yi = y[i];
-          if (yi == 0) continue;
-          double* g = G + i * k;
-          for (size_t c = 0; c < k; ++c) g[c] += yi * t[c];
-        }
+        kt.rank1(G, yd.data(), d, t.data(), k);
       }
     }, inline_ok);
     std::fill(Q.begin(), Q.end(), 0.0);
@@ -128,9 +130,10 @@ namespace {
 // The pruned pass.
 
 constexpr size_t kPruneTile = 1024;  // rows per tile of bounds
-// A query goes to the full pass when more than 1/kDenseRatio of the rows seen so far survive
-// its bound (then exact pairs one by one cost more than the fused GEMM), with a floor.
-constexpr size_t kDenseRatio = 16;
+// A query goes to the full pass when more than 1/kDenseRatio of the rows survive its bound:
+// an exact pair (double, a row fetched on its own) costs about 20 pairs of the fused GEMM
+// (measured on MNIST, d = 784), so beyond that pruning no longer gains. With a floor.
+constexpr size_t kDenseRatio = 32;
 constexpr size_t kMinCandidates = 32;
 
 float round_up(double v) {
@@ -222,7 +225,8 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
   const size_t tiles = (end - begin + kPruneTile - 1) / kPruneTile;
   const bool keep = tiles * kPruneTile * QB <= kKeepBounds;
   // the bounds buffer is reused by the thread (every entry is written before it is read)
-  static thread_local std::vector<float> Sall;
+  static thread_local std::vector<float> Sall_tls;
+  std::vector<float>& Sall = Sall_tls;  // one TLS look-up
   const size_t s_need = keep ? tiles * kPruneTile * QB : kPruneTile * QB;
   if (Sall.size() < s_need) Sall.resize(s_need);
   if (Sall.size() > 4 * s_need && Sall.size() > kKeepBounds) std::vector<float>(s_need).swap(Sall);
@@ -274,30 +278,52 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
     best[q] = exact(q, arg[q]);
     T[q] = round_up(K::r2_window(best[q], window, bl.lane[q]) + bl.margin[q]);
   }
-  // Pass 2: the rows under the threshold, computed exactly (tiles no lane can use are skipped).
-  std::vector<std::vector<uint32_t>> cj(nq);
-  std::vector<std::vector<double>> cl(nq);
-  std::fill(counts.begin(), counts.end(), 0.0f);
+  // Pass 2: how many rows each lane would compute exactly. Lanes over the cap go to the full
+  // pass before any exact pair is spent on them.
   const float cap = static_cast<float>(std::max<size_t>(kMinCandidates, (end - begin) / kDenseRatio));
-  for (size_t t = 0; t < tiles && live > 0; ++t) {
-    bool need = false;
-    for (size_t q = 0; q < nq; ++q) need = need || tmin[t * QB + q] <= T[q];
-    if (!need) continue;
-    const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+  std::fill(counts.begin(), counts.end(), 0.0f);
+  const auto tile_needed = [&](size_t t) {
+    for (size_t q = 0; q < nq; ++q)
+      if (tmin[t * QB + q] <= T[q]) return true;
+    return false;
+  };
+  const auto tile_of = [&](size_t t, size_t jt, size_t nt) {
     float* S = keep ? Sall.data() + t * kPruneTile * QB : Sall.data();
     if (!keep) {
       tile_bounds(px, kt, bl, nq, lanes, jt, nt, S);
       stats.bounded_pairs += nt * live;
     }
+    return S;
+  };
+  for (size_t t = 0; t < tiles; ++t) {
+    if (!tile_needed(t)) continue;
+    const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+    kt.select_le(tile_of(t, jt, nt), nt, T.data(), rowbits.data(), counts.data());
+  }
+  for (size_t q = 0; q < nq; ++q)
+    if (active[q] && counts[q] > cap) retire(q);
+  if (live == 0) return;
+  // Pass 3: the rows under the threshold, computed exactly, in row order; the threshold
+  // tightens as better rows are found. The next candidate's row is prefetched.
+  std::vector<std::vector<uint32_t>> cj(nq);
+  std::vector<std::vector<double>> cl(nq);
+  std::vector<uint32_t> rows;
+  for (size_t t = 0; t < tiles && live > 0; ++t) {
+    if (!tile_needed(t)) continue;
+    const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+    const float* S = tile_of(t, jt, nt);
     if (!kt.select_le(S, nt, T.data(), rowbits.data(), counts.data())) continue;
-    for (size_t q = 0; q < nq; ++q) {
-      if (active[q] && counts[q] > cap) {
-        retire(q);
-        std::vector<uint32_t>().swap(cj[q]);
-        std::vector<double>().swap(cl[q]);
+    rows.clear();
+    for (size_t j = 0; j < nt; ++j)
+      if (rowbits[j]) rows.push_back(static_cast<uint32_t>(j));
+    for (size_t i = 0; i < rows.size(); ++i) {
+#if defined(__GNUC__)
+      if (i + 1 < rows.size()) {
+        const char* next = reinterpret_cast<const char*>(ref.rows() + (jt + rows[i + 1]) * d);
+        for (size_t b = 0; b < std::min<size_t>(d * sizeof(float), 256); b += 64) __builtin_prefetch(next + b);
       }
-    }
-    for (size_t j = 0; j < nt; ++j) {
+#endif
+      const size_t j = rows[i];
       uint32_t m = rowbits[j];
       while (m) {
         const size_t q = static_cast<size_t>(__builtin_ctz(m));
@@ -323,21 +349,21 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
     double s0 = 0, s1 = 0, s2 = 0;
     double* acc = req.weighted_sum ? st.acc.data() + g * d : nullptr;
     for (size_t i = 0; i < cj[q].size(); ++i) {
-      // weights below e^-200 of the top are dropped (together at most N e^-200 of the sum), so
-      // w^2 and w y stay normal doubles
-      if (!(cl[q][i] - mx > -200.0)) continue;
+      // weights below e^-40 of the top are dropped, as in the fused pass (together at most
+      // N e^-40 of the sum; w^2 and w y stay normal)
+      if (!(cl[q][i] - mx > -40.0)) continue;
       const double w = std::exp(cl[q][i] - mx);
       s0 += w;
       s1 += w * w;
       if (acc) {  // ||y'||^2 in double too: traceCov = sumyy / sum - ||mean||^2 cancels
         const float* y = ref.rows() + static_cast<size_t>(cj[q][i]) * d;
-        double y2 = 0;
+        double y4[4] = {0, 0, 0, 0};
         for (size_t t = 0; t < d; ++t) {
           const double v = y[t];
           acc[t] += w * v;
-          y2 += v * v;
+          y4[t & 3] += v * v;
         }
-        s2 += w * y2;
+        s2 += w * ((y4[0] + y4[1]) + (y4[2] + y4[3]));
       } else {
         s2 += w * static_cast<double>(yy[cj[q][i]]);
       }
