@@ -1,6 +1,10 @@
 // Benchmark of the estimator engine.
 //
-//   npm run bench:estimator              (node --import tsx bench/estimator.ts [--reps R])
+//   npm run bench:estimator              (node --import tsx bench/estimator.ts [--reps R] [--only shapes|sweep|kernels])
+//
+// Parts: `shapes` (fixed shapes against JS and NumPy), `sweep` (bench/sweep.ts: real MNIST and
+// d = 64 Gaussian data across sigma 0.002..80, scorefield vs its full scan vs NumPy, call by
+// call; B = 1 latency), `kernels` (Poisson and radial kernels against the Gaussian).
 //
 // Prints one JSON object per line on stdout. GFLOP/s count 4 B N d (two GEMM-shaped
 // passes); the FP32 FMA peak is measured in the same run with a native loop of independent
@@ -14,7 +18,11 @@ import { capabilities, poisson, radial, ReferenceSet, setThreads, type Kernel } 
 import { native } from '../lib/native';
 import { mnistLike, noisyQueries, toy2d } from '../test/helpers/estimator-ref';
 import { rand } from '../test/helpers/reference';
+import { sweep } from './sweep';
 import { emit, median } from './util';
+
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const part = (name: string) => only === undefined || only === name;
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -86,6 +94,8 @@ async function main(): Promise<void> {
   const peak = median([0, 1, 2, 3, 4].map(peakNow));
   const expRate = median([0, 1, 2, 3, 4].map(expNow));
   emit({ bench: 'env', simd: caps.simd, threads: caps.threads, node: process.version, peakGflops: peak, expPerSecond: expRate });
+  if (part('sweep')) await sweep({ reps, peakNow });
+  if (!part('shapes')) return;
 
   /** Median seconds of fn and the median ratio of its rate to the probe's, alternating. */
   const timeAgainst = (fn: () => unknown, probe: () => number, work: number): { secs: number; ratio: number; probe: number } => {
@@ -172,7 +182,7 @@ async function main(): Promise<void> {
 }
 
 main()
-  .then(kernelCosts)
+  .then(() => (part('kernels') ? kernelCosts() : undefined))
   .catch((err) => {
     console.error(err);
     process.exit(1);

@@ -27,6 +27,11 @@ export interface EstimateStats {
   sparseQueries: number;
   /** Share of the pairs never computed: 1 - (densePairs + exactPairs) / pairs. */
   prunedShare: number;
+  /**
+   * Thread time (summed over threads) spent deciding which pairs to recompute precisely (the
+   * fused pass) and which to compute at all (the pruned pass's bounds and selection).
+   */
+  decideSeconds: number;
 }
 
 /** What `estimate` can compute per query. */

@@ -19,6 +19,7 @@ export interface EstimateStatsRaw {
   densePairs: number;
   exactPairs: number;
   sparseQueries: number;
+  decideSeconds: number;
 }
 
 /** The raw binding. Internal: arguments are validated by lib/ before they get here. */

@@ -76,12 +76,19 @@ const train = mnist.data.slice(0, N * d);
 const held = mnist.data.slice(N * d, (N + 8) * d);
 const ref = new ReferenceSet(train, d);
 
-/** `clusters` tight clusters (spread 0.05 per coordinate) in `dim` dimensions, shifted by offset. */
+/**
+ * `clusters` tight clusters in `dim` dimensions, shifted by offset; row i belongs to cluster
+ * i % clusters and has spread 0.05, 0.1 or 0.15 per coordinate (by its rank in the cluster),
+ * so a query at a cluster's mean sees a posterior with a tail over many nats.
+ */
 function clustered(n: number, dim: number, offset: number, seed: number, clusters = 8): Float32Array {
   const centres = randn(clusters * dim, { seed });
   const z = randn(n * dim, { seed: seed + 1 });
   const out = new Float32Array(n * dim);
-  for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) out[i * dim + k] = offset + 3 * centres[(i % clusters) * dim + k] + 0.05 * z[i * dim + k];
+  for (let i = 0; i < n; i++) {
+    const spread = 0.05 * (1 + (Math.floor(i / clusters) % 3));
+    for (let k = 0; k < dim; k++) out[i * dim + k] = offset + 3 * centres[(i % clusters) * dim + k] + spread * z[i * dim + k];
+  }
   return out;
 }
 
@@ -140,22 +147,22 @@ test.serial('clustered and far-from-origin sets (d = 32) with pruning: within 1e
   }
 });
 
-test.serial('posteriors spread over many references (50 clusters of 60): the pruned pass keeps every pair that matters', (t) => {
+test.serial('posteriors spread over many references (100 clusters of 30): the pruned pass keeps every pair that matters', (t) => {
   // sigma near the clusters' spread: each posterior covers much of one cluster (ESS > 2) with a
-  // tail over several nats, while the other 49 clusters are pruned; a window that dropped pairs within log(N e / tol) of
+  // tail over several nats, while the other 99 clusters are pruned; a window that dropped pairs within log(N e / tol) of
   // the top would fail the 1e-4 comparison here.
   for (const offset of [0, 1000]) {
-    const Y = clustered(3000, 32, offset, 21, 50);
+    const Y = clustered(3000, 32, offset, 21, 100);
     const set = new ReferenceSet(Y, 32);
-    for (const sigma of [0.07, 0.1, 0.15]) {
+    for (const sigma of [0.1, 0.2, 0.3]) {
       // queries near the clusters' means
       const means = new Float32Array(6 * 32);
-      for (let c = 0; c < 6; c++) for (let m = 0; m < 60; m++) for (let k = 0; k < 32; k++) means[c * 32 + k] += Y[(c + 50 * m) * 32 + k] / 60;
+      for (let c = 0; c < 6; c++) for (let m = 0; m < 30; m++) for (let k = 0; k < 32; k++) means[c * 32 + k] += Y[(c + 100 * m) * 32 + k] / 30;
       const x = noisy(means, 0.02, 22);
       const st = set.estimateWithStats(x, { sigma, outputs: ['ess'] });
       t.is(st.sparseQueries, 6, `offset ${offset} sigma ${sigma}: pruned pass used`);
       t.true(Math.max(...st.result.ess) > 2, `offset ${offset} sigma ${sigma}: spread posterior (ess ${Math.max(...st.result.ess)})`);
-      for (const kind of ['gaussian', 'poisson', 'tanh', 'exp'] as KernelName[]) checkAgainstFloat64(t, set, Y, 32, x, sigma, kind, `50 clusters, offset ${offset}`);
+      for (const kind of ['gaussian', 'poisson', 'tanh', 'exp'] as KernelName[]) checkAgainstFloat64(t, set, Y, 32, x, sigma, kind, `100 clusters, offset ${offset}`);
     }
   }
 });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -224,20 +225,27 @@ struct Scratch {
   std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: tile temporaries
   std::vector<double> exact;      // nq x d: weighted sums of heavy recomputed pairs (lazy)
   std::vector<char> exact_used;   // per query
+  std::vector<uint32_t> rowbits;  // per tile row: lanes with a possible candidate
 };
 
 // An upper bound: every kernel's vectors (S, P and the nonlinear kernels' E per tile; 23
 // float and 14 double per-lane vectors; the refined-pair lists at their largest).
 size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
-  return sizeof(float) * (qb * d + 3 * nt * qb + 23 * qb + d) + sizeof(double) * ((ws ? qb * d : 0) + 14 * qb) +
+  return sizeof(float) * (qb * d + 3 * nt * qb + 23 * qb + d) + sizeof(uint32_t) * nt + sizeof(double) * ((ws ? qb * d : 0) + 14 * qb) +
          (2 * sizeof(uint32_t) + sizeof(double)) * nt * qb;
 }
+
+// What the work items of one call count, summed over threads.
+struct Counters {
+  std::atomic<uint64_t> refined{0};    // pairs recomputed precisely
+  std::atomic<uint64_t> decide_ns{0};  // time spent deciding which pairs to recompute
+};
 
 // Runs one query block over the references of tiles [t0, t1) and writes the partial state
 // of its queries into st (rows q0 .. q0 + nq).
 template <class K>
 void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, size_t q0, size_t nq,
-              size_t t0, size_t t1, PartialState& st, std::atomic<uint64_t>& refined) {
+              size_t t0, size_t t1, PartialState& st, Counters& counters) {
   const KernelTable& kt = *plan.kt;
   const PrecisionPolicy pol = precision_policy();
   const size_t d = ref.dim(), QB = plan.qb, W = kt.lanes;
@@ -309,7 +317,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
   std::vector<double> refined_l;
   std::vector<char> lane_refined(QB, 0);
 
-  uint64_t my_refined = 0;
+  uint64_t my_refined = 0, my_decide_ns = 0;
   const unsigned flags = (req.sum_squares ? 1u : 0u) | (req.sum_yy ? 2u : 0u);
   // Small d with queries in lanes: tiles without uncertain pairs run fully in registers.
   const bool small = lanes && d <= kt.small_d && K::kFusable;
@@ -358,6 +366,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
     } else {
       kt.dot_rows(s.X.data(), nq, Y, nt, d, s.S.data());
     }
+    const auto decide_start = std::chrono::steady_clock::now();
     bool fuse = false;
     bool any_uncertain = false;
     if constexpr (K::kLinear) {
@@ -370,7 +379,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
       }
       // Without uncertain pairs the log-weights are formed inside the softmax pass.
       fuse = !any_uncertain && K::kFusable;
-      if (!fuse) K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data());
+      if (!fuse) K::tile(kt, s.S.data(), nt, yy + jt, s.cA.data(), s.cB.data(), s.cC.data(), s.tlo.data());
       if (nq < QB) {
         for (size_t q = nq; q < QB; ++q) {  // padded lanes: log-weight kEmpty either way
           s.cA[q] = 0.0f;
@@ -396,9 +405,7 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
           am_max = std::max<double>(am_max, am[jt + j]);
           yy_max = std::max<double>(yy_max, yy[jt + j]);
         }
-        for (size_t q = 0; q < nq; ++q) s.x0[q] = kEmpty;
-        for (size_t j = 0; j < nt; ++j)
-          for (size_t q = 0; q < nq; ++q) s.x0[q] = std::max<double>(s.x0[q], s.S[j * QB + q]);
+        for (size_t q = 0; q < nq; ++q) s.x0[q] = s.tlo[q];  // the tile's largest value per lane (K::tile)
         // As in the nonlinear branch below: pairs more than log(N e / tol) below the top stay
         // approximate.
         const double log_n_tol = std::log(static_cast<double>(ref.size()) / pol.tolerance);
@@ -406,9 +413,28 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
           s.x1[q] = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];  // largest error
           s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
         }
-        for (size_t j = 0; j < nt; ++j) {
+        // The decision in SIMD float (a superset of what the double test below accepts), then
+        // the double test on the flagged pairs only.
+        const float kInfF = std::numeric_limits<float>::infinity();
+        // thresholds lowered by 1e-3 (float sums and the SIMD log), then rounded down
+        const auto down = [&](double v) { return std::nextafter(static_cast<float>(v - 1e-3), -kInfF); };
+        for (size_t q = 0; q < QB; ++q) {
+          const bool v = q < nq && s.x1[q] > pol.tolerance;  // else no pair of the lane can qualify
+          // L + e >= lo, and L + e + log e >= lo + window - log_n_tol with log e <= log x1
+          s.thr[q] = v ? down(std::max(s.lo[q], s.lo[q] + pol.window - log_n_tol - std::log(s.x1[q]))) : kInfF;
+          s.nl_eA[q] = v ? static_cast<float>(s.eA[q]) : 0.0f;
+          s.nl_eG[q] = v ? static_cast<float>(s.eG[q]) : 0.0f;
+          s.nl_eB[q] = v ? static_cast<float>(s.eB[q]) : 0.0f;
+          s.nl_eC[q] = v ? static_cast<float>(s.eC[q]) : 0.0f;
+        }
+        s.rowbits.resize(nt);
+        const bool any_row = kt.refine_mask(s.S.data(), nt, ny + jt, am + jt, yy + jt, s.nl_eA.data(), s.nl_eG.data(),
+                                            s.nl_eB.data(), s.nl_eC.data(), s.thr.data(),
+                                            static_cast<float>(pol.tolerance) * 0.999f, s.rowbits.data());
+        for (size_t j = 0; any_row && j < nt; ++j) {
           const double nyj = ny[jt + j], yyj = yy[jt + j], amj = am[jt + j];
-          for (size_t q = 0; q < nq; ++q) {
+          for (uint32_t bits = s.rowbits[j]; bits; bits &= bits - 1) {
+            const size_t q = ctz32(bits);
             const float L = s.S[j * QB + q];
             if (L + s.x1[q] < s.lo[q]) continue;
             const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
@@ -587,6 +613,8 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = kEmpty;
     }
 
+    my_decide_ns += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - decide_start).count());
     if (fuse) {
       kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), s.cA.data(),
                        s.cB.data(), s.cC.data(), flags);
@@ -675,7 +703,8 @@ void run_item(const ReferenceSet& ref, const EstimateRequest& req, const Plan& p
         for (size_t k = 0; k < d; ++k) a[k] += s.exact[q * d + k];
     }
   }
-  refined.fetch_add(my_refined, std::memory_order_relaxed);
+  counters.refined.fetch_add(my_refined, std::memory_order_relaxed);
+  counters.decide_ns.fetch_add(my_decide_ns, std::memory_order_relaxed);
   // a very large scratch (huge d) is not kept
   if (s.acc.capacity() * sizeof(double) + s.X.capacity() * sizeof(float) > (size_t{16} << 20)) tls = Scratch();
 }
@@ -694,23 +723,23 @@ PartialState empty_state(const ReferenceSet& ref, size_t B, bool ws) {
 }
 
 void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, std::vector<PartialState>& states,
-              bool inline_ok, std::atomic<uint64_t>& refined) {
+              bool inline_ok, Counters& counters) {
   auto item = [&](size_t it) {
     const size_t qbi = it / plan.shards, sh = it % plan.shards;
     const size_t q0 = qbi * plan.qb, nq = std::min(plan.qb, req.B - q0);
     const size_t t0 = plan.tiles * sh / plan.shards, t1 = plan.tiles * (sh + 1) / plan.shards;
     switch (req.kernel.kind) {
       case KernelKind::Gaussian:
-        run_item<GaussianKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        run_item<GaussianKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], counters);
         break;
       case KernelKind::Poisson:
-        run_item<PoissonKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        run_item<PoissonKernel>(ref, req, plan, q0, nq, t0, t1, states[sh], counters);
         break;
       case KernelKind::RadialTanh:
-        run_item<RadialKernel<true>>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        run_item<RadialKernel<true>>(ref, req, plan, q0, nq, t0, t1, states[sh], counters);
         break;
       case KernelKind::RadialExp:
-        run_item<RadialKernel<false>>(ref, req, plan, q0, nq, t0, t1, states[sh], refined);
+        run_item<RadialKernel<false>>(ref, req, plan, q0, nq, t0, t1, states[sh], counters);
         break;
     }
   };
@@ -768,12 +797,13 @@ PartialState dense_partial(const ReferenceSet& ref, const EstimateRequest& req, 
   std::vector<PartialState> states;
   states.reserve(plan.shards);
   for (size_t s = 0; s < plan.shards; ++s) states.push_back(empty_state(ref, req.B, req.weighted_sum));
-  std::atomic<uint64_t> refined{0};
-  run_plan(ref, req, plan, states, inline_ok, refined);
+  Counters counters;
+  run_plan(ref, req, plan, states, inline_ok, counters);
   for (size_t s = 1; s < plan.shards; ++s) merge_partial(states[0], states[s]);
   states[0].count = static_cast<double>(end - begin);
   if (stats) {
-    stats->refined += refined.load();
+    stats->refined += counters.refined.load();
+    stats->decide_ns += counters.decide_ns.load();
     stats->scratch_bytes = std::max(stats->scratch_bytes, estimate_scratch_bytes(ref, req.B, req.weighted_sum));
     stats->dense_pairs += static_cast<uint64_t>(req.B) * (end - begin);
   }
@@ -781,22 +811,35 @@ PartialState dense_partial(const ReferenceSet& ref, const EstimateRequest& req, 
 }
 
 // Exact pruning first (prune.hpp); the queries it hands back run the fused pass as one
-// smaller batch, and their states are copied into place.
+// smaller batch (or as the whole request when it finished none), and the states are put
+// together in query order.
 PartialState pruned_partial(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin,
                             size_t end, bool inline_ok, EstimateStats* stats) {
   const size_t d = ref.dim();
-  PartialState st = empty_state(ref, req.B, req.weighted_sum);
-  st.count = static_cast<double>(end - begin);
-  std::vector<char> dense;
+  PrunedRows pr;
   PruneStats ps;
-  pruned_pass(ref, px, req, begin, end, st, dense, &ps, inline_ok);
-  std::vector<size_t> ids;
-  for (size_t q = 0; q < req.B; ++q)
-    if (dense[q]) ids.push_back(q);
+  pruned_pass(ref, px, req, begin, end, pr, &ps, inline_ok);
   if (stats) {
     stats->exact_pairs += ps.exact_pairs;
     stats->sparse_queries += ps.sparse_queries;
+    stats->decide_ns += ps.decide_ns;
   }
+  if (pr.query.empty()) return dense_partial(ref, req, begin, end, inline_ok, stats);
+  PartialState st = empty_state(ref, req.B, req.weighted_sum);
+  st.count = static_cast<double>(end - begin);
+  std::vector<char> dense(req.B, 1);
+  for (size_t i = 0; i < pr.query.size(); ++i) {
+    const size_t g = pr.query[i];
+    dense[g] = 0;
+    st.max[g] = pr.max[i];
+    st.sum[g] = pr.sum[i];
+    st.sumsq[g] = pr.sumsq[i];
+    st.sumyy[g] = pr.sumyy[i];
+    if (!st.acc.empty()) std::copy(pr.acc.begin() + i * d, pr.acc.begin() + (i + 1) * d, st.acc.begin() + g * d);
+  }
+  std::vector<size_t> ids;
+  for (size_t q = 0; q < req.B; ++q)
+    if (dense[q]) ids.push_back(q);
   if (ids.empty()) return st;
   EstimateRequest sub = req;
   sub.B = ids.size();

@@ -120,6 +120,9 @@ struct EstimateStats {
   // Exact pruning (prune.hpp): pairs of the call, pairs the fused pass computed, pairs the
   // pruned pass computed exactly, and queries the pruned pass finished.
   uint64_t pairs = 0, dense_pairs = 0, exact_pairs = 0, sparse_queries = 0;
+  // Thread time spent deciding which pairs to compute precisely (fused pass) or at all (the
+  // pruned pass's bounds), summed over threads.
+  uint64_t decide_ns = 0;
 };
 
 // Partial state of every query over references [begin, end). Sums a request turned off

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 
 #include "estimator.hpp"
@@ -21,6 +22,20 @@ constexpr double kPi = 3.14159265358979323846;
 
 // exp(x) for x <= 0 that is exactly 0 instead of a subnormal double (x < -700): weights that
 // small are below anything a float output can show.
+// Index of the lowest set bit of a nonzero mask.
+inline unsigned ctz32(uint32_t m) {
+#if defined(__GNUC__)
+  return static_cast<unsigned>(__builtin_ctz(m));
+#else
+  unsigned i = 0;
+  while (!(m & 1u)) {
+    m >>= 1;
+    ++i;
+  }
+  return i;
+#endif
+}
+
 inline double exp_or_zero(double x) { return x < -700.0 ? 0.0 : std::exp(x); }
 
 // ---------------------------------------------------------------------------------------
@@ -57,8 +72,8 @@ struct GaussianKernel {
   // The tile form can be evaluated inside the softmax pass (KernelTable::softmax_lanes).
   static constexpr bool kFusable = true;
   static void tile(const KernelTable& kt, float* S, size_t nt, const float* yy, const float* cA, const float* cB,
-                   const float* cC) {
-    kt.logits_gauss(S, nt, yy, cA, cB, cC);
+                   const float* cC, float* lane_max) {
+    kt.logits_gauss(S, nt, yy, cA, cB, cC, lane_max, nullptr);
   }
   // Modelled error of the tile form for a pair: E = eA ny + eG amax + eB yy + eC, with
   // ny = ||y'||, amax = max_k |y'_k|. The float dot product x'.y' of d terms is modelled

@@ -55,8 +55,10 @@ struct KernelTable {
   void (*dot_rows)(const float* X, size_t nq, const float* Y, size_t nt, size_t d, float* S);
   // Acc[q * d + k] += sum_j P[j * qblock + q] * Y[j * d + k] for q < nq.
   void (*acc_rows)(double* Acc, size_t nq, const float* P, const float* Y, size_t nt, size_t d);
-  // Gaussian log-weights from dot products, in place: L = cA[q] * S + (cB[q] * yy[j] + cC[q]).
-  void (*logits_gauss)(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC);
+  // Gaussian log-weights from dot products, in place: L = cA[q] * S + (cB[q] * yy[j] + cC[q]);
+  // with lane_max / lane_min non-null also the tile's largest / smallest L per lane.
+  void (*logits_gauss)(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC,
+                       float* lane_max, float* lane_min);
   // Online-softmax step over a tile of log-weights L (weights written to P): M[q] is the
   // running reference (in/out; -1e30 before the first tile; within 16 of the running
   // maximum, never above it), scale[q] = exp(M_old - M_new), P = exp(L - M_new), and the
@@ -91,6 +93,12 @@ struct KernelTable {
   // Over a tile of bounds S[j * qblock + q]: rowbits[j] bit q where S <= T[q] (qblock <= 32),
   // counts[q] += rows with the bit; returns whether any bit was set.
   bool (*select_le)(const float* S, size_t nt, const float* T, uint32_t* rowbits, float* counts);
+  // The fused pass's vectorised decision which pairs to recompute (see kernels_impl.hpp):
+  // rowbits[j] bit q where e > tol and L + e >= thr[q], with
+  // e = eA[q] ny[j] + eG[q] am[j] + eB[q] yy[j] + eC[q] inflated by 1e-3.
+  bool (*refine_mask)(const float* S, size_t nt, const float* ny, const float* am, const float* yy, const float* eA,
+                      const float* eG, const float* eB, const float* eC, const float* thr, float tol,
+                      uint32_t* rowbits);
 
   // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
   // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).

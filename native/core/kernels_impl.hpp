@@ -318,14 +318,30 @@ void k_acc_rows(double* Acc, size_t nq, const float* P, const float* Y, size_t n
   if (q < nq) acc_rows_block<1>(Acc + q * d, P + q, Y, nt, d);
 }
 
-void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC) {
+void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const float* cB, const float* cC,
+                    float* lane_max, float* lane_min) {
   const typename V::reg a0 = V::load(cA), a1 = V::load(cA + W), b0 = V::load(cB), b1 = V::load(cB + W);
   const typename V::reg c0 = V::load(cC), c1 = V::load(cC + W);
+  typename V::reg m0 = V::set1(-3.0e38f), m1 = m0, n0 = V::set1(3.0e38f), n1 = n0;
   for (size_t j = 0; j < nt; ++j) {
     const typename V::reg y = V::set1(yy[j]);
     float* s = S + j * QB;
-    V::store(s, V::fma(a0, V::load(s), V::fma(b0, y, c0)));
-    V::store(s + W, V::fma(a1, V::load(s + W), V::fma(b1, y, c1)));
+    const typename V::reg l0 = V::fma(a0, V::load(s), V::fma(b0, y, c0));
+    const typename V::reg l1 = V::fma(a1, V::load(s + W), V::fma(b1, y, c1));
+    V::store(s, l0);
+    V::store(s + W, l1);
+    m0 = V::max(m0, l0);
+    m1 = V::max(m1, l1);
+    n0 = V::min(n0, l0);
+    n1 = V::min(n1, l1);
+  }
+  if (lane_max) {
+    V::store(lane_max, m0);
+    V::store(lane_max + W, m1);
+  }
+  if (lane_min) {
+    V::store(lane_min, n0);
+    V::store(lane_min + W, n1);
   }
 }
 
@@ -659,6 +675,31 @@ void k_project(const double* v, size_t d, const double* U, size_t k, double* out
   }
 }
 
+// The fused pass's decision which pairs of a tile to recompute precisely, vectorised (the
+// caller re-checks the flagged pairs in double): bit q of rowbits[j] is set where the pair's
+// modelled error e = eA ny + eG am + eB yy + eC exceeds tol and L + e >= thr[q]. The caller
+// passes thresholds rounded down, lanes that cannot qualify with thr = +inf, and e is
+// inflated by 1e-3, so the float test keeps every pair the double test would.
+bool k_refine_mask(const float* S, size_t nt, const float* ny, const float* am, const float* yy, const float* eA,
+                   const float* eG, const float* eB, const float* eC, const float* thr, float tol, uint32_t* rowbits) {
+  typedef typename V::reg R;
+  const R vtol = V::set1(tol), infl = V::set1(1.001f);
+  const R a0 = V::load(eA), a1 = V::load(eA + W), g0 = V::load(eG), g1 = V::load(eG + W);
+  const R b0 = V::load(eB), b1 = V::load(eB + W), c0 = V::load(eC), c1 = V::load(eC + W);
+  const R t0 = V::load(thr), t1 = V::load(thr + W);
+  uint32_t any = 0;
+  for (size_t j = 0; j < nt; ++j) {
+    const R vny = V::set1(ny[j]), vam = V::set1(am[j]), vyy = V::set1(yy[j]);
+    const R e0 = V::mul(infl, V::fma(a0, vny, V::fma(g0, vam, V::fma(b0, vyy, c0))));
+    const R e1 = V::mul(infl, V::fma(a1, vny, V::fma(g1, vam, V::fma(b1, vyy, c1))));
+    const uint32_t m = (V::mask_le(vtol, e0) & V::mask_le(t0, V::add(V::load(S + j * QB), e0))) |
+                       ((V::mask_le(vtol, e1) & V::mask_le(t1, V::add(V::load(S + j * QB + W), e1))) << W);
+    rowbits[j] = m;
+    any |= m;
+  }
+  return any != 0;
+}
+
 // G[i * k + c] += z[i] * t[c] for i < d, c < k (double; the pruning index's subspace iteration).
 void k_rank1(double* G, const double* z, size_t d, const double* t, size_t k) {
   for (size_t i = 0; i < d; ++i) {
@@ -719,6 +760,6 @@ void k_exp_inplace(float* v, size_t n) {
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_fma_loop,    k_exp_inplace};
+                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_mask,     k_fma_loop,    k_exp_inplace};
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "prune.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -133,7 +134,7 @@ constexpr size_t kPruneTile = 1024;  // rows per tile of bounds
 // A query goes to the full pass when more than 1/kDenseRatio of the rows survive its bound:
 // an exact pair (double, a row fetched on its own) costs about 20 pairs of the fused GEMM
 // (measured on MNIST, d = 784), so beyond that pruning no longer gains. With a floor.
-constexpr size_t kDenseRatio = 32;
+constexpr size_t kDenseRatio = 64;
 constexpr size_t kMinCandidates = 32;
 
 float round_up(double v) {
@@ -199,14 +200,14 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
 
 // Bounds of one tile of rows [jt, jt + nt) for the block's lanes into S (nt x QB).
 void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t nq, bool lanes, size_t jt,
-                 size_t nt, float* S) {
+                 size_t nt, float* S, float* lane_min = nullptr) {
   const float* Ab = px.A.data() + jt * px.kp;
   if (lanes) {
     kt.dot_lanes(bl.X.data(), Ab, nt, px.kp, S);
   } else {
     kt.dot_rows(bl.X.data(), nq, Ab, nt, px.kp, S);
   }
-  kt.logits_gauss(S, nt, px.aa.data() + jt, bl.cA.data(), bl.cB.data(), bl.cC.data());
+  kt.logits_gauss(S, nt, px.aa.data() + jt, bl.cA.data(), bl.cB.data(), bl.cC.data(), nullptr, lane_min);
 }
 
 // Bounds of every tile are kept for the second pass when they fit in this many floats per
@@ -215,12 +216,23 @@ constexpr size_t kKeepBounds = size_t{1} << 20;
 
 template <class K>
 void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, const KernelTable& kt,
-                  size_t begin, size_t end, size_t q0, size_t nq, PartialState& st, char* dense, PruneStats& stats) {
+                  size_t begin, size_t end, size_t q0, size_t nq, PrunedRows& out, PruneStats& stats) {
   const size_t d = ref.dim(), QB = kt.qblock;
   const bool lanes = nq >= kt.lanes;
   const float* c = ref.centre();
   const double window = std::log(static_cast<double>(ref.size()) * std::exp(1.0) / precision_policy().tolerance);
   const float kInf = std::numeric_limits<float>::infinity();
+  // the bounds and the selection count as deciding time, up to pass 3 (or an early return)
+  struct DecideTimer {
+    uint64_t& ns;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+    bool on = true;
+    void stop() {
+      if (on) ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+      on = false;
+    }
+    ~DecideTimer() { stop(); }
+  } timer{stats.decide_ns};
   const BlockLanes bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes);
   const size_t tiles = (end - begin + kPruneTile - 1) / kPruneTile;
   const bool keep = tiles * kPruneTile * QB <= kKeepBounds;
@@ -233,7 +245,6 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
   std::vector<float> tmin(tiles * QB, kInf), T(QB, -kInf), counts(QB, 0.0f);
   std::vector<uint32_t> rowbits(kPruneTile);
   std::vector<double> best(nq, std::numeric_limits<double>::infinity());
-  std::vector<size_t> arg(nq, 0);
   std::vector<char> active(nq, 1);
   size_t live = nq;
   const auto exact = [&](size_t q, size_t row) {
@@ -241,46 +252,45 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
   };
   const auto retire = [&](size_t q) {  // this query goes to the full pass
     active[q] = 0;
-    dense[q] = 1;
     T[q] = -kInf;
     --live;
   };
 
-  // Pass 1: every bound; per lane its smallest bound, per tile and lane the smallest. After the
-  // first tile, a lane whose provisional threshold (from that tile's best row) already passes
-  // more than 1/8 of the tile cannot gain and goes to the full pass.
+  // Pass 1: every bound, with per tile and lane the smallest. Whenever a lane's smallest bound
+  // improves, the exact r^2 of that row tightens the lane's threshold T; each tile's rows under
+  // T are counted. T only tightens, so the running count overestimates the final one: a lane
+  // whose count exceeds twice its share of the cap cannot gain and goes to the full pass early.
+  const size_t rows_in = end - begin;
+  const double cap_rows = static_cast<double>(std::max<size_t>(kMinCandidates, rows_in / kDenseRatio));
+  std::vector<float> lbest(nq, kInf);
+  size_t seen = 0;
   for (size_t t = 0; t < tiles && live > 0; ++t) {
     const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
     float* S = keep ? Sall.data() + t * kPruneTile * QB : Sall.data();
-    tile_bounds(px, kt, bl, nq, lanes, jt, nt, S);
+    tile_bounds(px, kt, bl, nq, lanes, jt, nt, S, tmin.data() + t * QB);  // and each lane's smallest bound
     stats.bounded_pairs += nt * live;
-    for (size_t j = 0; j < nt; ++j)
-      for (size_t q = 0; q < nq; ++q) tmin[t * QB + q] = std::min(tmin[t * QB + q], S[j * QB + q]);
+    seen += nt;
     for (size_t q = 0; q < nq; ++q) {
-      if (!active[q] || !(t == 0 || tmin[t * QB + q] < best[q])) continue;
+      if (!active[q] || !(tmin[t * QB + q] < lbest[q])) continue;
       size_t jm = 0;
       while (jm + 1 < nt && !(S[jm * QB + q] == tmin[t * QB + q])) ++jm;
-      best[q] = tmin[t * QB + q];  // smallest bound so far (not yet an exact r^2)
-      arg[q] = jt + jm;
+      lbest[q] = tmin[t * QB + q];
+      const double r2 = exact(q, jt + jm);
+      if (r2 < best[q]) {
+        best[q] = r2;
+        T[q] = round_up(K::r2_window(r2, window, bl.lane[q]) + bl.margin[q]);
+      }
     }
-    if (t == 0) {
-      for (size_t q = 0; q < nq; ++q) T[q] = round_up(K::r2_window(exact(q, arg[q]), window, bl.lane[q]) + bl.margin[q]);
-      std::fill(counts.begin(), counts.end(), 0.0f);
-      kt.select_le(S, nt, T.data(), rowbits.data(), counts.data());
-      for (size_t q = 0; q < nq; ++q)
-        if (active[q] && counts[q] > std::max<float>(kMinCandidates, static_cast<float>(nt / 8))) retire(q);
-    }
+    kt.select_le(S, nt, T.data(), rowbits.data(), counts.data());
+    const float allowed = static_cast<float>(2.0 * cap_rows * static_cast<double>(seen) / static_cast<double>(rows_in)) +
+                          static_cast<float>(kMinCandidates);
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && counts[q] > allowed) retire(q);
   }
   if (live == 0) return;
-  // The threshold from the exact r^2 of each lane's smallest bound.
-  for (size_t q = 0; q < nq; ++q) {
-    if (!active[q]) continue;
-    best[q] = exact(q, arg[q]);
-    T[q] = round_up(K::r2_window(best[q], window, bl.lane[q]) + bl.margin[q]);
-  }
   // Pass 2: how many rows each lane would compute exactly. Lanes over the cap go to the full
   // pass before any exact pair is spent on them.
-  const float cap = static_cast<float>(std::max<size_t>(kMinCandidates, (end - begin) / kDenseRatio));
+  const float cap = static_cast<float>(cap_rows);
   std::fill(counts.begin(), counts.end(), 0.0f);
   const auto tile_needed = [&](size_t t) {
     for (size_t q = 0; q < nq; ++q)
@@ -303,6 +313,7 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
   for (size_t q = 0; q < nq; ++q)
     if (active[q] && counts[q] > cap) retire(q);
   if (live == 0) return;
+  timer.stop();
   // Pass 3: the rows under the threshold, computed exactly, in row order; the threshold
   // tightens as better rows are found. The next candidate's row is prefetched.
   std::vector<std::vector<uint32_t>> cj(nq);
@@ -326,7 +337,7 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
       const size_t j = rows[i];
       uint32_t m = rowbits[j];
       while (m) {
-        const size_t q = static_cast<size_t>(__builtin_ctz(m));
+        const size_t q = ctz32(m);
         m &= m - 1;
         if (q >= nq || !active[q] || !(S[j * QB + q] <= T[q])) continue;
         const double r2 = exact(q, jt + j);
@@ -343,11 +354,12 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
   const float* yy = ref.sqnorms();
   for (size_t q = 0; q < nq; ++q) {
     if (!active[q]) continue;
-    const size_t g = q0 + q;
     double mx = -std::numeric_limits<double>::infinity();
     for (double l : cl[q]) mx = std::max(mx, l);
     double s0 = 0, s1 = 0, s2 = 0;
-    double* acc = req.weighted_sum ? st.acc.data() + g * d : nullptr;
+    out.query.push_back(static_cast<uint32_t>(q0 + q));
+    if (req.weighted_sum) out.acc.resize(out.acc.size() + d, 0.0);
+    double* acc = req.weighted_sum ? out.acc.data() + out.acc.size() - d : nullptr;
     for (size_t i = 0; i < cj[q].size(); ++i) {
       // weights below e^-40 of the top are dropped, as in the fused pass (together at most
       // N e^-40 of the sum; w^2 and w y stay normal)
@@ -368,10 +380,10 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
         s2 += w * static_cast<double>(yy[cj[q][i]]);
       }
     }
-    st.max[g] = mx;
-    st.sum[g] = s0;
-    st.sumsq[g] = req.sum_squares ? s1 : 0.0;
-    st.sumyy[g] = req.sum_yy ? s2 : 0.0;
+    out.max.push_back(mx);
+    out.sum.push_back(s0);
+    out.sumsq.push_back(req.sum_squares ? s1 : 0.0);
+    out.sumyy.push_back(req.sum_yy ? s2 : 0.0);
     stats.exact_pairs += cj[q].size() + 1;
     stats.sparse_queries += 1;
   }
@@ -380,26 +392,32 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
 }  // namespace
 
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
-                 PartialState& st, std::vector<char>& dense, PruneStats* stats, bool inline_ok) {
+                 PrunedRows& out, PruneStats* stats, bool inline_ok) {
   const KernelTable& kt = kernels();
   const size_t QB = kt.qblock, nqb = (req.B + QB - 1) / QB;
-  dense.assign(req.B, 0);
   std::vector<PruneStats> per(nqb);
+  std::vector<PrunedRows> rows(nqb);
   ThreadPool::global().parallel_for(nqb, [&](size_t bi) {
     const size_t q0 = bi * QB, nq = std::min(QB, req.B - q0);
-    char* dn = dense.data() + q0;
     switch (req.kernel.kind) {
-      case KernelKind::Gaussian: pruned_block<GaussianKernel>(ref, px, req, kt, begin, end, q0, nq, st, dn, per[bi]); break;
-      case KernelKind::Poisson: pruned_block<PoissonKernel>(ref, px, req, kt, begin, end, q0, nq, st, dn, per[bi]); break;
-      case KernelKind::RadialTanh: pruned_block<RadialKernel<true>>(ref, px, req, kt, begin, end, q0, nq, st, dn, per[bi]); break;
-      case KernelKind::RadialExp: pruned_block<RadialKernel<false>>(ref, px, req, kt, begin, end, q0, nq, st, dn, per[bi]); break;
+      case KernelKind::Gaussian: pruned_block<GaussianKernel>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
+      case KernelKind::Poisson: pruned_block<PoissonKernel>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
+      case KernelKind::RadialTanh: pruned_block<RadialKernel<true>>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
+      case KernelKind::RadialExp: pruned_block<RadialKernel<false>>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
     }
   }, inline_ok);
+  for (PrunedRows& r : rows) {  // blocks in query order
+    out.query.insert(out.query.end(), r.query.begin(), r.query.end());
+    for (auto [dst, src] : {std::pair{&out.max, &r.max}, {&out.sum, &r.sum}, {&out.sumsq, &r.sumsq}, {&out.sumyy, &r.sumyy},
+                            {&out.acc, &r.acc}})
+      dst->insert(dst->end(), src->begin(), src->end());
+  }
   if (stats) {
     for (const PruneStats& p : per) {
       stats->exact_pairs += p.exact_pairs;
       stats->bounded_pairs += p.bounded_pairs;
       stats->sparse_queries += p.sparse_queries;
+      stats->decide_ns += p.decide_ns;
     }
   }
 }

@@ -43,12 +43,20 @@ struct PruneStats {
   uint64_t exact_pairs = 0;     // pairs computed exactly by the pruned pass
   uint64_t bounded_pairs = 0;   // pairs whose bound was evaluated
   uint64_t sparse_queries = 0;  // queries finished by the pruned pass
+  uint64_t decide_ns = 0;       // thread time of the bounds and the selection
 };
 
-// For every query of req over rows [begin, end): either its partial state written into st
-// (dense[q] = 0), or dense[q] = 1 when too many pairs survive the bound for pruning to gain
-// (the caller runs the fused full pass for those queries).
+// The queries the pruned pass finished, in query order, with their partial states (the
+// layout of PartialState, one row per listed query; acc empty without weighted sums).
+struct PrunedRows {
+  std::vector<uint32_t> query;
+  std::vector<double> max, sum, sumsq, sumyy, acc;
+};
+
+// Every query of req over rows [begin, end): either finished by the pruned pass (listed in
+// out), or left out when too many pairs survive its bound for pruning to gain (the caller runs
+// the fused full pass for those queries).
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
-                 PartialState& st, std::vector<char>& dense, PruneStats* stats, bool inline_ok);
+                 PrunedRows& out, PruneStats* stats, bool inline_ok);
 
 }  // namespace sf

