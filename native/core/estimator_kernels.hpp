@@ -39,10 +39,18 @@ inline unsigned ctz32(uint32_t m) {
 inline double exp_or_zero(double x) { return x < -700.0 ? 0.0 : std::exp(x); }
 
 // ---------------------------------------------------------------------------------------
-// Kernels: a kernel is its log-weight as a function of r^2 (exact, in double), the float
-// tile form of the same log-weight computed from dot products, a bound on that form's
-// error, and its normalising constant. The fused loop below is written against this
-// interface only.
+// Kernel units. A kernel is one struct with the same members:
+//   kKind                      its NonlinearLanes code (0 for the GEMM-shaped Gaussian)
+//   kLinear, kFusable, kRadial  the shape of its float tile form
+//   constant(d, D)             the per-query constant kc its log-weight uses
+//   log_norm(sigma, d, D)      its normalising constant (logDensity)
+//   logw(r2, lane)             its exact log-weight as a function of r^2, in double
+//   r2_window(r2, W, lane)     the largest r^2 whose log-weight is within W of logw(r2)
+//   magnitudes_ok(a, xn, yn, sigma)  whether the float tile form stays in range
+// plus, for kernels linear in r^2, the coefficients and error model of the float tile
+// (initial_offset, coefs, tile, error_coefs). The fused pass (fused_pass.cpp), the pruned pass
+// (prune.cpp), the partial states and the range checks are written against these members;
+// visit_kernel() below is the one place that maps a KernelKind to its unit.
 
 // One query's constants (double), shared by all kernels.
 struct Lane {
@@ -53,12 +61,21 @@ struct Lane {
   bool valid = false;
 };
 
+// l = -r^2 / (2 sigma^2).
 struct GaussianKernel {
+  static constexpr int kKind = 0;
   static constexpr bool kLinear = true;  // log-weight linear in r^2: GEMM-shaped tile form
-  static double log_norm(double sigma, size_t d) { return -0.5 * static_cast<double>(d) * std::log(2 * kPi * sigma * sigma); }
+  static constexpr bool kFusable = true;  // the tile form can be formed inside the softmax pass
+  static constexpr bool kRadial = false;
+  static double constant(size_t, double) { return 0.0; }
+  static double log_norm(double sigma, size_t d, double) { return -0.5 * static_cast<double>(d) * std::log(2 * kPi * sigma * sigma); }
   static double logw(double r2, const Lane& q) { return -r2 / (2 * q.sigma * q.sigma); }
-  // The largest r^2 whose log-weight is within `window` of the log-weight at r2 (pruning).
   static double r2_window(double r2, double window, const Lane& q) { return r2 + 2 * q.sigma * q.sigma * window; }
+  // alpha x.y / sigma^2, alpha^2 ||y||^2 / (2 sigma^2) and ||x||^2 / (2 sigma^2) up to kLogWeightLimit
+  static bool magnitudes_ok(double a, double xn, double yn, double sigma) {
+    const double inv = 1.0 / (2 * sigma * sigma);
+    return std::max({2 * a * xn * yn * inv, a * a * yn * yn * inv, xn * xn * inv}) <= kLogWeightLimit;
+  }
   // Offset making the tile form shift-invariant before the first tile: l + xx/(2 s^2).
   static double initial_offset(const Lane& q) { return -q.xx / (2 * q.sigma * q.sigma); }
   // Coefficients of the tile form L = cA S + cB yy + cC, where S = x'.y' and the true
@@ -69,8 +86,6 @@ struct GaussianKernel {
     *cB = static_cast<float>(-q.alpha * q.alpha * inv2);
     *cC = static_cast<float>(-q.xx * inv2 - offset);
   }
-  // The tile form can be evaluated inside the softmax pass (KernelTable::softmax_lanes).
-  static constexpr bool kFusable = true;
   static void tile(const KernelTable& kt, float* S, size_t nt, const float* yy, const float* cA, const float* cB,
                    const float* cC, float* lane_max) {
     kt.logits_gauss(S, nt, yy, cA, cB, cC, lane_max, nullptr);
@@ -90,33 +105,46 @@ struct GaussianKernel {
   }
 };
 
-// Kernels nonlinear in r^2: log-weights in double from each pair's r^2; logw, a bound of
-// |dl/dr^2| over r^2 >= r2lo, and the normalising constant.
+// Poisson flow (PFGM++ with D augmented dimensions; D = 1 is the gravity model):
+// l = -((d + D)/2) log(r^2 + tau^2). Its float tile form is KernelTable::nonlinear_tile.
 struct PoissonKernel {
+  static constexpr int kKind = 1;
   static constexpr bool kLinear = false;
   static constexpr bool kFusable = false;
   static constexpr bool kRadial = false;
-  static constexpr int kKind = 1;
+  static double constant(size_t d, double D) { return 0.5 * (static_cast<double>(d) + D); }
+  // log C_{d,D} r^D with C = Gamma((d+D)/2) / (pi^(d/2) Gamma(D/2)).
+  static double log_norm(double r, size_t d, double D) {
+    return std::lgamma(0.5 * (static_cast<double>(d) + D)) - 0.5 * static_cast<double>(d) * std::log(kPi) -
+           std::lgamma(0.5 * D) + D * std::log(r);
+  }
   static double logw(double r2, const Lane& q) { return -q.kc * std::log(r2 + q.sigma * q.sigma); }
   static double r2_window(double r2, double window, const Lane& q) {
     if (!(q.kc > 0) || window / q.kc > 700) return std::numeric_limits<double>::infinity();
     const double s2 = q.sigma * q.sigma;
     return (r2 + s2) * std::exp(window / q.kc) - s2;
   }
-  static double slope(double r2lo, const Lane& q) { return q.kc / (r2lo + q.sigma * q.sigma); }
-  // log C_{d,D} r^D with C = Gamma((d+D)/2) / (pi^(d/2) Gamma(D/2)).
-  static double log_norm(double r, size_t d, double D) {
-    return std::lgamma(0.5 * (static_cast<double>(d) + D)) - 0.5 * static_cast<double>(d) * std::log(kPi) -
-           std::lgamma(0.5 * D) + D * std::log(r);
+  // r^2 / tau^2 up to 1e72 (the tile takes r^2 relative to a reference within 1e37 of both ends)
+  static bool magnitudes_ok(double a, double xn, double yn, double sigma) {
+    const double r = xn + a * yn;
+    return r * r / (sigma * sigma) <= 1e72;
   }
 };
 
+// Radial CDF scale families psi_t(r) = F(r/t): l = log F'(r/t) - (d-1) log r, with F = tanh
+// or 1 - exp(-u), r clamped below at kRadialFloor * t.
 template <bool kTanh>
 struct RadialKernel {
+  static constexpr int kKind = kTanh ? 2 : 3;
   static constexpr bool kLinear = false;
   static constexpr bool kFusable = false;
   static constexpr bool kRadial = true;
-  static constexpr int kKind = kTanh ? 2 : 3;
+  static double constant(size_t d, double) { return static_cast<double>(d) - 1.0; }
+  // -log t - log |S^(d-1)|, |S^(d-1)| = 2 pi^(d/2) / Gamma(d/2): p(x|y) = F'(r/t) / (t |S| r^(d-1)).
+  static double log_norm(double t, size_t d, double) {
+    const double h = 0.5 * static_cast<double>(d);
+    return -std::log(t) - (std::log(2.0) + h * std::log(kPi) - std::lgamma(h));
+  }
   static double log_fprime(double u) {
     if (kTanh) return -2.0 * (u + std::log1p(exp_or_zero(-2.0 * u)) - std::log(2.0));  // log sech^2 u
     return -u;                                                                        // log e^-u
@@ -144,25 +172,28 @@ struct RadialKernel {
     }
     return hi;
   }
-  static double slope(double r2lo, const Lane& q) {
-    const double r = std::max(std::sqrt(std::max(r2lo, 0.0)), kRadialFloor * q.sigma);
-    const double k = kTanh ? 2.0 : 1.0;  // sup |F''/F'|
-    return k / (2 * q.sigma * r) + q.kc / (2 * r * r);
-  }
-  // -log t - log |S^(d-1)|, |S^(d-1)| = 2 pi^(d/2) / Gamma(d/2): p(x|y) = F'(r/t) / (t |S| r^(d-1)).
-  static double log_norm(double t, size_t d, double) {
-    const double h = 0.5 * static_cast<double>(d);
-    return -std::log(t) - (std::log(2.0) + h * std::log(kPi) - std::lgamma(h));
+  // r / t up to kLogWeightLimit
+  static bool magnitudes_ok(double a, double xn, double yn, double sigma) {
+    const double r = xn + a * yn;
+    return r * r / (sigma * sigma) <= kLogWeightLimit * kLogWeightLimit;
   }
 };
 
-inline double kernel_constant(const KernelSpec& k, size_t d) {
-  switch (k.kind) {
-    case KernelKind::Poisson: return 0.5 * (static_cast<double>(d) + k.D);
-    case KernelKind::RadialTanh:
-    case KernelKind::RadialExp: return static_cast<double>(d) - 1.0;
-    default: return 0.0;
+// The registry: calls f with the unit of `kind`. Adding a kernel is a new unit above, its
+// KernelKind value, a line here, and its JavaScript kernel object (lib/kernels.ts).
+template <class F>
+decltype(auto) visit_kernel(KernelKind kind, F&& f) {
+  switch (kind) {
+    case KernelKind::Poisson: return f(PoissonKernel{});
+    case KernelKind::RadialTanh: return f(RadialKernel<true>{});
+    case KernelKind::RadialExp: return f(RadialKernel<false>{});
+    case KernelKind::Gaussian: break;
   }
+  return f(GaussianKernel{});
+}
+
+inline double kernel_constant(const KernelSpec& k, size_t d) {
+  return visit_kernel(k.kind, [&](auto unit) { return decltype(unit)::constant(d, k.D); });
 }
 
 // A query's lane: its constants, and its float coordinates x' = x - alpha centre into xrow.

@@ -399,12 +399,9 @@ void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRe
   std::vector<PrunedRows> rows(nqb);
   ThreadPool::global().parallel_for(nqb, [&](size_t bi) {
     const size_t q0 = bi * QB, nq = std::min(QB, req.B - q0);
-    switch (req.kernel.kind) {
-      case KernelKind::Gaussian: pruned_block<GaussianKernel>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
-      case KernelKind::Poisson: pruned_block<PoissonKernel>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
-      case KernelKind::RadialTanh: pruned_block<RadialKernel<true>>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
-      case KernelKind::RadialExp: pruned_block<RadialKernel<false>>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]); break;
-    }
+    visit_kernel(req.kernel.kind, [&](auto unit) {
+      pruned_block<decltype(unit)>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]);
+    });
   }, inline_ok);
   for (PrunedRows& r : rows) {  // blocks in query order
     out.query.insert(out.query.end(), r.query.begin(), r.query.end());

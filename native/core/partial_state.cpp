@@ -1,0 +1,103 @@
+// Partial states (estimator.hpp): the empty state, the exact merge of two states and the
+// outputs of a (merged) state.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "engine.hpp"
+#include "errors.hpp"
+#include "estimator_kernels.hpp"
+#include "limits.hpp"
+
+namespace sf {
+using namespace est;
+
+PartialState empty_state(const ReferenceSet& ref, size_t B, bool ws) {
+  PartialState st;
+  st.B = B;
+  st.d = ref.dim();
+  st.origin.assign(ref.centre(), ref.centre() + ref.dim());
+  st.max.assign(B, -std::numeric_limits<double>::infinity());
+  st.sum.assign(B, 0.0);
+  st.sumsq.assign(B, 0.0);
+  st.sumyy.assign(B, 0.0);
+  if (ws) st.acc.assign(checked_mul(B, ref.dim(), "batch x dim"), 0.0);
+  return st;
+}
+
+void merge_partial(PartialState& into, const PartialState& o) {
+  if (into.B != o.B || into.d != o.d || (into.acc.empty() != o.acc.empty())) {
+    throw Error(code::kShape, "Expected partial states of the same batch, dim and outputs for mergePartials but received different ones");
+  }
+  const size_t d = into.d;
+  // o's coordinates are relative to o.origin; move them to into.origin: y - a = (y - b) + (b - a).
+  std::vector<double> delta(d);
+  double dd = 0;
+  for (size_t k = 0; k < d; ++k) {
+    delta[k] = o.origin[k] - into.origin[k];
+    dd += delta[k] * delta[k];
+  }
+  const bool shift = dd != 0.0;
+  for (size_t q = 0; q < into.B; ++q) {
+    if (o.sum[q] == 0.0) continue;
+    const double m = std::max(into.max[q], o.max[q]);
+    const double a = into.sum[q] == 0.0 ? 0.0 : exp_or_zero(into.max[q] - m);
+    const double b = exp_or_zero(o.max[q] - m);
+    double oyy = o.sumyy[q];
+    if (shift && !o.acc.empty()) {
+      double cross = 0;
+      for (size_t k = 0; k < d; ++k) cross += delta[k] * o.acc[q * d + k];
+      oyy += 2 * cross + dd * o.sum[q];
+    }
+    into.max[q] = m;
+    into.sum[q] = a * into.sum[q] + b * o.sum[q];
+    into.sumsq[q] = a * a * into.sumsq[q] + b * b * o.sumsq[q];
+    into.sumyy[q] = a * into.sumyy[q] + b * oyy;
+    if (!into.acc.empty()) {
+      double* x = into.acc.data() + q * d;
+      const double* y = o.acc.data() + q * d;
+      for (size_t k = 0; k < d; ++k) x[k] = a * x[k] + b * (y[k] + (shift ? delta[k] * o.sum[q] : 0.0));
+    }
+  }
+  into.count += o.count;
+}
+
+void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
+                      EstimateOutputs out) {
+  const size_t d = st.d;
+  const double log_n = std::log(std::max(st.count, 1.0));
+  std::vector<double> m(d);
+  for (size_t q = 0; q < st.B; ++q) {
+    const double al = alpha.at(q), sg = sigma.at(q);
+    const double s0 = st.sum[q];
+    double mm = 0;
+    if (!st.acc.empty()) {
+      for (size_t k = 0; k < d; ++k) {
+        m[k] = st.acc[q * d + k] / s0;
+        mm += m[k] * m[k];
+      }
+    }
+    const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
+    if (out.mean)
+      for (size_t k = 0; k < d; ++k) out.mean[q * d + k] = static_cast<float>(st.origin[k] + m[k]);
+    if (out.score) {
+      // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
+      const double inv = 1.0 / (sg * sg);
+      for (size_t k = 0; k < d; ++k) {
+        const double xr = static_cast<double>(x[q * d + k]) - al * st.origin[k];
+        out.score[q * d + k] = static_cast<float>((al * m[k] - xr) * inv);
+      }
+    }
+    double norm = 0;
+    norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
+    if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
+    if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
+    if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
+    if (out.divergence) {
+      out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
+    }
+  }
+}
+
+}  // namespace sf
