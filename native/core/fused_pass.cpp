@@ -113,10 +113,10 @@ class FusedItem {
             size_t t1)
       : ref(ref_), req(req_), plan(plan_), kt(*plan_.kt), pol(precision_policy()), d(ref_.dim()), QB(plan_.qb),
         W(kt.lanes), q0(q0_), nq(nq_),
-        // queries in vector lanes, unless there are too few to fill a vector (then
-        // row-vectorised dot products do better) - except for small d, where the fused
-        // in-register tile wins anyway
-        lanes(nq_ >= W || d <= kt.small_d), c(ref_.centre()), s(thread_scratch()), ny(ref_.norms()),
+        // queries in vector lanes, unless there are so few that row-vectorised dot products
+        // do better (measured on MNIST, AVX-512: rows win up to 8 queries, lanes from 10 of
+        // the 32) - except for small d, where the fused in-register tile wins anyway
+        lanes(nq_ * 8 >= W * 5 || d <= kt.small_d), c(ref_.centre()), s(thread_scratch()), ny(ref_.norms()),
         yy(ref_.sqnorms()), am(ref_.maxabs()), j0(plan_.begin + t0 * plan_.nt),
         j1(std::min(plan_.end, plan_.begin + t1 * plan_.nt)),
         flags((req_.sum_squares ? 1u : 0u) | (req_.sum_yy ? 2u : 0u)),

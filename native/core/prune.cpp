@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "dispatch.hpp"
 #include "estimator_kernels.hpp"
@@ -210,165 +211,166 @@ void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& 
   kt.logits_gauss(S, nt, px.aa.data() + jt, bl.cA.data(), bl.cB.data(), bl.cC.data(), nullptr, lane_min);
 }
 
-// Bounds of every tile are kept for the second pass when they fit in this many floats per
-// block; beyond, the second pass recomputes those it needs.
-constexpr size_t kKeepBounds = size_t{1} << 20;
+// The bounds of every tile and block are kept between the two phases when they fit in this
+// many floats (32 MiB) in all; beyond, phase 2 recomputes the tiles it needs.
+constexpr size_t kKeepBounds = size_t{1} << 23;
 
+// One query block of the pruned pass, in two phases so that the cap on exact pairs can be
+// chosen for the whole request between them (pruned_pass).
 template <class K>
-void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, const KernelTable& kt,
-                  size_t begin, size_t end, size_t q0, size_t nq, PrunedRows& out, PruneStats& stats) {
-  const size_t d = ref.dim(), QB = kt.qblock;
-  const bool lanes = nq >= kt.lanes;
-  const float* c = ref.centre();
-  const double window = std::log(static_cast<double>(ref.size()) * std::exp(1.0) / precision_policy().tolerance);
-  const float kInf = std::numeric_limits<float>::infinity();
-  // the bounds and the selection count as deciding time, up to pass 3 (or an early return)
-  struct DecideTimer {
-    uint64_t& ns;
-    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-    bool on = true;
-    void stop() {
-      if (on) ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
-      on = false;
+class PrunedBlock {
+ public:
+  PrunedBlock(const ReferenceSet& ref_, const PruneIndex& px_, const EstimateRequest& req_, const KernelTable& kt_,
+              size_t begin_, size_t end_, size_t q0_, size_t nq_, bool keep_bounds)
+      : ref(ref_), px(px_), req(req_), kt(kt_), begin(begin_), end(end_), q0(q0_), nq(nq_), d(ref_.dim()), QB(kt_.qblock),
+        lanes(nq_ >= kt_.lanes), c(ref_.centre()),
+        window(std::log(static_cast<double>(ref_.size()) * std::exp(1.0) / precision_policy().tolerance)),
+        tiles((end_ - begin_ + kPruneTile - 1) / kPruneTile), keep(keep_bounds) {}
+
+  // Phase 1: every bound, with per tile and lane the smallest. Whenever a lane's smallest
+  // bound improves, the exact r^2 of that row tightens the lane's threshold T; each tile's rows
+  // under T are counted. T only tightens, so the running count overestimates the final one: a
+  // lane whose count exceeds twice its share of the base cap goes to the full pass early (at
+  // large sigma after the first tile, so the bounds of the other tiles are not computed in
+  // vain). Then the rows under the final T are counted (count()).
+  void bounds(double base_cap) {
+    const auto t0 = std::chrono::steady_clock::now();
+    bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes);
+    bound.assign(keep ? tiles * kPruneTile * QB : kPruneTile * QB, 0.0f);
+    tmin.assign(tiles * QB, kInf);
+    T.assign(QB, -kInf);
+    cnt.assign(QB, 0.0f);
+    rowbits.assign(kPruneTile, 0);
+    best.assign(nq, std::numeric_limits<double>::infinity());
+    active.assign(nq, 1);
+    live = nq;
+    const size_t rows_in = end - begin;
+    std::vector<float> lbest(nq, kInf);
+    size_t seen = 0;
+    for (size_t t = 0; t < tiles && live > 0; ++t) {
+      const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+      float* S = keep ? bound.data() + t * kPruneTile * QB : bound.data();
+      tile_bounds(px, kt, bl, nq, lanes, jt, nt, S, tmin.data() + t * QB);  // and each lane's smallest bound
+      stats.bounded_pairs += nt * live;
+      seen += nt;
+      for (size_t q = 0; q < nq; ++q) {
+        if (!active[q] || !(tmin[t * QB + q] < lbest[q])) continue;
+        size_t jm = 0;
+        while (jm + 1 < nt && !(S[jm * QB + q] == tmin[t * QB + q])) ++jm;
+        lbest[q] = tmin[t * QB + q];
+        const double r2 = exact(q, jt + jm);
+        if (r2 < best[q]) {
+          best[q] = r2;
+          T[q] = round_up(K::r2_window(r2, window, bl.lane[q]) + bl.margin[q]);
+        }
+      }
+      kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data());
+      const float allowed = static_cast<float>(2.0 * base_cap * static_cast<double>(seen) / static_cast<double>(rows_in)) +
+                            static_cast<float>(kMinCandidates);
+      for (size_t q = 0; q < nq; ++q)
+        if (active[q] && cnt[q] > allowed) retire(q);
     }
-    ~DecideTimer() { stop(); }
-  } timer{stats.decide_ns};
-  const BlockLanes bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes);
-  const size_t tiles = (end - begin + kPruneTile - 1) / kPruneTile;
-  const bool keep = tiles * kPruneTile * QB <= kKeepBounds;
-  // the bounds buffer is reused by the thread (every entry is written before it is read)
-  static thread_local std::vector<float> Sall_tls;
-  std::vector<float>& Sall = Sall_tls;  // one TLS look-up
-  const size_t s_need = keep ? tiles * kPruneTile * QB : kPruneTile * QB;
-  if (Sall.size() < s_need) Sall.resize(s_need);
-  if (Sall.size() > 4 * s_need && Sall.size() > kKeepBounds) std::vector<float>(s_need).swap(Sall);
-  std::vector<float> tmin(tiles * QB, kInf), T(QB, -kInf), counts(QB, 0.0f);
-  std::vector<uint32_t> rowbits(kPruneTile);
-  std::vector<double> best(nq, std::numeric_limits<double>::infinity());
-  std::vector<char> active(nq, 1);
-  size_t live = nq;
-  const auto exact = [&](size_t q, size_t row) {
+    std::fill(cnt.begin(), cnt.end(), 0.0f);
+    for (size_t t = 0; t < tiles && live > 0; ++t) {
+      if (!tile_needed(t)) continue;
+      const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+      kt.select_le(tile_of(t, jt, nt), nt, T.data(), rowbits.data(), cnt.data());
+    }
+    stats.decide_ns += elapsed_ns(t0);
+  }
+
+  // Rows each lane would compute exactly (-1: already handed to the full pass).
+  float count(size_t q) const { return active[q] ? cnt[q] : -1.0f; }
+
+  // Phase 2: lanes over the cap go to the full pass; the others compute the rows under their
+  // threshold exactly, in row order (the threshold tightening as better rows are found), and
+  // their partial states are formed in double.
+  void finish(float cap, PrunedRows& out) {
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && cnt[q] > cap) retire(q);
+    if (live == 0) return;
+    std::vector<std::vector<uint32_t>> cj(nq);
+    std::vector<std::vector<double>> cl(nq);
+    std::vector<uint32_t> rows;
+    for (size_t t = 0; t < tiles && live > 0; ++t) {
+      if (!tile_needed(t)) continue;
+      const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+      const float* S = tile_of(t, jt, nt);
+      if (!kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data())) continue;
+      rows.clear();
+      for (size_t j = 0; j < nt; ++j)
+        if (rowbits[j]) rows.push_back(static_cast<uint32_t>(j));
+      for (size_t i = 0; i < rows.size(); ++i) {
+#if defined(__GNUC__)
+        if (i + 1 < rows.size()) {  // the next candidate row's first lines
+          const char* next = reinterpret_cast<const char*>(ref.rows() + (jt + rows[i + 1]) * d);
+          for (size_t b = 0; b < std::min<size_t>(d * sizeof(float), 256); b += 64) __builtin_prefetch(next + b);
+        }
+#endif
+        const size_t j = rows[i];
+        for (uint32_t m = rowbits[j]; m; m &= m - 1) {
+          const size_t q = ctz32(m);
+          if (q >= nq || !active[q] || !(S[j * QB + q] <= T[q])) continue;
+          const double r2 = exact(q, jt + j);
+          cj[q].push_back(static_cast<uint32_t>(jt + j));
+          cl[q].push_back(K::logw(r2, bl.lane[q]));
+          if (r2 < best[q]) {
+            best[q] = r2;
+            T[q] = round_up(K::r2_window(best[q], window, bl.lane[q]) + bl.margin[q]);
+          }
+        }
+      }
+    }
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q]) write_state(q, cj[q], cl[q], out);
+    std::vector<float>().swap(bound);
+  }
+
+  PruneStats stats;
+
+ private:
+  static uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  }
+  double exact(size_t q, size_t row) const {
     return kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + row * d, c, d, bl.lane[q].alpha);
-  };
-  const auto retire = [&](size_t q) {  // this query goes to the full pass
+  }
+  void retire(size_t q) {  // this query goes to the full pass
     active[q] = 0;
     T[q] = -kInf;
     --live;
-  };
-
-  // Pass 1: every bound, with per tile and lane the smallest. Whenever a lane's smallest bound
-  // improves, the exact r^2 of that row tightens the lane's threshold T; each tile's rows under
-  // T are counted. T only tightens, so the running count overestimates the final one: a lane
-  // whose count exceeds twice its share of the cap cannot gain and goes to the full pass early.
-  const size_t rows_in = end - begin;
-  const double cap_rows = static_cast<double>(std::max<size_t>(kMinCandidates, rows_in / kDenseRatio));
-  std::vector<float> lbest(nq, kInf);
-  size_t seen = 0;
-  for (size_t t = 0; t < tiles && live > 0; ++t) {
-    const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-    float* S = keep ? Sall.data() + t * kPruneTile * QB : Sall.data();
-    tile_bounds(px, kt, bl, nq, lanes, jt, nt, S, tmin.data() + t * QB);  // and each lane's smallest bound
-    stats.bounded_pairs += nt * live;
-    seen += nt;
-    for (size_t q = 0; q < nq; ++q) {
-      if (!active[q] || !(tmin[t * QB + q] < lbest[q])) continue;
-      size_t jm = 0;
-      while (jm + 1 < nt && !(S[jm * QB + q] == tmin[t * QB + q])) ++jm;
-      lbest[q] = tmin[t * QB + q];
-      const double r2 = exact(q, jt + jm);
-      if (r2 < best[q]) {
-        best[q] = r2;
-        T[q] = round_up(K::r2_window(r2, window, bl.lane[q]) + bl.margin[q]);
-      }
-    }
-    kt.select_le(S, nt, T.data(), rowbits.data(), counts.data());
-    const float allowed = static_cast<float>(2.0 * cap_rows * static_cast<double>(seen) / static_cast<double>(rows_in)) +
-                          static_cast<float>(kMinCandidates);
-    for (size_t q = 0; q < nq; ++q)
-      if (active[q] && counts[q] > allowed) retire(q);
   }
-  if (live == 0) return;
-  // Pass 2: how many rows each lane would compute exactly. Lanes over the cap go to the full
-  // pass before any exact pair is spent on them.
-  const float cap = static_cast<float>(cap_rows);
-  std::fill(counts.begin(), counts.end(), 0.0f);
-  const auto tile_needed = [&](size_t t) {
+  bool tile_needed(size_t t) const {
     for (size_t q = 0; q < nq; ++q)
       if (tmin[t * QB + q] <= T[q]) return true;
     return false;
-  };
-  const auto tile_of = [&](size_t t, size_t jt, size_t nt) {
-    float* S = keep ? Sall.data() + t * kPruneTile * QB : Sall.data();
+  }
+  // A tile's bounds: kept from phase 1, or computed again.
+  float* tile_of(size_t t, size_t jt, size_t nt) {
+    float* S = keep ? bound.data() + t * kPruneTile * QB : bound.data();
     if (!keep) {
       tile_bounds(px, kt, bl, nq, lanes, jt, nt, S);
       stats.bounded_pairs += nt * live;
     }
     return S;
-  };
-  for (size_t t = 0; t < tiles; ++t) {
-    if (!tile_needed(t)) continue;
-    const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-    kt.select_le(tile_of(t, jt, nt), nt, T.data(), rowbits.data(), counts.data());
   }
-  for (size_t q = 0; q < nq; ++q)
-    if (active[q] && counts[q] > cap) retire(q);
-  if (live == 0) return;
-  timer.stop();
-  // Pass 3: the rows under the threshold, computed exactly, in row order; the threshold
-  // tightens as better rows are found. The next candidate's row is prefetched.
-  std::vector<std::vector<uint32_t>> cj(nq);
-  std::vector<std::vector<double>> cl(nq);
-  std::vector<uint32_t> rows;
-  for (size_t t = 0; t < tiles && live > 0; ++t) {
-    if (!tile_needed(t)) continue;
-    const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-    const float* S = tile_of(t, jt, nt);
-    if (!kt.select_le(S, nt, T.data(), rowbits.data(), counts.data())) continue;
-    rows.clear();
-    for (size_t j = 0; j < nt; ++j)
-      if (rowbits[j]) rows.push_back(static_cast<uint32_t>(j));
-    for (size_t i = 0; i < rows.size(); ++i) {
-#if defined(__GNUC__)
-      if (i + 1 < rows.size()) {
-        const char* next = reinterpret_cast<const char*>(ref.rows() + (jt + rows[i + 1]) * d);
-        for (size_t b = 0; b < std::min<size_t>(d * sizeof(float), 256); b += 64) __builtin_prefetch(next + b);
-      }
-#endif
-      const size_t j = rows[i];
-      uint32_t m = rowbits[j];
-      while (m) {
-        const size_t q = ctz32(m);
-        m &= m - 1;
-        if (q >= nq || !active[q] || !(S[j * QB + q] <= T[q])) continue;
-        const double r2 = exact(q, jt + j);
-        cj[q].push_back(static_cast<uint32_t>(jt + j));
-        cl[q].push_back(K::logw(r2, bl.lane[q]));
-        if (r2 < best[q]) {
-          best[q] = r2;
-          T[q] = round_up(K::r2_window(best[q], window, bl.lane[q]) + bl.margin[q]);
-        }
-      }
-    }
-  }
-  // The partial states of the pruned queries, in double, candidates in row order.
-  const float* yy = ref.sqnorms();
-  for (size_t q = 0; q < nq; ++q) {
-    if (!active[q]) continue;
+  // The partial state of one query from its exactly computed rows, in double.
+  void write_state(size_t q, const std::vector<uint32_t>& cj, const std::vector<double>& cl, PrunedRows& out) {
     double mx = -std::numeric_limits<double>::infinity();
-    for (double l : cl[q]) mx = std::max(mx, l);
+    for (double l : cl) mx = std::max(mx, l);
     double s0 = 0, s1 = 0, s2 = 0;
     out.query.push_back(static_cast<uint32_t>(q0 + q));
     if (req.weighted_sum) out.acc.resize(out.acc.size() + d, 0.0);
     double* acc = req.weighted_sum ? out.acc.data() + out.acc.size() - d : nullptr;
-    for (size_t i = 0; i < cj[q].size(); ++i) {
+    for (size_t i = 0; i < cj.size(); ++i) {
       // weights below e^-40 of the top are dropped, as in the fused pass (together at most
       // N e^-40 of the sum; w^2 and w y stay normal)
-      if (!(cl[q][i] - mx > -40.0)) continue;
-      const double w = std::exp(cl[q][i] - mx);
+      if (!(cl[i] - mx > -40.0)) continue;
+      const double w = std::exp(cl[i] - mx);
       s0 += w;
       s1 += w * w;
       if (acc) {  // ||y'||^2 in double too: traceCov = sumyy / sum - ||mean||^2 cancels
-        const float* y = ref.rows() + static_cast<size_t>(cj[q][i]) * d;
+        const float* y = ref.rows() + static_cast<size_t>(cj[i]) * d;
         double y4[4] = {0, 0, 0, 0};
         for (size_t t = 0; t < d; ++t) {
           const double v = y[t];
@@ -377,15 +379,81 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
         }
         s2 += w * ((y4[0] + y4[1]) + (y4[2] + y4[3]));
       } else {
-        s2 += w * static_cast<double>(yy[cj[q][i]]);
+        s2 += w * static_cast<double>(ref.sqnorms()[cj[i]]);
       }
     }
     out.max.push_back(mx);
     out.sum.push_back(s0);
     out.sumsq.push_back(req.sum_squares ? s1 : 0.0);
     out.sumyy.push_back(req.sum_yy ? s2 : 0.0);
-    stats.exact_pairs += cj[q].size() + 1;
+    stats.exact_pairs += cj.size() + 1;
     stats.sparse_queries += 1;
+  }
+
+  const ReferenceSet& ref;
+  const PruneIndex& px;
+  const EstimateRequest& req;
+  const KernelTable& kt;
+  const size_t begin, end, q0, nq, d, QB;
+  const bool lanes;
+  const float* c;
+  const double window;
+  const size_t tiles;
+  const bool keep;
+  static constexpr float kInf = std::numeric_limits<float>::infinity();
+  BlockLanes bl;
+  std::vector<float> bound, tmin, T, cnt;
+  std::vector<uint32_t> rowbits;
+  std::vector<double> best;
+  std::vector<char> active;
+  size_t live = 0;
+};
+
+// The whole request: phase 1 for every block, the cap on exact pairs, phase 2. The cap is
+// max(32, N/64) rows when the queries over it fill blocks of the fused pass; when only a few
+// queries would go there (each then pays for a mostly empty block), it rises in proportion,
+// up to N/8.
+template <class K>
+void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
+                   PrunedRows& out, PruneStats* stats, bool inline_ok) {
+  const KernelTable& kt = kernels();
+  const size_t QB = kt.qblock, nqb = (req.B + QB - 1) / QB, rows_in = end - begin;
+  const size_t tiles = (rows_in + kPruneTile - 1) / kPruneTile;
+  const bool keep = nqb * tiles * kPruneTile * QB <= kKeepBounds;
+  std::vector<std::unique_ptr<PrunedBlock<K>>> blocks(nqb);
+  for (size_t bi = 0; bi < nqb; ++bi) {
+    const size_t q0 = bi * QB;
+    blocks[bi] = std::make_unique<PrunedBlock<K>>(ref, px, req, kt, begin, end, q0, std::min(QB, req.B - q0), keep);
+  }
+  const double base_cap = static_cast<double>(std::max<size_t>(kMinCandidates, rows_in / kDenseRatio));
+  ThreadPool& pool = ThreadPool::global();
+  const double max_cap = std::max(base_cap, static_cast<double>(rows_in) / 8.0);
+  pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->bounds(base_cap); }, inline_ok);
+  size_t to_full = 0;
+  for (size_t bi = 0; bi < nqb; ++bi) {
+    const size_t nq = std::min(QB, req.B - bi * QB);
+    for (size_t q = 0; q < nq; ++q) {
+      const float n = blocks[bi]->count(q);
+      to_full += (n < 0 || n > base_cap) ? 1 : 0;
+    }
+  }
+  double cap = base_cap;
+  if (to_full > 0 && to_full < QB) cap = std::min(base_cap * static_cast<double>(QB) / static_cast<double>(to_full), max_cap);
+  std::vector<PrunedRows> rows(nqb);
+  pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->finish(static_cast<float>(cap), rows[bi]); }, inline_ok);
+  for (size_t bi = 0; bi < nqb; ++bi) {  // blocks in query order
+    PrunedRows& r = rows[bi];
+    out.query.insert(out.query.end(), r.query.begin(), r.query.end());
+    for (auto [dst, src] : {std::pair{&out.max, &r.max}, {&out.sum, &r.sum}, {&out.sumsq, &r.sumsq}, {&out.sumyy, &r.sumyy},
+                            {&out.acc, &r.acc}})
+      dst->insert(dst->end(), src->begin(), src->end());
+    if (stats) {
+      const PruneStats& p = blocks[bi]->stats;
+      stats->exact_pairs += p.exact_pairs;
+      stats->bounded_pairs += p.bounded_pairs;
+      stats->sparse_queries += p.sparse_queries;
+      stats->decide_ns += p.decide_ns;
+    }
   }
 }
 
@@ -393,30 +461,7 @@ void pruned_block(const ReferenceSet& ref, const PruneIndex& px, const EstimateR
 
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
                  PrunedRows& out, PruneStats* stats, bool inline_ok) {
-  const KernelTable& kt = kernels();
-  const size_t QB = kt.qblock, nqb = (req.B + QB - 1) / QB;
-  std::vector<PruneStats> per(nqb);
-  std::vector<PrunedRows> rows(nqb);
-  ThreadPool::global().parallel_for(nqb, [&](size_t bi) {
-    const size_t q0 = bi * QB, nq = std::min(QB, req.B - q0);
-    visit_kernel(req.kernel.kind, [&](auto unit) {
-      pruned_block<decltype(unit)>(ref, px, req, kt, begin, end, q0, nq, rows[bi], per[bi]);
-    });
-  }, inline_ok);
-  for (PrunedRows& r : rows) {  // blocks in query order
-    out.query.insert(out.query.end(), r.query.begin(), r.query.end());
-    for (auto [dst, src] : {std::pair{&out.max, &r.max}, {&out.sum, &r.sum}, {&out.sumsq, &r.sumsq}, {&out.sumyy, &r.sumyy},
-                            {&out.acc, &r.acc}})
-      dst->insert(dst->end(), src->begin(), src->end());
-  }
-  if (stats) {
-    for (const PruneStats& p : per) {
-      stats->exact_pairs += p.exact_pairs;
-      stats->bounded_pairs += p.bounded_pairs;
-      stats->sparse_queries += p.sparse_queries;
-      stats->decide_ns += p.decide_ns;
-    }
-  }
+  visit_kernel(req.kernel.kind, [&](auto unit) { pruned_pass_t<decltype(unit)>(ref, px, req, begin, end, out, stats, inline_ok); });
 }
 
 }  // namespace sf
