@@ -235,15 +235,20 @@ class PrunedBlock {
   // vain). Then the rows under the final T are counted (count()).
   void bounds(double base_cap) {
     const auto t0 = std::chrono::steady_clock::now();
+    active.assign(nq, 1);
+    live = nq;
+    T.assign(QB, -kInf);
+    broad_posteriors();
+    if (live == 0) {
+      stats.decide_ns += elapsed_ns(t0);
+      return;
+    }
     bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes);
     bound.assign(keep ? tiles * kPruneTile * QB : kPruneTile * QB, 0.0f);
     tmin.assign(tiles * QB, kInf);
-    T.assign(QB, -kInf);
     cnt.assign(QB, 0.0f);
     rowbits.assign(kPruneTile, 0);
     best.assign(nq, std::numeric_limits<double>::infinity());
-    active.assign(nq, 1);
-    live = nq;
     const size_t rows_in = end - begin;
     std::vector<float> lbest(nq, kInf);
     size_t seen = 0;
@@ -281,6 +286,7 @@ class PrunedBlock {
 
   // Rows each lane would compute exactly (-1: already handed to the full pass).
   float count(size_t q) const { return active[q] ? cnt[q] : -1.0f; }
+
 
   // Phase 2: lanes over the cap go to the full pass; the others compute the rows under their
   // threshold exactly, in row order (the threshold tightening as better rows are found), and
@@ -335,6 +341,31 @@ class PrunedBlock {
   double exact(size_t q, size_t row) const {
     return kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + row * d, c, d, bl.lane[q].alpha);
   }
+  // Before any bound: the exact r^2 of 16 evenly spaced rows. When 6 of them lie within the
+  // window of the best of them, the posterior is broad (large sigma) and the query goes to the
+  // full pass without projecting it (a heuristic: it only decides where the work is done).
+  void broad_posteriors() {
+    constexpr size_t kSample = 16, kBroad = 6;
+    const size_t rows_in = end - begin;
+    if (rows_in < 4 * kSample) return;
+    double r2[kSample];
+    for (size_t q = 0; q < nq; ++q) {
+      Lane ln;
+      ln.alpha = req.alpha.at(q0 + q);
+      ln.sigma = req.sigma.at(q0 + q);
+      ln.kc = kernel_constant(req.kernel, d);
+      double lo = std::numeric_limits<double>::infinity();
+      for (size_t i = 0; i < kSample; ++i) {
+        r2[i] = kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + (begin + i * rows_in / kSample) * d, c, d, ln.alpha);
+        lo = std::min(lo, r2[i]);
+      }
+      const double t = K::r2_window(lo, window, ln);
+      size_t within = 0;
+      for (size_t i = 0; i < kSample; ++i) within += r2[i] <= t ? 1 : 0;
+      if (within >= kBroad) retire(q);
+    }
+  }
+
   void retire(size_t q) {  // this query goes to the full pass
     active[q] = 0;
     T[q] = -kInf;
