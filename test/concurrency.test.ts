@@ -160,7 +160,10 @@ test.serial('setMemoryLimit: oversized requests are refused before allocating, w
     t.is((t.throws(() => set.estimate(x, { sigma: 1 })) as { code?: string }).code, 'ERR_SCOREFIELD_LIMIT');
     await t.throwsAsync(set.estimateAsync(x, { sigma: 1 }), { code: 'ERR_SCOREFIELD_LIMIT', message: /at most \d+ bytes of working memory/ });
     await t.throwsAsync(set.sample({ sigmas: [1, 0], batch: 256 }), { code: 'ERR_SCOREFIELD_LIMIT' });
+    // a copy of the set is refused under a cap below its size
+    setMemoryLimit(Math.floor(set.byteLength / 2));
     t.is((t.throws(() => new ReferenceSet(big, 64)) as { code?: string }).code, 'ERR_SCOREFIELD_LIMIT');
+    setMemoryLimit(need - 1);
     // a smaller request fits under the same cap
     t.is(set.estimate(x.subarray(0, 64 * 8), { sigma: 1 }).mean.length, 64 * 8);
     setMemoryLimit(need);

@@ -195,7 +195,11 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
 }
 
 size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum) {
-  return fused_scratch_bytes(ref, B, weighted_sum);
+  // the fused pass, plus the pruned pass where the set has an index (both may run in one call)
+  size_t bytes = fused_scratch_bytes(ref, B, weighted_sum);
+  if (ref.prune_index() && precision_policy().prune && ref.size() >= kPruneMinRows && B > 0)
+    bytes += pruned_scratch_bytes(*ref.prune_index(), B, ref.size(), ref.dim(), weighted_sum);
+  return bytes;
 }
 
 }  // namespace sf

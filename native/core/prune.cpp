@@ -212,8 +212,9 @@ void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& 
 }
 
 // The bounds of every tile and block are kept between the two phases when they fit in this
-// many floats (32 MiB) in all; beyond, phase 2 recomputes the tiles it needs.
-constexpr size_t kKeepBounds = size_t{1} << 23;
+// many floats (16 MiB) in all; beyond, phase 2 recomputes the tiles it needs. A fixed budget,
+// so the working memory does not grow with B x N.
+constexpr size_t kKeepBounds = size_t{1} << 22;
 
 // One query block of the pruned pass, in two phases so that the cap on exact pairs can be
 // chosen for the whole request between them (pruned_pass).
@@ -489,6 +490,14 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
 }
 
 }  // namespace
+
+size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t n, size_t d, bool weighted_sum) {
+  const size_t QB = kernels().qblock, nqb = (B + QB - 1) / QB, tiles = (n + kPruneTile - 1) / kPruneTile;
+  const size_t bounds = std::min(nqb * tiles * kPruneTile * QB, std::max<size_t>(kKeepBounds, nqb * kPruneTile * QB));
+  const size_t per_block = (tiles + 8) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (px.kp + 4) * QB * sizeof(float);
+  const size_t states = B * (4 + (weighted_sum ? d : 0)) * sizeof(double) * 2;  // rows and their merge
+  return bounds * sizeof(float) + nqb * per_block + states + B * d * sizeof(double);
+}
 
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
                  PrunedRows& out, PruneStats* stats, bool inline_ok) {

@@ -59,4 +59,8 @@ struct PrunedRows {
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
                  PrunedRows& out, PruneStats* stats, bool inline_ok);
 
+// An upper bound of what pruned_pass allocates for B queries over n rows of dim d (the kept
+// bounds, per-block vectors, the finished queries' states).
+size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t n, size_t d, bool weighted_sum);
+
 }  // namespace sf
