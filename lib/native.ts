@@ -5,22 +5,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ScorefieldNativeError, fromNative } from './errors';
+import type { EstimateStats } from './estimator';
 
 type MaybeAsync<T> = T | Promise<T>;
 type C = number | Float32Array;
 /** A kernel for the binding: its id, or [id, D]. */
 export type KernelArg = number | [number, number];
 
-/** Counters of one estimate call (see ReferenceSet.estimateWithStats). */
-export interface EstimateStatsRaw {
-  refined: number;
-  scratchBytes: number;
-  pairs: number;
-  densePairs: number;
-  exactPairs: number;
-  sparseQueries: number;
-  decideSeconds: number;
-}
+/** Counters of one estimate call, as the binding returns them (see ReferenceSet.estimateWithStats). */
+export type EstimateStatsRaw = Omit<EstimateStats, 'prunedShare'>;
 
 /** The raw binding. Internal: arguments are validated by lib/ before they get here. */
 export interface NativeBinding {

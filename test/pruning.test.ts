@@ -16,7 +16,7 @@ import {
   setThreads,
   type Kernel,
 } from '../lib/index';
-import { relErr } from './helpers/estimator-ref';
+import { noised, posteriorMoments, relErr } from './helpers/estimator-ref';
 
 type KernelName = 'gaussian' | 'poisson' | 'tanh' | 'exp';
 
@@ -36,38 +36,15 @@ function reference(Y: Float32Array, d: number, x: Float32Array, sigma: number, k
     else l[j] = -u - (d - 1) * Math.log(r);
     mx = Math.max(mx, l[j]);
   }
-  let s = 0;
-  let s2 = 0;
-  const mean = new Float64Array(d);
-  for (let j = 0; j < N; j++) {
-    const w = Math.exp(l[j] - mx);
-    s += w;
-    s2 += w * w;
-    for (let k = 0; k < d; k++) mean[k] += w * Y[j * d + k];
-  }
-  for (let k = 0; k < d; k++) mean[k] /= s;
-  let tr = 0;
-  for (let j = 0; j < N; j++) {
-    const w = Math.exp(l[j] - mx) / s;
-    if (w === 0) continue;
-    let dd = 0;
-    for (let k = 0; k < d; k++) dd += (Y[j * d + k] - mean[k]) ** 2;
-    tr += w * dd;
-  }
-  return { mean, ess: (s * s) / s2, traceCov: tr };
+  const m = posteriorMoments(Y, d, l, mx);
+  return { mean: m.mean, ess: m.ess, traceCov: m.traceCov };
 }
 
 function kernelOf(kind: KernelName): Kernel | undefined {
   return kind === 'gaussian' ? undefined : kind === 'poisson' ? poisson({ D: 1 }) : radial(kind);
 }
 
-function noisy(base: Float32Array, sigma: number, seed: number, jitter = 0): Float32Array {
-  const eps = randn(base.length, { seed });
-  const j = randn(base.length, { seed: seed + 7 });
-  const x = new Float32Array(base.length);
-  for (let i = 0; i < x.length; i++) x[i] = base[i] + jitter * j[i] + sigma * eps[i];
-  return x;
-}
+const noisy = noised;
 
 const d = 784;
 const mnist = datasets.mnist({ limit: 2600 });

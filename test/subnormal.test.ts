@@ -19,17 +19,12 @@ import {
   type Kernel,
   type SimdLevel,
 } from '../lib/index';
+import { noised } from './helpers/estimator-ref';
 
 const x86 = capabilities().arch === 'x64';
 const SIGMAS = [0.002, 0.01, 0.05, 0.2, 0.5, 1, 2, 5, 20, 80];
 
-function noisy(base: Float32Array, sigma: number, seed: number, jitter = 0): Float32Array {
-  const eps = randn(base.length, { seed });
-  const j = randn(base.length, { seed: seed + 1 });
-  const x = new Float32Array(base.length);
-  for (let i = 0; i < x.length; i++) x[i] = base[i] + jitter * j[i] + sigma * eps[i];
-  return x;
-}
+const noisy = noised;
 
 /** Runs fn with the pool's FTZ/DAZ off and returns the flags pool work raised. */
 function flagsOf(fn: () => void): { denormal: boolean; underflow: boolean } {

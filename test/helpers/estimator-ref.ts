@@ -1,5 +1,6 @@
 // Float64 direct-difference reference of the self-normalized estimator (MATH.md section 2),
 // written independently of the library: l_j = -||x - alpha y_j||^2 / (2 sigma^2).
+import { randn } from '../../lib/index';
 import { rand } from './reference';
 
 export interface RefResult {
@@ -24,29 +25,11 @@ export function referenceEstimate(Y: Float32Array, d: number, x: ArrayLike<numbe
     l[j] = -r2 / (2 * sigma * sigma);
     if (l[j] > mx) mx = l[j];
   }
-  let s = 0;
-  let s2 = 0;
-  const mean = new Float64Array(d);
-  for (let j = 0; j < N; j++) {
-    const w = Math.exp(l[j] - mx);
-    s += w;
-    s2 += w * w;
-    for (let k = 0; k < d; k++) mean[k] += w * Y[j * d + k];
-  }
-  for (let k = 0; k < d; k++) mean[k] /= s;
-  // traceCov by direct differences from the mean (no cancellation).
-  let tr = 0;
-  for (let j = 0; j < N; j++) {
-    const w = Math.exp(l[j] - mx) / s;
-    if (w === 0) continue;
-    let dd = 0;
-    for (let k = 0; k < d; k++) dd += (Y[j * d + k] - mean[k]) ** 2;
-    tr += w * dd;
-  }
+  const { mean, ess, traceCov: tr, s } = posteriorMoments(Y, d, l, mx);
   const score = new Float64Array(d);
   for (let k = 0; k < d; k++) score[k] = (alpha * mean[k] - x[k]) / (sigma * sigma);
   const logDensity = mx + Math.log(s) - (d / 2) * Math.log(2 * Math.PI * sigma * sigma) - Math.log(N);
-  return { mean, score, logDensity, ess: (s * s) / s2, traceCov: tr, divergence: ((alpha * alpha * tr) / (sigma * sigma) - d) / (sigma * sigma) };
+  return { mean, score, logDensity, ess, traceCov: tr, divergence: ((alpha * alpha * tr) / (sigma * sigma) - d) / (sigma * sigma) };
 }
 
 /** ||a - b|| / ||b|| over one row. */
@@ -124,5 +107,41 @@ export function noisyQueries(Y: Float32Array, d: number, B: number, alpha: numbe
       x[i * d + k] = alpha * Y[j * d + k] + sigma * z;
     }
   }
+  return x;
+}
+
+/**
+ * The posterior mean, effective sample size and trace of the covariance from float64
+ * log-weights l (mx their maximum), by direct differences (no cancellation); s = sum exp(l - mx).
+ */
+export function posteriorMoments(Y: Float32Array, d: number, l: Float64Array, mx: number): { mean: Float64Array; ess: number; traceCov: number; s: number } {
+  const N = Y.length / d;
+  let s = 0;
+  let s2 = 0;
+  const mean = new Float64Array(d);
+  for (let j = 0; j < N; j++) {
+    const w = Math.exp(l[j] - mx);
+    s += w;
+    s2 += w * w;
+    for (let k = 0; k < d; k++) mean[k] += w * Y[j * d + k];
+  }
+  for (let k = 0; k < d; k++) mean[k] /= s;
+  let tr = 0;
+  for (let j = 0; j < N; j++) {
+    const w = Math.exp(l[j] - mx) / s;
+    if (w === 0) continue;
+    let dd = 0;
+    for (let k = 0; k < d; k++) dd += (Y[j * d + k] - mean[k]) ** 2;
+    tr += w * dd;
+  }
+  return { mean, ess: (s * s) / s2, traceCov: tr, s };
+}
+
+/** base + jitter * z1 + sigma * z2 with seeded standard normal z1, z2 (queries near data points). */
+export function noised(base: Float32Array, sigma: number, seed: number, jitter = 0): Float32Array {
+  const eps = randn(base.length, { seed });
+  const jit = jitter > 0 ? randn(base.length, { seed: seed + 7 }) : undefined;
+  const x = new Float32Array(base.length);
+  for (let i = 0; i < x.length; i++) x[i] = base[i] + (jit ? jitter * jit[i] : 0) + sigma * eps[i];
   return x;
 }
