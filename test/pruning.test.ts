@@ -235,3 +235,18 @@ test.serial('row order is the caller\'s: rows() returns the rows given, and the 
   for (let i = 0; i < a.x.length; i++) worst = Math.max(worst, Math.abs(a.x[i] - b.x[i]));
   t.true(worst < 1e-3, `largest difference ${worst}`);
 });
+
+test.serial('a small batch over a large set (9,000 rows, 300 clusters of 30): pruned, spread posteriors, within 1e-4 of float64', (t) => {
+  // every cluster's 30 members are spread over the whole row range
+  const Y = clustered(9000, 32, 0, 41, 300);
+  const set = new ReferenceSet(Y, 32);
+  const means = new Float32Array(2 * 32);
+  for (let c = 0; c < 2; c++) for (let m = 0; m < 30; m++) for (let k = 0; k < 32; k++) means[c * 32 + k] += Y[(c + 300 * m) * 32 + k] / 30;
+  for (const sigma of [0.1, 0.2]) {
+    const x = noisy(means, 0.02, 31);
+    const st = set.estimateWithStats(x, { sigma, outputs: ['mean', 'ess'] });
+    t.is(st.sparseQueries, 2, `sigma ${sigma}: pruned`);
+    t.true(Math.min(...st.result.ess) > 2, `sigma ${sigma}: spread posterior`);
+    checkAgainstFloat64(t, set, Y, 32, x, sigma, 'gaussian', 'sharded');
+  }
+});
