@@ -346,8 +346,8 @@ Napi::Value SetPruning(const Napi::CallbackInfo& info) {
   if (!info[0].IsBoolean()) {
     ThrowCoded(info.Env(), sf::code::kType, "Expected a boolean for on but received another type", true);
   }
-  const bool was = sf::precision_policy().prune;
-  sf::precision_policy().prune = info[0].As<Napi::Boolean>().Value();
+  const bool was = sf::pruning();
+  sf::set_pruning(info[0].As<Napi::Boolean>().Value());
   return Napi::Boolean::New(info.Env(), was);
 }
 

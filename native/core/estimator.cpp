@@ -19,6 +19,13 @@
 namespace sf {
 using namespace est;
 
+namespace {
+std::atomic<bool> g_pruning{true};
+}  // namespace
+
+void set_pruning(bool on) { g_pruning.store(on, std::memory_order_relaxed); }
+bool pruning() { return g_pruning.load(std::memory_order_relaxed); }
+
 PrecisionPolicy& precision_policy() {
   static PrecisionPolicy p;
   return p;
@@ -134,7 +141,7 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
   check_magnitudes(ref, req);
   if (stats) stats->pairs += static_cast<uint64_t>(req.B) * (end - begin);
   const PruneIndex* px = ref.prune_index();
-  if (px && precision_policy().prune && end - begin >= kPruneMinRows) {
+  if (px && pruning() && end - begin >= kPruneMinRows) {
     return pruned_partial(ref, *px, req, begin, end, inline_ok, stats);
   }
   return fused_partial(ref, req, begin, end, inline_ok, stats);
@@ -197,7 +204,7 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
 size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum) {
   // the fused pass, plus the pruned pass where the set has an index (both may run in one call)
   size_t bytes = fused_scratch_bytes(ref, B, weighted_sum);
-  if (ref.prune_index() && precision_policy().prune && ref.size() >= kPruneMinRows && B > 0)
+  if (ref.prune_index() && pruning() && ref.size() >= kPruneMinRows && B > 0)
     bytes += pruned_scratch_bytes(*ref.prune_index(), B, ref.size(), ref.dim(), weighted_sum);
   return bytes;
 }

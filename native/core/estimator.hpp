@@ -154,8 +154,12 @@ struct PrecisionPolicy {
   double window = 30.0;      // cap of the recomputation window below the max (it is log(N e / tolerance))
   double tolerance = 1e-4;   // largest accepted (modelled) error of an approximate log-weight
   double gamma_scale = 2.0;  // dot-product error model, see GaussianKernel::error_coefs
-  bool prune = true;         // exact pruning (prune.hpp) where the set has an index
 };
 PrecisionPolicy& precision_policy();
+
+// Exact pruning (prune.hpp) where the set has an index: on by default; read by every call,
+// switched by setPruning from any thread.
+void set_pruning(bool on);
+bool pruning();
 
 }  // namespace sf

@@ -757,11 +757,11 @@ void test_pruning() {
       req.sigma = sf::Coef{nullptr, sigma};
       std::vector<float> full(B * d), pruned(B * d), ef(B), ep(B);
       sf::EstimateOutputs out;
-      sf::precision_policy().prune = false;
+      sf::set_pruning(false);
       out.mean = full.data();
       out.ess = ef.data();
       sf::estimate(*ref, req, out, true);
-      sf::precision_policy().prune = true;
+      sf::set_pruning(true);
       out.mean = pruned.data();
       out.ess = ep.data();
       sf::EstimateStats st;
