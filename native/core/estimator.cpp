@@ -81,15 +81,18 @@ PartialState pruned_partial(const ReferenceSet& ref, const PruneIndex& px, const
   if (pr.query.empty()) return fused_partial(ref, req, begin, end, inline_ok, stats);
   PartialState st = empty_state(ref, req.B, req.weighted_sum);
   st.count = static_cast<double>(end - begin);
+  // row i of a compact state (the pruned rows, or the fused pass's sub-batch) into query g
+  const auto put = [&](size_t g, size_t i, const auto& from) {
+    st.max[g] = from.max[i];
+    st.sum[g] = from.sum[i];
+    st.sumsq[g] = from.sumsq[i];
+    st.sumyy[g] = from.sumyy[i];
+    if (!st.acc.empty()) std::copy(from.acc.begin() + i * d, from.acc.begin() + (i + 1) * d, st.acc.begin() + g * d);
+  };
   std::vector<char> dense(req.B, 1);
   for (size_t i = 0; i < pr.query.size(); ++i) {
-    const size_t g = pr.query[i];
-    dense[g] = 0;
-    st.max[g] = pr.max[i];
-    st.sum[g] = pr.sum[i];
-    st.sumsq[g] = pr.sumsq[i];
-    st.sumyy[g] = pr.sumyy[i];
-    if (!st.acc.empty()) std::copy(pr.acc.begin() + i * d, pr.acc.begin() + (i + 1) * d, st.acc.begin() + g * d);
+    dense[pr.query[i]] = 0;
+    put(pr.query[i], i, pr);
   }
   std::vector<size_t> ids;
   for (size_t q = 0; q < req.B; ++q)
@@ -109,14 +112,7 @@ PartialState pruned_partial(const ReferenceSet& ref, const PruneIndex& px, const
     sub.sigma.per = sg.data();
   }
   const PartialState ds = fused_partial(ref, sub, begin, end, inline_ok, stats);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const size_t g = ids[i];
-    st.max[g] = ds.max[i];
-    st.sum[g] = ds.sum[i];
-    st.sumsq[g] = ds.sumsq[i];
-    st.sumyy[g] = ds.sumyy[i];
-    if (!st.acc.empty()) std::copy(ds.acc.begin() + i * d, ds.acc.begin() + (i + 1) * d, st.acc.begin() + g * d);
-  }
+  for (size_t i = 0; i < ids.size(); ++i) put(ids[i], i, ds);
   return st;
 }
 
@@ -172,9 +168,7 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
   PartialState st = estimate_partial(ref, r, inline_ok);
   // Merge each query's own clean point: a one-reference state with its exact log-weight.
   for (size_t q = 0; q < req.B; ++q) {
-    Lane lane;
-    lane.alpha = req.alpha.at(q);
-    lane.sigma = req.sigma.at(q);
+    const Lane lane = lane_constants(req, q, d);
     const float* y = x0 + q * d;
     double r2 = 0, yy = 0;
     for (size_t k = 0; k < d; ++k) {
@@ -183,9 +177,7 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
       const double u = static_cast<double>(y[k]) - st.origin[k];
       yy += u * u;
     }
-    double l = 0;
-    lane.kc = kernel_constant(req.kernel, d);
-    l = visit_kernel(req.kernel.kind, [&](auto unit) { return decltype(unit)::logw(r2, lane); });
+    const double l = visit_kernel(req.kernel.kind, [&](auto unit) { return decltype(unit)::logw(r2, lane); });
     const double m = std::max(st.max[q], l);
     const double a = exp_or_zero(st.max[q] - m), b = exp_or_zero(l - m);
     st.max[q] = m;

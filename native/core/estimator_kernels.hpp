@@ -196,12 +196,19 @@ inline double kernel_constant(const KernelSpec& k, size_t d) {
   return visit_kernel(k.kind, [&](auto unit) { return decltype(unit)::constant(d, k.D); });
 }
 
-// A query's lane: its constants, and its float coordinates x' = x - alpha centre into xrow.
-inline Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, float* xrow) {
+// A query's constants, all that the kernels' logw and r2_window read.
+inline Lane lane_constants(const EstimateRequest& req, size_t q, size_t d) {
   Lane l;
   l.alpha = req.alpha.at(q);
   l.sigma = req.sigma.at(q);
   l.kc = kernel_constant(req.kernel, d);
+  l.valid = true;
+  return l;
+}
+
+// A query's lane: its constants, and its float coordinates x' = x - alpha centre into xrow.
+inline Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size_t d, float* xrow) {
+  Lane l = lane_constants(req, q, d);
   const float* x = req.x + q * d;
   double s = 0;
   for (size_t k = 0; k < d; ++k) {
@@ -211,7 +218,6 @@ inline Lane make_lane(const EstimateRequest& req, size_t q, const float* c, size
   }
   l.xx = s;
   l.nx = std::sqrt(s);
-  l.valid = true;
   return l;
 }
 

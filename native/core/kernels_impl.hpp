@@ -194,7 +194,7 @@ void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, si
 }
 
 // The second GEMM skips the rows whose weights are all exactly zero (flushed below e^-40 of
-// the reference, see weight_exp): at moderate sigma most rows of a tile carry no weight for
+// the reference, see flushed_exp): at moderate sigma most rows of a tile carry no weight for
 // any query of the block.
 constexpr size_t kMaxTileRows = 1024;
 
@@ -357,12 +357,9 @@ constexpr float kSlack = 16.0f;
 constexpr float kWeightFloor = 40.0f;
 constexpr float kScaleFloor = 80.0f;
 
-inline typename V::reg weight_exp(typename V::reg x) {
-  const typename V::reg lo = V::set1(-kWeightFloor);
-  return V::keep_ge(V::exp(V::max(x, lo)), x, lo);
-}
-inline typename V::reg scale_exp(typename V::reg x) {
-  const typename V::reg lo = V::set1(-kScaleFloor);
+// exp(x) for x >= -floor, exactly 0 below.
+inline typename V::reg flushed_exp(typename V::reg x, float floor) {
+  const typename V::reg lo = V::set1(-floor);
   return V::keep_ge(V::exp(V::max(x, lo)), x, lo);
 }
 
@@ -396,7 +393,7 @@ inline bool move_reference(typename V::reg mx, typename V::reg& ref) {
 inline void store_softmax_state(size_t o, typename V::reg old, typename V::reg ref, typename V::reg s0,
                                 typename V::reg s1, typename V::reg s2, float* M, float* scale, float* sums) {
   V::store(M + o, ref);
-  V::store(scale + o, scale_exp(V::sub(old, ref)));
+  V::store(scale + o, flushed_exp(V::sub(old, ref), kScaleFloor));
   V::store(sums + o, s0);
   V::store(sums + QB + o, s1);
   V::store(sums + 2 * QB + o, s2);
@@ -439,7 +436,7 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = weight_exp(V::sub(l, ref));
+        const typename V::reg p = flushed_exp(V::sub(l, ref), kWeightFloor);
         V::store(P + j * QB + o, p);
         s0 = V::add(s0, p);
         if (kSq) s1 = V::fma(p, p, s1);
@@ -499,7 +496,7 @@ void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, 
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = weight_exp(V::sub(l, ref));
+        const typename V::reg p = flushed_exp(V::sub(l, ref), kWeightFloor);
         s0 = V::add(s0, p);
         if (sq) s1 = V::fma(p, p, s1);
         if (wyy) s2 = V::fma(p, V::set1(yy[j]), s2);

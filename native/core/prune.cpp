@@ -96,7 +96,6 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
   px->A.assign(n * kp, 0.0f);
   px->aa.assign(n, 0.0f);
   const size_t nch = (n + kChunkRows - 1) / kChunkRows;
-  std::vector<double> chunk_max(nch, 0.0);
   const double* U = px->U.data();
   pool.parallel_for(nch, [&](size_t ch) {
     std::vector<double> a(k), yd(d);
@@ -119,10 +118,8 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
       out[k] = static_cast<float>(std::sqrt(std::max(0.0, yy - a2)));
       af2 += static_cast<double>(out[k]) * out[k];
       px->aa[j] = static_cast<float>(af2);
-      chunk_max[ch] = std::max(chunk_max[ch], std::sqrt(yy));
     }
   }, inline_ok);
-  for (double m : chunk_max) px->max_norm = std::max(px->max_norm, m);
   return px;
 }
 
@@ -164,12 +161,8 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
   bl.margin.assign(nq, 0.0);
   std::vector<double> xd(d), b(kp);
   for (size_t q = 0; q < nq; ++q) {
-    Lane& ln = bl.lane[q];  // the constants the kernels' logw and r2_window read
-    ln.alpha = req.alpha.at(q0 + q);
-    ln.sigma = req.sigma.at(q0 + q);
-    ln.kc = kernel_constant(req.kernel, d);
-    ln.valid = true;
-    const double al = ln.alpha;
+    bl.lane[q] = lane_constants(req, q0 + q, d);
+    const double al = bl.lane[q].alpha;
     const float* x = req.x + (q0 + q) * d;
     double x4[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < d; ++i) {
@@ -193,7 +186,7 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
     // Rounding of the float bound (the (k+1)-term dot product, the products and sums, the
     // float projections) and of the double projections: (k + 32) u of the largest magnitude
     // the terms can reach, four times over.
-    const double mag = std::sqrt(xx) + std::fabs(al) * px.max_norm;
+    const double mag = std::sqrt(xx) + std::fabs(al) * ref.max_norm();
     bl.margin[q] = 4.0 * (static_cast<double>(kp) + 32.0) * kU * mag * mag + 1e-30;
   }
   return bl;
@@ -351,10 +344,7 @@ class PrunedBlock {
     if (rows_in < 4 * kSample) return;
     double r2[kSample];
     for (size_t q = 0; q < nq; ++q) {
-      Lane ln;
-      ln.alpha = req.alpha.at(q0 + q);
-      ln.sigma = req.sigma.at(q0 + q);
-      ln.kc = kernel_constant(req.kernel, d);
+      const Lane ln = lane_constants(req, q0 + q, d);
       double lo = std::numeric_limits<double>::infinity();
       for (size_t i = 0; i < kSample; ++i) {
         r2[i] = kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + (begin + i * rows_in / kSample) * d, c, d, ln.alpha);

@@ -28,7 +28,6 @@ struct PruneIndex {
   std::vector<double> U;  // d x k, row-major, orthonormal columns
   std::vector<float> A;   // n x kp: [U^T y'_j, rho_j]
   std::vector<float> aa;  // ||A_j||^2 in double of the float A, rounded
-  double max_norm = 0;    // max_j ||y'_j||
   size_t bytes() const { return sizeof(double) * U.capacity() + sizeof(float) * (A.capacity() + aa.capacity()); }
 };
 
