@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { capabilities, datasets, randn, ReferenceSet, setPruning } from '../lib/index';
+import { noised } from '../test/helpers/estimator-ref';
 import { emit, median } from './util';
 
 class NumpyServer {
@@ -63,13 +64,7 @@ class NumpyServer {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function noisy(base: Float32Array, sigma: number, seed: number, jitter = 0): Float32Array {
-  const eps = randn(base.length, { seed });
-  const jit = jitter > 0 ? randn(base.length, { seed: seed + 1 }) : undefined;
-  const x = new Float32Array(base.length);
-  for (let i = 0; i < x.length; i++) x[i] = base[i] + (jit ? jitter * jit[i] : 0) + sigma * eps[i];
-  return x;
-}
+const noisy = noised;  // base + jitter z1 + sigma z2, seeded (the tests' query maker)
 
 export interface SweepOptions {
   reps: number;
