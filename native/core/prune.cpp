@@ -408,7 +408,7 @@ class PrunedBlock {
     out.sum.push_back(s0);
     out.sumsq.push_back(req.sum_squares ? s1 : 0.0);
     out.sumyy.push_back(req.sum_yy ? s2 : 0.0);
-    stats.exact_pairs += cj.size() + 1;
+    stats.exact_pairs += cj.size();  // the best-bounded rows of phase 1 are among them
     stats.sparse_queries += 1;
   }
 
