@@ -318,7 +318,6 @@ class FusedItem {
         for (uint32_t bits = s.rowbits[j]; bits; bits &= bits - 1) {
           const size_t q = ctz32(bits);
           const float L = s.S[j * QB + q];
-          if (L + s.x1[q] < s.lo[q]) continue;
           const double e = s.eA[q] * nyj + s.eG[q] * amj + s.eB[q] * yyj + s.eC[q];
           if (e > pol.tolerance && L + e >= s.lo[q] &&
               (L + e) - (s.lo[q] + pol.window) + log_n_tol + std::log(e) >= 0) {
