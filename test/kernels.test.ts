@@ -1,44 +1,13 @@
 // Poisson-flow and radial-CDF kernels in the estimator (MATH.md section 4).
 import test from 'ava';
 import { capabilities, gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, setSimdLevel, stableTargets, type Kernel, type SimdLevel } from '../lib/index';
-import { noisyQueries, toy2d } from './helpers/estimator-ref';
+import { noisyQueries, posteriorMoments, refLogWeights, toy2d } from './helpers/estimator-ref';
 import { rand } from './helpers/reference';
-
-/** Float64 log-weight of each kernel (MATH.md), up to a constant. */
-function logw(kernel: Kernel, r2: number, tau: number, d: number): number {
-  switch (kernel.kind) {
-    case 'gaussian':
-      return -r2 / (2 * tau * tau);
-    case 'poisson':
-      return -((d + kernel.D) / 2) * Math.log(r2 + tau * tau);
-    default: {
-      const r = Math.max(Math.sqrt(r2), 1e-7 * tau);
-      const u = r / tau;
-      const lf = kernel.family === 'tanh' ? -2 * Math.log(Math.cosh(u)) : -u;
-      return lf - (d - 1) * Math.log(r);
-    }
-  }
-}
 
 /** E[G_{>1}] / E[G_1] computed naively: the softmax-weighted mean and the field (x - m)/tau. */
 function naiveMean(Y: Float32Array, d: number, x: ArrayLike<number>, kernel: Kernel, tau: number): Float64Array {
-  const N = Y.length / d;
-  const l = new Float64Array(N);
-  let mx = -Infinity;
-  for (let j = 0; j < N; j++) {
-    let r2 = 0;
-    for (let k = 0; k < d; k++) r2 += (x[k] - Y[j * d + k]) ** 2;
-    l[j] = logw(kernel, r2, tau, d);
-    mx = Math.max(mx, l[j]);
-  }
-  const m = new Float64Array(d);
-  let s = 0;
-  for (let j = 0; j < N; j++) {
-    const w = Math.exp(l[j] - mx);
-    s += w;
-    for (let k = 0; k < d; k++) m[k] += w * Y[j * d + k];
-  }
-  return m.map((v) => v / s);
+  const { l, mx } = refLogWeights(Y, d, x, kernel, tau);
+  return posteriorMoments(Y, d, l, mx).mean;
 }
 
 const KERNELS: Array<[string, Kernel]> = [

@@ -8,6 +8,7 @@ import test from 'ava';
 import {
   capabilities,
   datasets,
+  gaussian,
   poisson,
   radial,
   randn,
@@ -16,26 +17,13 @@ import {
   setThreads,
   type Kernel,
 } from '../lib/index';
-import { noised, posteriorMoments, relErr } from './helpers/estimator-ref';
+import { noised, posteriorMoments, refLogWeights, relErr } from './helpers/estimator-ref';
 
 type KernelName = 'gaussian' | 'poisson' | 'tanh' | 'exp';
 
 /** Float64 direct differences for every kernel: mean, ESS and trace of the covariance. */
-function reference(Y: Float32Array, d: number, x: Float32Array, sigma: number, kind: KernelName, D = 1) {
-  const N = Y.length / d;
-  const l = new Float64Array(N);
-  let mx = -Infinity;
-  for (let j = 0; j < N; j++) {
-    let r2 = 0;
-    for (let k = 0; k < d; k++) r2 += (x[k] - Y[j * d + k]) ** 2;
-    const r = Math.max(Math.sqrt(r2), 1e-7 * sigma);
-    const u = r / sigma;
-    if (kind === 'gaussian') l[j] = -r2 / (2 * sigma * sigma);
-    else if (kind === 'poisson') l[j] = -((d + D) / 2) * Math.log(r2 + sigma * sigma);
-    else if (kind === 'tanh') l[j] = -2 * (u + Math.log1p(Math.exp(-2 * u)) - Math.log(2)) - (d - 1) * Math.log(r);
-    else l[j] = -u - (d - 1) * Math.log(r);
-    mx = Math.max(mx, l[j]);
-  }
+function reference(Y: Float32Array, d: number, x: Float32Array, sigma: number, kind: KernelName) {
+  const { l, mx } = refLogWeights(Y, d, x, kernelOf(kind) ?? gaussian(), sigma);
   const m = posteriorMoments(Y, d, l, mx);
   return { mean: m.mean, ess: m.ess, traceCov: m.traceCov };
 }

@@ -1,6 +1,6 @@
 // Float64 direct-difference reference of the self-normalized estimator (MATH.md section 2),
 // written independently of the library: l_j = -||x - alpha y_j||^2 / (2 sigma^2).
-import { randn } from '../../lib/index';
+import { randn, type Kernel } from '../../lib/index';
 import { rand } from './reference';
 
 export interface RefResult {
@@ -144,4 +144,38 @@ export function noised(base: Float32Array, sigma: number, seed: number, jitter =
   const x = new Float32Array(base.length);
   for (let i = 0; i < x.length; i++) x[i] = base[i] + (jit ? jitter * jit[i] : 0) + sigma * eps[i];
   return x;
+}
+
+/**
+ * Float64 log-weight of each kernel (MATH.md), up to a constant: Gaussian, Poisson
+ * -((d + D)/2) log(r^2 + tau^2), radial log F'(r/tau) - (d - 1) log r with r clamped at 1e-7 tau
+ * (log sech^2 u in its overflow-free form).
+ */
+export function refLogWeight(kernel: Kernel, r2: number, tau: number, d: number): number {
+  switch (kernel.kind) {
+    case 'gaussian':
+      return -r2 / (2 * tau * tau);
+    case 'poisson':
+      return -((d + kernel.D) / 2) * Math.log(r2 + tau * tau);
+    default: {
+      const r = Math.max(Math.sqrt(r2), 1e-7 * tau);
+      const u = r / tau;
+      const lf = kernel.family === 'tanh' ? -2 * (u + Math.log1p(Math.exp(-2 * u)) - Math.log(2)) : -u;
+      return lf - (d - 1) * Math.log(r);
+    }
+  }
+}
+
+/** Every row's float64 log-weight for query x (refLogWeight), and their maximum. */
+export function refLogWeights(Y: Float32Array, d: number, x: ArrayLike<number>, kernel: Kernel, tau: number): { l: Float64Array; mx: number } {
+  const N = Y.length / d;
+  const l = new Float64Array(N);
+  let mx = -Infinity;
+  for (let j = 0; j < N; j++) {
+    let r2 = 0;
+    for (let k = 0; k < d; k++) r2 += (x[k] - Y[j * d + k]) ** 2;
+    l[j] = refLogWeight(kernel, r2, tau, d);
+    mx = Math.max(mx, l[j]);
+  }
+  return { l, mx };
 }
