@@ -116,18 +116,24 @@ test.serial('posteriors spread over many references (100 clusters of 30): the pr
   // sigma near the clusters' spread: each posterior covers much of one cluster (ESS > 2) with a
   // tail over several nats, while the other 99 clusters are pruned; a window that dropped pairs within log(N e / tol) of
   // the top would fail the 1e-4 comparison here.
-  for (const offset of [0, 1000]) {
-    const Y = clustered(3000, 32, offset, 21, 100);
-    const set = new ReferenceSet(Y, 32);
-    for (const sigma of [0.1, 0.2, 0.3]) {
-      // queries near the clusters' means
-      const means = new Float32Array(6 * 32);
-      for (let c = 0; c < 6; c++) for (let m = 0; m < 30; m++) for (let k = 0; k < 32; k++) means[c * 32 + k] += Y[(c + 100 * m) * 32 + k] / 30;
-      const x = noisy(means, 0.02, 22);
-      const st = set.estimateWithStats(x, { sigma, outputs: ['ess'] });
-      t.is(st.sparseQueries, 6, `offset ${offset} sigma ${sigma}: pruned pass used`);
-      t.true(Math.max(...st.result.ess) > 2, `offset ${offset} sigma ${sigma}: spread posterior (ess ${Math.max(...st.result.ess)})`);
-      for (const kind of ['gaussian', 'poisson', 'tanh', 'exp'] as KernelName[]) checkAgainstFloat64(t, set, Y, 32, x, sigma, kind, `100 clusters, offset ${offset}`);
+  // d = 32 has one level of bounds (k = 8); d = 160 two (k = 40, then k1 = 10 first), sigma
+  // scaled with sqrt(d) so the posteriors keep their shape
+  for (const [dim, offsets] of [[32, [0, 1000]], [160, [0]]] as const) {
+    for (const offset of offsets) {
+      const Y = clustered(3000, dim, offset, 21, 100);
+      const set = new ReferenceSet(Y, dim);
+      for (const s of [0.1, 0.2, 0.3]) {
+        const sigma = s * Math.sqrt(dim / 32);
+        // queries near the clusters' means
+        const means = new Float32Array(6 * dim);
+        for (let c = 0; c < 6; c++) for (let m = 0; m < 30; m++) for (let k = 0; k < dim; k++) means[c * dim + k] += Y[(c + 100 * m) * dim + k] / 30;
+        const x = noisy(means, 0.02, 22);
+        const st = set.estimateWithStats(x, { sigma, outputs: ['ess'] });
+        const at = `d ${dim} offset ${offset} sigma ${sigma}`;
+        t.is(st.sparseQueries, 6, `${at}: pruned pass used`);
+        t.true(Math.max(...st.result.ess) > 2, `${at}: spread posterior (ess ${Math.max(...st.result.ess)})`);
+        for (const kind of ['gaussian', 'poisson', 'tanh', 'exp'] as KernelName[]) checkAgainstFloat64(t, set, Y, dim, x, sigma, kind, `100 clusters, ${at}`);
+      }
     }
   }
 });

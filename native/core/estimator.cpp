@@ -79,6 +79,19 @@ PartialState pruned_partial(const ReferenceSet& ref, const PruneIndex& px, const
     stats->decide_ns += ps.decide_ns;
   }
   if (pr.query.empty()) return fused_partial(ref, req, begin, end, inline_ok, stats);
+  if (pr.query.size() == req.B) {  // every query finished (in query order): the rows are the state
+    PartialState st;
+    st.B = req.B;
+    st.d = d;
+    st.count = static_cast<double>(end - begin);
+    st.origin.assign(ref.centre(), ref.centre() + d);
+    st.max = std::move(pr.max);
+    st.sum = std::move(pr.sum);
+    st.sumsq = std::move(pr.sumsq);
+    st.sumyy = std::move(pr.sumyy);
+    st.acc = std::move(pr.acc);
+    return st;
+  }
   PartialState st = empty_state(ref, req.B, req.weighted_sum);
   st.count = static_cast<double>(end - begin);
   // row i of a compact state (the pruned rows, or the fused pass's sub-batch) into query g

@@ -86,13 +86,21 @@ struct KernelTable {
   double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);
 
   // ---- Exact pruning (prune.cpp).
-  // out[c] = sum_i v[i] U[i * k + c] in double (U row-major d x k).
-  void (*project)(const double* v, size_t d, const double* U, size_t k, double* out);
+  // out[v * k + c] = sum_i V[v * d + i] U[i * k + c] in double for nv vectors V (U row-major
+  // d x k).
+  void (*project)(const double* V, size_t nv, size_t d, const double* U, size_t k, double* out);
   // G[i * k + c] += z[i] t[c] (double, G row-major d x k).
   void (*rank1)(double* G, const double* z, size_t d, const double* t, size_t k);
   // Over a tile of bounds S[j * qblock + q]: rowbits[j] bit q where S <= T[q] (qblock <= 32),
   // counts[q] += rows with the bit; returns whether any bit was set.
   bool (*select_le)(const float* S, size_t nt, const float* T, uint32_t* rowbits, float* counts);
+  // The pruned pass's second level, per pair: for each bit q of rowbits[j],
+  // S[j * qblock + q] = max(S, cA[q] dot(Xr[q * kp..], A[j * kp..]) + cB[q] aa[j] + cC[q])
+  // (the tighter of two lower bounds), and lane_min[q] / lane_arg[q] the smallest such S and
+  // its row (updated only where smaller).
+  void (*refine_bounds)(float* S, size_t nt, const uint32_t* rowbits, const float* Xr, const float* A, size_t kp,
+                        const float* aa, const float* cA, const float* cB, const float* cC, float* lane_min,
+                        uint32_t* lane_arg);
   // The fused pass's vectorised decision which pairs to recompute (see kernels_impl.hpp):
   // rowbits[j] bit q where e > tol and L + e >= thr[q], with
   // e = eA[q] ny[j] + eG[q] am[j] + eB[q] yy[j] + eC[q] inflated by 1e-3.

@@ -593,7 +593,22 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
   double total = 0.0;
 #if defined(__AVX512F__)
   const __m512d va = _mm512_set1_pd(a);
-  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd(), acc2 = _mm512_setzero_pd(), acc3 = _mm512_setzero_pd();
+  for (; k + 32 <= d; k += 32) {  // four independent chains (the FMA latency)
+    const __m512 y0 = _mm512_add_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(c + k));
+    const __m512 y1 = _mm512_add_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(c + k + 16));
+    const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+    const __m512d t0 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_castps512_ps256(y0)), _mm512_cvtps_pd(_mm512_castps512_ps256(x0)));
+    const __m512d t1 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y0, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(x0, 1)));
+    const __m512d t2 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_castps512_ps256(y1)), _mm512_cvtps_pd(_mm512_castps512_ps256(x1)));
+    const __m512d t3 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y1, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(x1, 1)));
+    acc0 = _mm512_fmadd_pd(t0, t0, acc0);
+    acc1 = _mm512_fmadd_pd(t1, t1, acc1);
+    acc2 = _mm512_fmadd_pd(t2, t2, acc2);
+    acc3 = _mm512_fmadd_pd(t3, t3, acc3);
+  }
+  acc0 = _mm512_add_pd(acc0, acc2);
+  acc1 = _mm512_add_pd(acc1, acc3);
   for (; k + 16 <= d; k += 16) {
     const __m512 y = _mm512_add_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(c + k));
     const __m512 xv = _mm512_loadu_ps(x + k);
@@ -634,8 +649,10 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
 
 // ---- Exact pruning (prune.cpp)
 
-// out[0..k) = sum_i v[i] U[i * k + c], in double, 16 columns at a time in two 8-double
-// vector accumulators (GCC/Clang vector extensions: zmm, 2 ymm or scalar pieces per ISA).
+// out[v * k + c] = sum_i V[v * d + i] U[i * k + c], in double: 4 vectors by 32 columns at a
+// time in 16 accumulators of 8 doubles (GCC/Clang vector extensions: zmm, 2 ymm or scalar
+// pieces per ISA), so each row of U loaded serves 4 vectors and 16 independent chains hide
+// the FMA latency.
 #if defined(__GNUC__)
 typedef double v8d __attribute__((vector_size(64)));
 inline v8d load_v8d(const double* p) {
@@ -644,31 +661,50 @@ inline v8d load_v8d(const double* p) {
   return v;
 }
 
-template <size_t NV>
-inline void project_cols(const double* v, size_t d, const double* U, size_t k, double* out) {
-  v8d a[NV];
-  for (size_t t = 0; t < NV; ++t) a[t] = v8d{0, 0, 0, 0, 0, 0, 0, 0};
+template <size_t NR, size_t NV>  // NR vectors, NV x 8 columns
+inline void project_block(const double* V, size_t d, const double* U, size_t k, double* out) {
+  v8d a[NR][NV];
+  for (size_t r = 0; r < NR; ++r)
+    for (size_t t = 0; t < NV; ++t) a[r][t] = v8d{0, 0, 0, 0, 0, 0, 0, 0};
   for (size_t i = 0; i < d; ++i) {
-    const double vi = v[i];
     const double* u = U + i * k;
-    for (size_t t = 0; t < NV; ++t) a[t] += vi * load_v8d(u + 8 * t);
+    v8d ut[NV];
+    for (size_t t = 0; t < NV; ++t) ut[t] = load_v8d(u + 8 * t);
+    for (size_t r = 0; r < NR; ++r) {
+      const double vi = V[r * d + i];
+      for (size_t t = 0; t < NV; ++t) a[r][t] += vi * ut[t];
+    }
   }
-  __builtin_memcpy(out, a, sizeof a);
+  for (size_t r = 0; r < NR; ++r) __builtin_memcpy(out + r * k, a[r], sizeof a[r]);
 }
 #endif
 
-void k_project(const double* v, size_t d, const double* U, size_t k, double* out) {
-  size_t c = 0;
+void k_project(const double* V, size_t nv, size_t d, const double* U, size_t k, double* out) {
+  size_t v = 0;
 #if defined(__GNUC__)
-  // 8 independent accumulator chains where k allows (FMA latency, not throughput, bounds a
-  // single chain)
-  for (; c + 64 <= k; c += 64) project_cols<8>(v, d, U + c, k, out + c);
-  for (; c + 16 <= k; c += 16) project_cols<2>(v, d, U + c, k, out + c);
+  for (; v + 4 <= nv; v += 4) {
+    size_t c = 0;
+    for (; c + 32 <= k; c += 32) project_block<4, 4>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 8 <= k; c += 8) project_block<4, 1>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c < k; ++c)
+      for (size_t r = 0; r < 4; ++r) {
+        double a = 0.0;
+        for (size_t i = 0; i < d; ++i) a += V[(v + r) * d + i] * U[i * k + c];
+        out[(v + r) * k + c] = a;
+      }
+  }
 #endif
-  for (; c < k; ++c) {
-    double a = 0.0;
-    for (size_t i = 0; i < d; ++i) a += v[i] * U[i * k + c];
-    out[c] = a;
+  for (; v < nv; ++v) {
+    size_t c = 0;
+#if defined(__GNUC__)
+    for (; c + 64 <= k; c += 64) project_block<1, 8>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 16 <= k; c += 16) project_block<1, 2>(V + v * d, d, U + c, k, out + v * k + c);
+#endif
+    for (; c < k; ++c) {
+      double a = 0.0;
+      for (size_t i = 0; i < d; ++i) a += V[v * d + i] * U[i * k + c];
+      out[v * k + c] = a;
+    }
   }
 }
 
@@ -737,6 +773,34 @@ bool k_select_le(const float* S, size_t nt, const float* T, uint32_t* rowbits, f
   return any != 0;
 }
 
+void k_refine_bounds(float* S, size_t nt, const uint32_t* rowbits, const float* Xr, const float* A, size_t kp,
+                     const float* aa, const float* cA, const float* cB, const float* cC, float* lane_min,
+                     uint32_t* lane_arg) {
+  for (size_t j = 0; j < nt; ++j) {
+    const float* a = A + j * kp;
+    for (uint32_t m = rowbits[j]; m; m &= m - 1) {
+      const size_t q = static_cast<size_t>(__builtin_ctz(m));
+      const float* x = Xr + q * kp;
+      typename V::reg acc0 = V::set1(0.0f), acc1 = V::set1(0.0f);
+      size_t t = 0;
+      for (; t + 2 * W <= kp; t += 2 * W) {
+        acc0 = V::fma(V::load(x + t), V::load(a + t), acc0);
+        acc1 = V::fma(V::load(x + t + W), V::load(a + t + W), acc1);
+      }
+      for (; t + W <= kp; t += W) acc0 = V::fma(V::load(x + t), V::load(a + t), acc0);
+      float dot = V::hsum(V::add(acc0, acc1));
+      for (; t < kp; ++t) dot += x[t] * a[t];
+      const float v = cA[q] * dot + (cB[q] * aa[j] + cC[q]);
+      float& o = S[j * QB + q];
+      if (v > o) o = v;
+      if (o < lane_min[q]) {
+        lane_min[q] = o;
+        lane_arg[q] = static_cast<uint32_t>(j);
+      }
+    }
+  }
+}
+
 float k_fma_loop(size_t iters) {
   typename V::reg a[12];
   for (size_t i = 0; i < 12; ++i) a[i] = V::set1(static_cast<float>(i) * 1e-3f);
@@ -757,6 +821,6 @@ void k_exp_inplace(float* v, size_t n) {
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_mask,     k_fma_loop,    k_exp_inplace};
+                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_fma_loop,    k_exp_inplace};
 
 }  // namespace

@@ -57,6 +57,9 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
   const size_t k = std::min<size_t>(64, d / 4), kp = k + 1;
   px->k = k;
   px->kp = kp;
+  const size_t k1 = k >= 32 ? k / 4 : 0, kp1 = k1 ? k1 + 1 : 0;
+  px->k1 = k1;
+  px->kp1 = kp1;
   ThreadPool& pool = ThreadPool::global();
   const KernelTable& kt = kernels();
 
@@ -80,7 +83,7 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
       for (size_t r = ch * kChunkRows; r < std::min(ns, (ch + 1) * kChunkRows); ++r) {
         const float* y = Y + rows[r] * d;
         for (size_t i = 0; i < d; ++i) yd[i] = y[i];
-        kt.project(yd.data(), d, Q.data(), k, t.data());
+        kt.project(yd.data(), 1, d, Q.data(), k, t.data());
         kt.rank1(G, yd.data(), d, t.data(), k);
       }
     }, inline_ok);
@@ -95,6 +98,8 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
   px->U = std::move(Q);
   px->A.assign(n * kp, 0.0f);
   px->aa.assign(n, 0.0f);
+  px->A1.assign(n * kp1, 0.0f);
+  px->aa1.assign(n, 0.0f);
   const size_t nch = (n + kChunkRows - 1) / kChunkRows;
   const double* U = px->U.data();
   pool.parallel_for(nch, [&](size_t ch) {
@@ -106,18 +111,20 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
         yd[i] = y[i];
         yy += yd[i] * yd[i];
       }
-      kt.project(yd.data(), d, U, k, a.data());
-      double a2 = 0;
-      for (size_t c = 0; c < k; ++c) a2 += a[c] * a[c];
-      float* out = px->A.data() + j * kp;
-      double af2 = 0;
-      for (size_t c = 0; c < k; ++c) {
-        out[c] = static_cast<float>(a[c]);
-        af2 += static_cast<double>(out[c]) * out[c];
-      }
-      out[k] = static_cast<float>(std::sqrt(std::max(0.0, yy - a2)));
-      af2 += static_cast<double>(out[k]) * out[k];
-      px->aa[j] = static_cast<float>(af2);
+      kt.project(yd.data(), 1, d, U, k, a.data());
+      const auto augmented = [&](size_t kk, float* out) {  // [a_0..a_kk-1, rho after kk], ||.||^2
+        double a2 = 0, af2 = 0;
+        for (size_t c = 0; c < kk; ++c) {
+          a2 += a[c] * a[c];
+          out[c] = static_cast<float>(a[c]);
+          af2 += static_cast<double>(out[c]) * out[c];
+        }
+        out[kk] = static_cast<float>(std::sqrt(std::max(0.0, yy - a2)));
+        af2 += static_cast<double>(out[kk]) * out[kk];
+        return static_cast<float>(af2);
+      };
+      px->aa[j] = augmented(k, px->A.data() + j * kp);
+      if (k1) px->aa1[j] = augmented(k1, px->A1.data() + j * kp1);
     }
   }, inline_ok);
   return px;
@@ -134,99 +141,120 @@ constexpr size_t kPruneTile = 1024;  // rows per tile of bounds
 // (measured on MNIST, d = 784), so beyond that pruning no longer gains. With a floor.
 constexpr size_t kDenseRatio = 64;
 constexpr size_t kMinCandidates = 32;
+// Phase 1's allowance beyond a query's share of the cap: after the first tile its threshold
+// comes from the few rows seen so far and is still loose.
+constexpr size_t kPilotSlack = kPruneTile / 8;
+// At most this many candidates are kept per query after a tile's check (beyond, the query
+// goes to the full pass), so the working memory is O(B), whatever N: on sets of over about
+// 60,000 rows this, not N/64, caps the exact pairs.
+constexpr size_t kMaxCandidates = 2048;
 
 float round_up(double v) {
   if (!(v < 3.0e38)) return std::numeric_limits<float>::infinity();
   return std::nextafter(static_cast<float>(v), std::numeric_limits<float>::infinity());
 }
 
-// Per query block: the lanes' augmented projections b^ (the GEMM operand) and thresholds.
+// Per query block: the lanes' augmented projections b^ (the GEMM operands) and thresholds.
 struct BlockLanes {
   std::vector<Lane> lane;
-  std::vector<float> X;                // lanes: kp x QB; rows: nq x kp
-  std::vector<float> cA, cB, cC;       // bound = cA S + cB aa + cC = ||b^ - alpha a^||^2
+  std::vector<float> X;                // the first level's b^ (kp1 columns, kp with one level); lanes: kp x QB; rows: nq x kp
+  std::vector<float> Xr;               // the full b^, rows (nq x kp), for the second level
+  std::vector<float> cA, cB, cC, cC1;  // bound = cA S + cB aa + cC = ||b^ - alpha a^||^2 (cC1: first level)
   std::vector<double> margin;          // rounding allowance of a lane's float bound
 };
 
 BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req,
                             const KernelTable& kt, size_t q0, size_t nq, bool lanes) {
   const size_t d = ref.dim(), kp = px.kp, k = px.k, QB = kt.qblock;
+  const size_t k1 = px.k1 ? px.k1 : k, kp1 = k1 + 1;  // the GEMM's columns
   const float* c = ref.centre();
   BlockLanes bl;
   bl.lane.resize(nq);
-  bl.X.assign(lanes ? kp * QB : nq * kp, 0.0f);
+  bl.X.assign(lanes ? kp1 * QB : nq * kp1, 0.0f);
+  bl.Xr.assign(nq * kp, 0.0f);
   bl.cA.assign(QB, 0.0f);
   bl.cB.assign(QB, 0.0f);
   bl.cC.assign(QB, 0.0f);
+  bl.cC1.assign(QB, 0.0f);
   bl.margin.assign(nq, 0.0);
-  std::vector<double> xd(d), b(kp);
+  std::vector<double> xd(nq * d), bs(nq * k), xxs(nq);
   for (size_t q = 0; q < nq; ++q) {
     bl.lane[q] = lane_constants(req, q0 + q, d);
     const double al = bl.lane[q].alpha;
     const float* x = req.x + (q0 + q) * d;
+    double* xq = xd.data() + q * d;
     double x4[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < d; ++i) {
-      xd[i] = static_cast<double>(x[i]) - al * c[i];
-      x4[i & 3] += xd[i] * xd[i];
+      xq[i] = static_cast<double>(x[i]) - al * c[i];
+      x4[i & 3] += xq[i] * xq[i];
     }
-    const double xx = (x4[0] + x4[1]) + (x4[2] + x4[3]);
-    kt.project(xd.data(), d, px.U.data(), k, b.data());
-    double b2 = 0;
-    for (size_t t = 0; t < k; ++t) b2 += b[t] * b[t];
-    b[k] = (al < 0 ? -1.0 : 1.0) * std::sqrt(std::max(0.0, xx - b2));
-    double bf2 = 0;
-    for (size_t t = 0; t < kp; ++t) {
-      const float v = static_cast<float>(b[t]);
-      bf2 += static_cast<double>(v) * v;
-      (lanes ? bl.X[t * QB + q] : bl.X[q * kp + t]) = v;
-    }
+    xxs[q] = (x4[0] + x4[1]) + (x4[2] + x4[3]);
+  }
+  kt.project(xd.data(), nq, d, px.U.data(), k, bs.data());
+  for (size_t q = 0; q < nq; ++q) {
+    const double al = bl.lane[q].alpha, s = al < 0 ? -1.0 : 1.0, xx = xxs[q];
+    const double* b = bs.data() + q * k;
+    // [b_0..b_kk-1, s rho_x after kk directions] as floats into out[t * stride], its ||.||^2
+    const auto augmented = [&](size_t kk, float* out, size_t stride) {
+      double b2 = 0, bf2 = 0;
+      for (size_t t = 0; t <= kk; ++t) {
+        if (t < kk) b2 += b[t] * b[t];
+        const float v = static_cast<float>(t < kk ? b[t] : s * std::sqrt(std::max(0.0, xx - b2)));
+        out[t * stride] = v;
+        bf2 += static_cast<double>(v) * v;
+      }
+      return static_cast<float>(bf2);
+    };
+    bl.cC[q] = augmented(k, bl.Xr.data() + q * kp, 1);
+    bl.cC1[q] = augmented(k1, lanes ? bl.X.data() + q : bl.X.data() + q * kp1, lanes ? QB : 1);
     bl.cA[q] = static_cast<float>(-2 * al);
     bl.cB[q] = static_cast<float>(al * al);
-    bl.cC[q] = static_cast<float>(bf2);
     // Rounding of the float bound (the (k+1)-term dot product, the products and sums, the
     // float projections) and of the double projections: (k + 32) u of the largest magnitude
-    // the terms can reach, four times over.
+    // the terms can reach, four times over (either level).
     const double mag = std::sqrt(xx) + std::fabs(al) * ref.max_norm();
     bl.margin[q] = 4.0 * (static_cast<double>(kp) + 32.0) * kU * mag * mag + 1e-30;
   }
   return bl;
 }
 
-// Bounds of one tile of rows [jt, jt + nt) for the block's lanes into S (nt x QB).
+// First-level bounds of one tile of rows [jt, jt + nt) for the block's lanes into S (nt x QB),
+// with each lane's smallest into lane_min.
 void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t nq, bool lanes, size_t jt,
-                 size_t nt, float* S, float* lane_min = nullptr) {
-  const float* Ab = px.A.data() + jt * px.kp;
+                 size_t nt, float* S, float* lane_min) {
+  const bool two = px.k1 > 0;
+  const size_t kp1 = two ? px.kp1 : px.kp;
+  const float* Ab = (two ? px.A1.data() : px.A.data()) + jt * kp1;
   if (lanes) {
-    kt.dot_lanes(bl.X.data(), Ab, nt, px.kp, S);
+    kt.dot_lanes(bl.X.data(), Ab, nt, kp1, S);
   } else {
-    kt.dot_rows(bl.X.data(), nq, Ab, nt, px.kp, S);
+    kt.dot_rows(bl.X.data(), nq, Ab, nt, kp1, S);
   }
-  kt.logits_gauss(S, nt, px.aa.data() + jt, bl.cA.data(), bl.cB.data(), bl.cC.data(), nullptr, lane_min);
+  kt.logits_gauss(S, nt, (two ? px.aa1.data() : px.aa.data()) + jt, bl.cA.data(), bl.cB.data(),
+                  (two ? bl.cC1 : bl.cC).data(), nullptr, lane_min);
 }
 
-// The bounds of every tile and block are kept between the two phases when they fit in this
-// many floats (16 MiB) in all; beyond, phase 2 recomputes the tiles it needs. A fixed budget,
-// so the working memory does not grow with B x N.
-constexpr size_t kKeepBounds = size_t{1} << 22;
-
 // One query block of the pruned pass, in two phases so that the cap on exact pairs can be
-// chosen for the whole request between them (pruned_pass).
+// chosen for the whole request between them (pruned_pass). Phase 1 keeps, per lane, only the
+// candidate pairs (row, bound) under the lane's threshold at the time; as the threshold only
+// tightens, every pair phase 2 needs is among them. A tile's bounds live in one buffer of
+// kPruneTile x QB floats (128 KiB with AVX-512: cache-resident), never the whole request's.
 template <class K>
 class PrunedBlock {
  public:
   PrunedBlock(const ReferenceSet& ref_, const PruneIndex& px_, const EstimateRequest& req_, const KernelTable& kt_,
-              size_t begin_, size_t end_, size_t q0_, size_t nq_, bool keep_bounds)
+              size_t begin_, size_t end_, size_t q0_, size_t nq_)
       : ref(ref_), px(px_), req(req_), kt(kt_), begin(begin_), end(end_), q0(q0_), nq(nq_), d(ref_.dim()), QB(kt_.qblock),
         lanes(nq_ >= kt_.lanes), c(ref_.centre()),
         window(std::log(static_cast<double>(ref_.size()) * std::exp(1.0) / precision_policy().tolerance)),
-        tiles((end_ - begin_ + kPruneTile - 1) / kPruneTile), keep(keep_bounds) {}
+        tiles((end_ - begin_ + kPruneTile - 1) / kPruneTile) {}
 
-  // Phase 1: every bound, with per tile and lane the smallest. Whenever a lane's smallest
-  // bound improves, the exact r^2 of that row tightens the lane's threshold T; each tile's rows
-  // under T are counted. T only tightens, so the running count overestimates the final one: a
-  // lane whose count exceeds twice its share of the base cap goes to the full pass early (at
-  // large sigma after the first tile, so the bounds of the other tiles are not computed in
-  // vain). Then the rows under the final T are counted (count()).
+  // Phase 1: every bound, tile by tile. The exact r^2 of the row with a lane's smallest bound
+  // (first level in the first tile, then the second level's) tightens its threshold T. The
+  // pairs under T are kept as candidates and counted; T only tightens, so the running count
+  // overestimates the final one: a lane whose count exceeds twice its share of the base cap
+  // goes to the full pass early (at large sigma after the first tile, so the bounds of the
+  // other tiles are not computed in vain).
   void bounds(double base_cap) {
     const auto t0 = std::chrono::steady_clock::now();
     active.assign(nq, 1);
@@ -238,99 +266,138 @@ class PrunedBlock {
       return;
     }
     bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes);
-    bound.assign(keep ? tiles * kPruneTile * QB : kPruneTile * QB, 0.0f);
-    tmin.assign(tiles * QB, kInf);
-    cnt.assign(QB, 0.0f);
+    // zeroed once: in the rows layout the lanes past nq are never written, and garbage there
+    // could be subnormal (the flag tests) even though no result depends on it
+    std::unique_ptr<float[]> S(new float[kPruneTile * QB]());
+    std::vector<float> tmin(QB), cnt(QB, 0.0f), lbest(nq, kInf);
     rowbits.assign(kPruneTile, 0);
     best.assign(nq, std::numeric_limits<double>::infinity());
+    lbest2.assign(QB, kInf);
+    cand.assign(nq, {});
     const size_t rows_in = end - begin;
-    std::vector<float> lbest(nq, kInf);
     size_t seen = 0;
     for (size_t t = 0; t < tiles && live > 0; ++t) {
       const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-      float* S = keep ? bound.data() + t * kPruneTile * QB : bound.data();
-      tile_bounds(px, kt, bl, nq, lanes, jt, nt, S, tmin.data() + t * QB);  // and each lane's smallest bound
+      std::fill(tmin.begin(), tmin.end(), kInf);
+      tile_bounds(px, kt, bl, nq, lanes, jt, nt, S.get(), tmin.data());  // and each lane's smallest bound
       stats.bounded_pairs += nt * live;
       seen += nt;
-      for (size_t q = 0; q < nq; ++q) {
-        if (!active[q] || !(tmin[t * QB + q] < lbest[q])) continue;
+      for (size_t q = 0; q < nq && (t == 0 || !px.k1); ++q) {
+        if (!active[q] || !(tmin[q] < lbest[q])) continue;
         size_t jm = 0;
-        while (jm + 1 < nt && !(S[jm * QB + q] == tmin[t * QB + q])) ++jm;
-        lbest[q] = tmin[t * QB + q];
-        const double r2 = exact(q, jt + jm);
-        if (r2 < best[q]) {
-          best[q] = r2;
-          T[q] = round_up(K::r2_window(r2, window, bl.lane[q]) + bl.margin[q]);
-        }
+        while (jm + 1 < nt && !(S[jm * QB + q] == tmin[q])) ++jm;
+        lbest[q] = tmin[q];
+        tighten(q, jt + jm);
       }
-      kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data());
-      const float allowed = static_cast<float>(2.0 * base_cap * static_cast<double>(seen) / static_cast<double>(rows_in)) +
-                            static_cast<float>(kMinCandidates);
-      for (size_t q = 0; q < nq; ++q)
-        if (active[q] && cnt[q] > allowed) retire(q);
-    }
-    std::fill(cnt.begin(), cnt.end(), 0.0f);
-    for (size_t t = 0; t < tiles && live > 0; ++t) {
-      if (!tile_needed(t)) continue;
-      const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-      kt.select_le(tile_of(t, jt, nt), nt, T.data(), rowbits.data(), cnt.data());
+      second_level(S.get(), jt, nt);
+      if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
+      const float allowed = std::min(
+          static_cast<float>(2.0 * base_cap * static_cast<double>(seen) / static_cast<double>(rows_in)) +
+              static_cast<float>(kMinCandidates + kPilotSlack),
+          static_cast<float>(kMaxCandidates));
+      for (size_t q = 0; q < nq; ++q) {
+        if (!active[q] || !(cnt[q] > allowed)) continue;
+        cnt[q] = static_cast<float>(compact(q));  // the count under the threshold as it is now
+        if (cnt[q] > allowed) retire(q);
+      }
     }
     stats.decide_ns += elapsed_ns(t0);
   }
 
-  // Rows each lane would compute exactly (-1: already handed to the full pass).
-  float count(size_t q) const { return active[q] ? cnt[q] : -1.0f; }
+  // Rows a lane would compute exactly (-1: already handed to the full pass).
+  float count(size_t q) const {
+    if (!active[q]) return -1.0f;
+    size_t n = 0;
+    for (const Candidate& e : cand[q]) n += e.bound <= T[q] ? 1 : 0;
+    return static_cast<float>(n);
+  }
 
-
-  // Phase 2: lanes over the cap go to the full pass; the others compute the rows under their
-  // threshold exactly, in row order (the threshold tightening as better rows are found), and
-  // their partial states are formed in double.
+  // Phase 2: lanes over the cap go to the full pass; the others compute their candidates
+  // under the threshold exactly, in row order (the threshold tightening as better rows are
+  // found), and their partial states are formed in double.
   void finish(float cap, PrunedRows& out) {
     for (size_t q = 0; q < nq; ++q)
-      if (active[q] && cnt[q] > cap) retire(q);
-    if (live == 0) return;
-    std::vector<std::vector<uint32_t>> cj(nq);
-    std::vector<std::vector<double>> cl(nq);
-    std::vector<uint32_t> rows;
-    for (size_t t = 0; t < tiles && live > 0; ++t) {
-      if (!tile_needed(t)) continue;
-      const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-      const float* S = tile_of(t, jt, nt);
-      if (!kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data())) continue;
-      rows.clear();
-      for (size_t j = 0; j < nt; ++j)
-        if (rowbits[j]) rows.push_back(static_cast<uint32_t>(j));
-      for (size_t i = 0; i < rows.size(); ++i) {
+      if (active[q] && count(q) > cap) retire(q);
+    std::vector<uint32_t> cj;
+    std::vector<double> cl;
+    if (req.weighted_sum) out.acc.reserve(live * d);
+    for (size_t q = 0; q < nq; ++q) {
+      if (!active[q]) continue;
+      cj.clear();
+      cl.clear();
+      const std::vector<Candidate>& cs = cand[q];
+      for (size_t i = 0; i < cs.size(); ++i) {
+        if (!(cs[i].bound <= T[q])) continue;
 #if defined(__GNUC__)
-        if (i + 1 < rows.size()) {  // the next candidate row's first lines
-          const char* next = reinterpret_cast<const char*>(ref.rows() + (jt + rows[i + 1]) * d);
-          for (size_t b = 0; b < std::min<size_t>(d * sizeof(float), 256); b += 64) __builtin_prefetch(next + b);
+        if (i + 1 < cs.size()) {  // the next candidate row's first lines
+          const char* next = reinterpret_cast<const char*>(ref.rows() + static_cast<size_t>(cs[i + 1].row) * d);
+          for (size_t b = 0; b < d * sizeof(float); b += 64) __builtin_prefetch(next + b);
         }
 #endif
-        const size_t j = rows[i];
-        for (uint32_t m = rowbits[j]; m; m &= m - 1) {
-          const size_t q = ctz32(m);
-          if (q >= nq || !active[q] || !(S[j * QB + q] <= T[q])) continue;
-          const double r2 = exact(q, jt + j);
-          cj[q].push_back(static_cast<uint32_t>(jt + j));
-          cl[q].push_back(K::logw(r2, bl.lane[q]));
-          if (r2 < best[q]) {
-            best[q] = r2;
-            T[q] = round_up(K::r2_window(best[q], window, bl.lane[q]) + bl.margin[q]);
-          }
-        }
+        const double r2 = exact(q, cs[i].row);
+        cj.push_back(cs[i].row);
+        cl.push_back(K::logw(r2, bl.lane[q]));
+        improve(q, r2);
       }
+      write_state(q, cj, cl, out);
     }
-    for (size_t q = 0; q < nq; ++q)
-      if (active[q]) write_state(q, cj[q], cl[q], out);
-    std::vector<float>().swap(bound);
+    cand.clear();
   }
 
   PruneStats stats;
 
  private:
+  struct Candidate {
+    uint32_t row;
+    float bound;
+  };
+
   static uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  }
+  void improve(size_t q, double r2) {  // a new exact r^2: the threshold tightens
+    if (r2 < best[q]) {
+      best[q] = r2;
+      T[q] = round_up(K::r2_window(r2, window, bl.lane[q]) + bl.margin[q]);
+    }
+  }
+  void tighten(size_t q, size_t row) { improve(q, exact(q, row)); }
+  // The second level: the pairs of a tile whose first-level bound is under the threshold get
+  // the k-direction bound; the row with a lane's smallest so far tightens its threshold.
+  void second_level(float* S, size_t jt, size_t nt) {
+    if (!px.k1) return;
+    std::fill(scratch.begin(), scratch.end(), 0.0f);
+    if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
+    // A lane that keeps over half the tile at the first level has a broad posterior: it goes
+    // to the full pass before its pairs are refined one by one (this only decides where the
+    // work is done).
+    bool retired = false;
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt)) {
+        retire(q);
+        retired = true;
+      }
+    if (retired && !kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
+    std::fill(lmin2.begin(), lmin2.end(), kInf);
+    kt.refine_bounds(S, nt, rowbits.data(), bl.Xr.data(), px.A.data() + jt * px.kp, px.kp, px.aa.data() + jt,
+                     bl.cA.data(), bl.cB.data(), bl.cC.data(), lmin2.data(), larg2.data());
+    for (size_t q = 0; q < nq; ++q) {
+      if (!active[q] || !(lmin2[q] < lbest2[q])) continue;
+      lbest2[q] = lmin2[q];
+      tighten(q, jt + larg2[q]);
+    }
+  }
+  size_t compact(size_t q) {  // drops the candidates the tightened threshold excludes
+    std::vector<Candidate>& cs = cand[q];
+    cs.erase(std::remove_if(cs.begin(), cs.end(), [&](const Candidate& e) { return !(e.bound <= T[q]); }), cs.end());
+    return cs.size();
+  }
+  void keep_candidates(const float* S, size_t jt, size_t nt) {  // the pairs rowbits selected
+    for (size_t j = 0; j < nt; ++j)
+      for (uint32_t m = rowbits[j]; m; m &= m - 1) {
+        const size_t q = ctz32(m);
+        if (q < nq && active[q]) cand[q].push_back({static_cast<uint32_t>(jt + j), S[j * QB + q]});
+      }
   }
   double exact(size_t q, size_t row) const {
     return kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + row * d, c, d, bl.lane[q].alpha);
@@ -361,20 +428,7 @@ class PrunedBlock {
     active[q] = 0;
     T[q] = -kInf;
     --live;
-  }
-  bool tile_needed(size_t t) const {
-    for (size_t q = 0; q < nq; ++q)
-      if (tmin[t * QB + q] <= T[q]) return true;
-    return false;
-  }
-  // A tile's bounds: kept from phase 1, or computed again.
-  float* tile_of(size_t t, size_t jt, size_t nt) {
-    float* S = keep ? bound.data() + t * kPruneTile * QB : bound.data();
-    if (!keep) {
-      tile_bounds(px, kt, bl, nq, lanes, jt, nt, S);
-      stats.bounded_pairs += nt * live;
-    }
-    return S;
+    if (q < cand.size()) std::vector<Candidate>().swap(cand[q]);
   }
   // The partial state of one query from its exactly computed rows, in double.
   void write_state(size_t q, const std::vector<uint32_t>& cj, const std::vector<double>& cl, PrunedRows& out) {
@@ -421,11 +475,12 @@ class PrunedBlock {
   const float* c;
   const double window;
   const size_t tiles;
-  const bool keep;
   static constexpr float kInf = std::numeric_limits<float>::infinity();
   BlockLanes bl;
-  std::vector<float> bound, tmin, T, cnt;
-  std::vector<uint32_t> rowbits;
+  std::vector<std::vector<Candidate>> cand;  // per lane, in row order
+  std::vector<float> T;
+  std::vector<float> lbest2 = std::vector<float>(QB), lmin2 = std::vector<float>(QB), scratch = std::vector<float>(QB);
+  std::vector<uint32_t> rowbits, larg2 = std::vector<uint32_t>(QB);
   std::vector<double> best;
   std::vector<char> active;
   size_t live = 0;
@@ -434,22 +489,20 @@ class PrunedBlock {
 // The whole request: phase 1 for every block, the cap on exact pairs, phase 2. The cap is
 // max(32, N/64) rows when the queries over it fill blocks of the fused pass; when only a few
 // queries would go there (each then pays for a mostly empty block), it rises in proportion,
-// up to N/8.
+// up to N/4.
 template <class K>
 void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
                    PrunedRows& out, PruneStats* stats, bool inline_ok) {
   const KernelTable& kt = kernels();
   const size_t QB = kt.qblock, nqb = (req.B + QB - 1) / QB, rows_in = end - begin;
-  const size_t tiles = (rows_in + kPruneTile - 1) / kPruneTile;
-  const bool keep = nqb * tiles * kPruneTile * QB <= kKeepBounds;
   std::vector<std::unique_ptr<PrunedBlock<K>>> blocks(nqb);
   for (size_t bi = 0; bi < nqb; ++bi) {
     const size_t q0 = bi * QB;
-    blocks[bi] = std::make_unique<PrunedBlock<K>>(ref, px, req, kt, begin, end, q0, std::min(QB, req.B - q0), keep);
+    blocks[bi] = std::make_unique<PrunedBlock<K>>(ref, px, req, kt, begin, end, q0, std::min(QB, req.B - q0));
   }
   const double base_cap = static_cast<double>(std::max<size_t>(kMinCandidates, rows_in / kDenseRatio));
   ThreadPool& pool = ThreadPool::global();
-  const double max_cap = std::max(base_cap, static_cast<double>(rows_in) / 8.0);
+  const double max_cap = std::max(base_cap, static_cast<double>(rows_in) / 4.0);
   pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->bounds(base_cap); }, inline_ok);
   size_t to_full = 0;
   for (size_t bi = 0; bi < nqb; ++bi) {
@@ -463,6 +516,15 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
   if (to_full > 0 && to_full < QB) cap = std::min(base_cap * static_cast<double>(QB) / static_cast<double>(to_full), max_cap);
   std::vector<PrunedRows> rows(nqb);
   pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->finish(static_cast<float>(cap), rows[bi]); }, inline_ok);
+  if (nqb == 1) {
+    out = std::move(rows[0]);
+    rows[0] = PrunedRows();
+  } else {
+    size_t total = 0;
+    for (const PrunedRows& r : rows) total += r.query.size();
+    out.query.reserve(total);
+    out.acc.reserve(req.weighted_sum ? total * ref.dim() : 0);
+  }
   for (size_t bi = 0; bi < nqb; ++bi) {  // blocks in query order
     PrunedRows& r = rows[bi];
     out.query.insert(out.query.end(), r.query.begin(), r.query.end());
@@ -481,12 +543,16 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
 
 }  // namespace
 
-size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t n, size_t d, bool weighted_sum) {
-  const size_t QB = kernels().qblock, nqb = (B + QB - 1) / QB, tiles = (n + kPruneTile - 1) / kPruneTile;
-  const size_t bounds = std::min(nqb * tiles * kPruneTile * QB, std::max<size_t>(kKeepBounds, nqb * kPruneTile * QB));
-  const size_t per_block = (tiles + 8) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (px.kp + 4) * QB * sizeof(float);
+size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t /*n: the bound does not depend on it*/, size_t d,
+                            bool weighted_sum) {
+  const size_t QB = kernels().qblock, nqb = (B + QB - 1) / QB;
+  // per block: a tile's bounds and the lanes' operands; per query at most kMaxCandidates
+  // candidates after a tile's check plus one tile's worth, (row, bound) pairs, twice over for
+  // the vectors' growth
+  const size_t per_block = (kPruneTile + 12) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (2 * px.kp + 5) * QB * sizeof(float);
+  const size_t candidates = B * (kMaxCandidates + kPruneTile) * 2 * (sizeof(uint32_t) + sizeof(float));
   const size_t states = B * (4 + (weighted_sum ? d : 0)) * sizeof(double) * 2;  // rows and their merge
-  return bounds * sizeof(float) + nqb * per_block + states + B * d * sizeof(double);
+  return nqb * per_block + candidates + states + B * d * sizeof(double);
 }
 
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
