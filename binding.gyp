@@ -45,9 +45,9 @@
       "sources": ["<!@(node scripts/sources.js core)", "<!@(node scripts/sources.js binding)"],
       "dependencies": ["scorefield_avx2", "scorefield_avx512"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "conditions": [
-        ["OS=='linux'", {"libraries": ["-pthread"]}]
+        ["OS=='linux'", {"libraries": ["-pthread", "-ldl"]}]
       ]
     }
   ]

@@ -10,6 +10,7 @@ import * as is from './is';
 import { isGaussian, kernelArg, type Kernel } from './kernels';
 import { callAsync, callSync, native, type KernelArg, type NativeState, type RefHandle } from './native';
 import type { PerSample } from './targets';
+import * as alloc from './alloc';
 
 /** What one estimate call did (ReferenceSet.estimateWithStats). */
 export interface EstimateStats {
@@ -119,7 +120,7 @@ function outputBuffers(outputs: readonly EstimateOutput[], out: unknown, B: numb
   const bufs: Partial<Record<EstimateOutput, Float32Array>> = {};
   for (const k of outputs) {
     const len = PER_DIM.has(k) ? B * dim : B;
-    bufs[k] = given[k] === undefined ? new Float32Array(len) : is.f32(given[k], `options.out.${k}`, len);
+    bufs[k] = given[k] === undefined ? alloc.f32(len, `the output ${k}`) : is.f32(given[k], `options.out.${k}`, len);
   }
   return bufs;
 }
@@ -199,7 +200,7 @@ export class ReferenceSet {
   rows(indices: Uint32Array | readonly number[]): Float32Array {
     if (!(indices instanceof Uint32Array) && !Array.isArray(indices)) throw is.typeError('a Uint32Array or an array of row indices', 'indices', indices);
     const idx = indices instanceof Uint32Array ? indices : Uint32Array.from(indices, (v, i) => is.integer(v, `indices[${i}]`, 0, 2 ** 32 - 1));
-    const out = new Float32Array(idx.length * this.dim);
+    const out = alloc.f32(idx.length * this.dim, 'the rows');
     callSync(() => native().refRows(this.handle, idx, out));
     return out;
   }
@@ -317,7 +318,7 @@ export class ReferenceSet {
       x = given.slice();
     } else {
       const batch = o.batch === undefined ? 1 : is.integer(o.batch, 'options.batch', 1, 2 ** 31);
-      x = new Float32Array(batch * this.dim);
+      x = alloc.f32(batch * this.dim, 'the samples (batch x dim)');
     }
     const B = x.length / this.dim;
     const seeds = seedArray(o.seeds, B, 'options.seeds');
@@ -432,6 +433,6 @@ function stablePlan(x0: unknown, x: unknown, ref: unknown, options: unknown) {
   }
   const x0b = is.f32(x0, 'x0Batch', q.x.length);
   const o = q.o as StableTargetOptions;
-  const out = o.out === undefined ? new Float32Array(q.x.length) : is.f32(o.out, 'options.out', q.x.length);
+  const out = o.out === undefined ? alloc.f32(q.x.length, 'the output') : is.f32(o.out, 'options.out', q.x.length);
   return { q, x0: x0b, out };
 }

@@ -8,6 +8,7 @@ import { ScorefieldShapeError } from './errors';
 import * as is from './is';
 import type { KernelArg } from './native';
 import { conditionalScore, perturb, randn, type PerSample } from './targets';
+import * as alloc from './alloc';
 
 /** Seeded draws: sample i of a batch depends only on (seed, i). */
 export interface DrawOptions {
@@ -92,7 +93,7 @@ function shape(x0: unknown, tau: unknown, options: unknown): Shape {
 /** x0 + radius_i * direction_i, the directions uniform on the sphere (stream 0 of the seed). */
 function radialDraw(sh: Shape, radius: (i: number) => number): Float32Array {
   const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d, offset: sh.offset });
-  const out = new Float32Array(sh.B * sh.d);
+  const out = alloc.f32(sh.B * sh.d, 'the output');
   for (let i = 0; i < sh.B; i++) {
     let n2 = 0;
     for (let k = 0; k < sh.d; k++) n2 += z[i * sh.d + k] ** 2;
@@ -126,7 +127,7 @@ const methods = (kind: 'gaussian' | 'poisson' | 'radial', D: number, family: 'ta
       // x0 + r eps_x / ||eps_D||: ||eps_x|| / ||eps_D|| is the radial law (MATH.md section 4).
       const norms = chiNorms(sh, D);
       const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d, offset: sh.offset });
-      const out = new Float32Array(sh.B * sh.d);
+      const out = alloc.f32(sh.B * sh.d, 'the output');
       for (let i = 0; i < sh.B; i++) {
         const f = sh.tau(i) / norms[i];
         for (let k = 0; k < sh.d; k++) out[i * sh.d + k] = sh.x0[i * sh.d + k] + f * z[i * sh.d + k];
@@ -141,13 +142,13 @@ const methods = (kind: 'gaussian' | 'poisson' | 'radial', D: number, family: 'ta
     is.integer(batch, 'batch', 1, 2 ** 31);
     is.integer(dim, 'dim', 1);
     is.scalar(tauMax, 'tauMax', 'positive');
-    return this.perturb(new Float32Array(batch * dim), tauMax, { seed: options?.seed, dim });
+    return this.perturb(alloc.f32(batch * dim, 'the samples (batch x dim)'), tauMax, { seed: options?.seed, dim });
   },
 });
 
 /** ||eps_D|| per sample: exact (D normals, stream 2) up to D = 4096, else Wilson-Hilferty. */
 function chiNorms(sh: Shape, D: number): Float64Array {
-  const out = new Float64Array(sh.B);
+  const out = alloc.f64(sh.B, 'the output');
   if (Number.isInteger(D) && D <= 4096) {
     const z = randn(sh.B * D, { seed: sh.seed, stream: 2, dim: D, offset: sh.offset });
     for (let i = 0; i < sh.B; i++) {

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ScorefieldNativeError, fromNative } from './errors';
+import { ScorefieldNativeError, ScorefieldRangeError, fromNative } from './errors';
 import type { EstimateStats } from './estimator';
 
 type MaybeAsync<T> = T | Promise<T>;
@@ -131,6 +131,14 @@ export function addonPath(): string {
 /** The loaded binding (loaded on first use). */
 export function native(): NativeBinding {
   if (cached) return cached;
+  // The addon reads SCOREFIELD_MEMORY_LIMIT when it loads (native/core/limits.cpp, the same
+  // grammar); a value it cannot read must not silently mean "no cap".
+  const limit = process.env.SCOREFIELD_MEMORY_LIMIT;
+  if (limit !== undefined && limit !== '' && !/^[0-9]+([kKmMgGtT][iI]?[bB]|[bB])?$/.test(limit)) {
+    throw new ScorefieldRangeError(
+      `Expected a byte count such as 1073741824, 1GiB or 512MB for SCOREFIELD_MEMORY_LIMIT but received ${JSON.stringify(limit)}`,
+    );
+  }
   const explicit = process.env.SCOREFIELD_NATIVE;
   try {
     loadedFrom = explicit ? path.resolve(explicit) : (require('node-gyp-build').path(packageRoot()) as string);

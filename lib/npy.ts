@@ -7,6 +7,7 @@ import { ScorefieldFileError, ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { writeAtomic } from './files';
 import { callSync, native } from './native';
+import * as alloc from './alloc';
 
 const HOST_LITTLE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
@@ -49,7 +50,7 @@ export function parse(bytes: Uint8Array, name = 'the .npy data'): NpyMatrix {
   const start = bytes.byteOffset + h.dataOffset;
   const view = new DataView(bytes.buffer, start, h.dataBytes);
   const little = h.byteOrder !== '>';
-  const data = new Float32Array(n);
+  const data = alloc.f32(n, 'the array read');
   if (h.itemSize === 4 && little && HOST_LITTLE && start % 4 === 0) {
     data.set(new Float32Array(bytes.buffer, start, n));  // the common case: a plain copy
   } else if (h.itemSize === 4) {

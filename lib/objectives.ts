@@ -18,6 +18,7 @@ import { ReferenceSet } from './estimator';
 import * as is from './is';
 import { gaussian, kernelArg, type Kernel } from './kernels';
 import { conditionalScore, perturb, randn } from './targets';
+import * as alloc from './alloc';
 
 /** A model: its score (Gaussian kernel) or field (other kernels) for a B x d batch at one noise level. */
 export type ScoreModel = (x: Float32Array, sigma: number) => Float32Array | PromiseLike<Float32Array>;
@@ -203,7 +204,7 @@ async function pass(model: ScoreModel | null, p: Plan, need: { csm: boolean; sm:
   if (model !== null && typeof model !== 'function') throw is.typeError('a function (x, sigma) => Float32Array', 'model', model);
   const d = p.data.dim;
   const out = {
-    x: p.opts.terms ? new Float32Array(p.samples * d) : null,
+    x: p.opts.terms ? alloc.f32(p.samples * d, 'the samples') : null,
     csm: new Float64Array(need.csm ? p.samples : 0),
     sm: new Float64Array(need.sm ? p.samples : 0),
     gap: new Float64Array(need.gap ? p.samples : 0),
@@ -226,7 +227,7 @@ async function pass(model: ScoreModel | null, p: Plan, need: { csm: boolean; sm:
       if (p.gaussian) {
         smTarget = est.score!;
       } else {
-        smTarget = new Float32Array(n * d);
+        smTarget = alloc.f32(n * d, 'the targets');
         for (let i = 0; i < n * d; i++) smTarget[i] = (x[i] - est.mean![i]) / p.sigma;
       }
       for (let i = 0; i < n; i++) {
@@ -313,7 +314,7 @@ export async function hyvarinen(model: ScoreModel | ReferenceSet, data: Referenc
       const div = new Float64Array(n);
       for (let j = 0; j < projections; j++) {
         const v = randn(n * d, { seed: p.seed, stream: 1 + j, dim: d, offset: start });
-        const xp = new Float32Array(n * d), xm = new Float32Array(n * d);
+        const xp = alloc.f32(n * d, 'the probes'), xm = alloc.f32(n * d, 'the probes');
         for (let k = 0; k < n * d; k++) {
           xp[k] = x[k] + h * v[k];
           xm[k] = x[k] - h * v[k];

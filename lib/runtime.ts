@@ -1,5 +1,6 @@
 /** Process-wide settings of the native engine. */
 import * as is from './is';
+import { limitChanged } from './alloc';
 import { addonPath, callSync, native } from './native';
 
 export type SimdLevel = 'avx512' | 'avx2' | 'neon' | 'scalar';
@@ -57,6 +58,7 @@ export function setSimdLevel(level: SimdLevel): SimdLevel {
 export function setMemoryLimit(bytes: number | null): void {
   const v = bytes === null ? 0 : is.integer(bytes, 'bytes', 0);
   callSync(() => native().setMemoryLimit(v));
+  limitChanged(v);
 }
 
 /** What the native pool's floating-point flags said (see {@link floatingPointStatus}). */

@@ -8,6 +8,7 @@
 import * as is from './is';
 import { callSync, native } from './native';
 import type { PerSample } from './targets';
+import * as alloc from './alloc';
 
 export interface NoiseOptions {
   /** 64-bit seed (number or bigint); default 0. */
@@ -75,7 +76,7 @@ function plan(
     [names[0], aa],
     [names[1], bb],
   ], dim === undefined ? undefined : { name: 'dim', value: dim });
-  const o = out === undefined ? new Float32Array(xx.length) : is.f32(out, 'out', xx.length);
+  const o = out === undefined ? alloc.f32(xx.length, 'out') : is.f32(out, 'out', xx.length);
   const noise = is.options<NoiseOptions>(extra.noise, 'noise');
   return {
     B,

@@ -12,6 +12,7 @@
 import { ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { callAsync, callSync, native } from './native';
+import * as alloc from './alloc';
 
 /** The four model parameterisations of MATH.md. */
 export type Parameterization = 'eps' | 'x0' | 'v' | 'score';
@@ -48,7 +49,7 @@ function planAffine(
     [an, aa],
     [bn, bb],
   ]);
-  const o = out === undefined ? new Float32Array(uu.length) : is.f32(out, 'out', uu.length);
+  const o = out === undefined ? alloc.f32(uu.length, 'out') : is.f32(out, 'out', uu.length);
   return { out: o, u: uu, w: ww, B, d, a: aa, b: bb };
 }
 
@@ -201,7 +202,7 @@ interface LossPlan {
 }
 
 function weightArray(B: number, f: (i: number) => number): Float32Array {
-  const w = new Float32Array(B);
+  const w = alloc.f32(B, 'the weights');
   for (let i = 0; i < B; i++) w[i] = f(i);
   return w;
 }
@@ -262,7 +263,7 @@ function planLoss(prediction: unknown, target: unknown, options: unknown): LossP
   if (o.gradOut !== undefined) {
     grad = is.f32(o.gradOut, 'options.gradOut', pred.length);
   } else if (o.grad !== false) {
-    grad = new Float32Array(pred.length);
+    grad = alloc.f32(pred.length, 'the gradient');
   }
   return { pred, target: tgt, B, d, weight: lambda, grad };
 }
@@ -305,7 +306,7 @@ interface RandnPlan {
 }
 
 function planRandn(out: unknown, options: unknown): RandnPlan {
-  const o = is.f32(typeof out === 'number' ? new Float32Array(is.integer(out, 'out', 0, 2 ** 32)) : out, 'out');
+  const o = is.f32(typeof out === 'number' ? alloc.f32(is.integer(out, 'out', 0, 2 ** 32), 'out') : out, 'out');
   const opts = is.options<RandnOptions>(options, 'options');
   let seed: bigint;
   if (typeof opts.seed === 'bigint') {

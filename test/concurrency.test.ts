@@ -6,7 +6,8 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
-import { capabilities, perturb, perturbAsync, randn, ReferenceSet, schedules, setMemoryLimit } from '../lib/index';
+import { spawnSync } from 'node:child_process';
+import { capabilities, perturb, perturbAsync, randn, randnAsync, ReferenceSet, schedules, setMemoryLimit, stableTargets, stableTargetsAsync } from '../lib/index';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -172,4 +173,64 @@ test.serial('setMemoryLimit: oversized requests are refused before allocating, w
     setMemoryLimit(null);
   }
   t.is(capabilities().memoryLimit, 0);
+});
+
+test.serial('the memory limit holds for everything a call allocates: async private copies and JavaScript results', async (t) => {
+  const set = new ReferenceSet(randn(2000 * 64, { seed: 1, dim: 64 }), 64);
+  const x = randn(4096 * 64, { seed: 2, dim: 64 });
+  const need = set.workingMemory(4096);
+  try {
+    // the sync call fits; the async one also needs its private copies of x and of the outputs
+    setMemoryLimit(need + 1.5 * 4096 * 64 * 4);
+    const mean = new Float32Array(4096 * 64);
+    t.is(set.estimate(x, { sigma: 1, outputs: ['mean'], out: { mean } }).mean, mean);
+    await t.throwsAsync(set.estimateAsync(x, { sigma: 1, outputs: ['mean'], out: { mean } }), { code: 'ERR_SCOREFIELD_LIMIT' });
+    setMemoryLimit(2 ** 30);
+    // results allocated in JavaScript are checked before allocating
+    t.is((t.throws(() => randn(2 ** 31 + 1, { seed: 1 })) as { code?: string }).code, 'ERR_SCOREFIELD_LIMIT');
+    await t.throwsAsync(set.sample({ sigmas: [1, 0], batch: 2 ** 31 }), { code: 'ERR_SCOREFIELD_LIMIT' });
+    // elementwise async calls: their three private copies (1 MiB each) against a 2.5 MiB cap
+    setMemoryLimit(2.5 * 2 ** 20);
+    t.is(perturb(x, x, 1, 1).length, x.length);
+    await t.throwsAsync(perturbAsync(x, x, 1, 1), { code: 'ERR_SCOREFIELD_LIMIT', message: /private copies/ });
+  } finally {
+    setMemoryLimit(null);
+  }
+  t.is(capabilities().memoryLimit, 0);
+});
+
+test.serial('SharedArrayBuffer-backed arrays work in every async call, zero-copy', async (t) => {
+  const d = 16, B = 8;
+  const set = new ReferenceSet(randn(2000 * d, { seed: 1, dim: d }), d);
+  const shared = (n: number) => new Float32Array(new SharedArrayBuffer(n * 4));
+  const x = shared(B * d);
+  x.set(randn(B * d, { seed: 2, dim: d }));
+  const mean = shared(B * d), score = shared(B * d);
+  const want = set.estimate(x, { sigma: 0.5, outputs: ['mean', 'score'] });
+  const r = await set.estimateAsync(x, { sigma: 0.5, outputs: ['mean', 'score'], out: { mean, score } });
+  t.is(r.mean, mean);
+  t.true(bitsEqual(mean, want.mean) && bitsEqual(score, want.score));
+  const st = shared(B * d);
+  t.is(await stableTargetsAsync(x, x, set, { sigma: 0.5, out: st }), st);
+  t.true(bitsEqual(st, stableTargets(x, x, set, { sigma: 0.5 })));
+  const g = new Float32Array(new SharedArrayBuffer(64 * 4, { maxByteLength: 256 * 4 } as unknown as undefined));
+  await randnAsync(g, { seed: 3 });
+  t.true(bitsEqual(g, randn(64, { seed: 3 })));
+  const p = shared(B * d);
+  t.true(bitsEqual(await perturbAsync(x, x, 0.5, 2, p), perturb(x, x, 0.5, 2)));
+});
+
+test('SCOREFIELD_MEMORY_LIMIT takes units and refuses what it cannot read', (t) => {
+  const read = (v: string) =>
+    spawnSync(process.execPath, ['-e', `try { console.log(require('./dist/cjs/index.js').capabilities().memoryLimit) } catch (e) { console.log(e.code) }`], {
+      cwd: path.join(__dirname, '..'),
+      env: { ...process.env, SCOREFIELD_MEMORY_LIMIT: v },
+      encoding: 'utf8',
+    }).stdout.trim();
+  t.is(read('1GB'), '1000000000');
+  t.is(read('1GiB'), String(2 ** 30));
+  t.is(read('512mib'), String(512 * 2 ** 20));
+  t.is(read('123'), '123');
+  t.is(read('lots'), 'ERR_SCOREFIELD_RANGE');
+  t.is(read('1.5GB'), 'ERR_SCOREFIELD_RANGE');
 });

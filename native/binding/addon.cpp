@@ -1,6 +1,10 @@
 #include <cmath>
 #include <new>
 
+#if defined(__linux__) || defined(__APPLE__)
+#include <dlfcn.h>
+#endif
+
 #include "binding.hpp"
 #include "dispatch.hpp"
 #include "estimator.hpp"
@@ -28,6 +32,7 @@ class Worker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
+      sf::CallMemory held(task_->staged_bytes());  // the copies count against the memory limit
       task_->Execute(false);
     } catch (const sf::Error& e) {
       Fail(e.code(), e.what());
@@ -114,10 +119,50 @@ bool IsDetachedView(Napi::Env env, const Napi::Value& v) {
 
 }  // namespace
 
+namespace {
+
+// Whether a typed array's buffer is a SharedArrayBuffer (napi_is_arraybuffer is false for one).
+bool IsSharedView(Napi::Env env, const Napi::Value& v) {
+  napi_value buffer = nullptr;
+  if (napi_get_typedarray_info(env, v, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok) return false;
+  bool is_ab = true;
+  return napi_is_arraybuffer(env, buffer, &is_ab) == napi_ok && !is_ab;
+}
+
+// The current data pointer and length of a typed array (also for SharedArrayBuffer and
+// resizable buffers, whose views' lengths change with them).
+bool ViewNow(Napi::Env env, const Napi::Value& v, float** data, size_t* length) {
+  void* p = nullptr;
+  size_t n = 0;
+  if (napi_get_typedarray_info(env, v, nullptr, &n, &p, nullptr, nullptr) != napi_ok) return false;
+  *data = static_cast<float*>(p);
+  *length = n;
+  return true;
+}
+
+}  // namespace
+
 float* Task::Stage(const Napi::Value& v, float* data, size_t n, bool write_back) {
   if (!async_ || data == nullptr) return data;
-  Staged s{Napi::Persistent(v.As<Napi::Object>()), std::vector<float>(data, data + n), write_back};
-  staged_.push_back(std::move(s));
+  Napi::Env env = v.Env();
+  if (IsSharedView(env, v)) {  // cannot be detached or shrunk: used in place
+    Keep(v);
+    return data;
+  }
+  const size_t bytes = n * sizeof(float);
+  try {
+    sf::check_memory(staged_bytes_ + bytes, "the private copies of an asynchronous call's arrays");
+  } catch (const sf::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+  try {
+    Staged s{Napi::Persistent(v.As<Napi::Object>()), std::vector<float>(data, data + n), write_back};
+    staged_.push_back(std::move(s));
+  } catch (const std::bad_alloc&) {
+    ThrowCoded(env, kErrMemory, "Expected enough memory for a private copy of an asynchronous call's array of " +
+                                    std::to_string(bytes) + " bytes but allocation failed");
+  }
+  staged_bytes_ += bytes;
   return staged_.back().copy.data();
 }
 
@@ -136,12 +181,18 @@ bool Task::Finish(Napi::Env env, std::string* message) {
   }
   for (auto& s : staged_) {
     if (!s.write_back) continue;
-    Napi::TypedArray ta = s.ref.Value().As<Napi::TypedArray>();
-    if (ta.ElementLength() != s.copy.size()) {
-      *message = "Expected the output arrays of an asynchronous call to keep their length until it settles, but one changed";
+    float* dst = nullptr;
+    size_t length = 0;
+    if (!ViewNow(env, s.ref.Value(), &dst, &length) || length != s.copy.size()) {
+      *message = "Expected the output arrays of an asynchronous call to keep their length until it settles, but one was resized; no result was written to it";
       return false;
     }
-    float* dst = reinterpret_cast<float*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  }
+  for (auto& s : staged_) {
+    if (!s.write_back) continue;
+    float* dst = nullptr;
+    size_t length = 0;
+    ViewNow(env, s.ref.Value(), &dst, &length);
     std::copy(s.copy.begin(), s.copy.end(), dst);
   }
   return true;
@@ -393,7 +444,28 @@ Napi::Value ParseNpyHeader(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+namespace {
+
+// The native thread pool is process-wide and its threads never exit (they park between jobs).
+// Node unloads an addon when the last environment that loaded it ends (a worker thread that
+// loaded scorefield alone, then ended): the parked threads would then return into unmapped
+// code. So the addon pins itself in memory on first load (RTLD_NODELETE): every later
+// environment shares the one pool, and the pool's code stays mapped until the process exits.
+void PinAddon() {
+#if defined(__linux__) || defined(__APPLE__)
+  static const bool pinned = [] {
+    Dl_info self{};
+    if (dladdr(reinterpret_cast<void*>(&PinAddon), &self) == 0 || self.dli_fname == nullptr) return false;
+    return dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD) != nullptr;
+  }();
+  (void)pinned;
+#endif
+}
+
+}  // namespace
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  PinAddon();
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));

@@ -40,15 +40,24 @@ class Task {
   void SetAsync(bool async) { async_ = async; }
   bool async() const { return async_; }
 
-  // Asynchronous tasks that run long relative to the size of their arrays (the estimator,
-  // the sampler) work on private copies: Stage copies the array argument in now (main
-  // thread) and returns the copy, and Finish copies outputs back when the work is done. A
-  // caller who transfers or detaches a buffer while the call runs then cannot make the work
-  // read or write memory it no longer owns. Synchronous tasks get `data` back unchanged.
+  // Asynchronous tasks work on private copies of every array they touch: Stage copies the
+  // array argument in now (main thread) and returns the copy, and Finish copies outputs back
+  // when the work is done. Whatever the caller does meanwhile (transfer the buffer, let it be
+  // collected, shrink a resizable ArrayBuffer) the work never reads or writes memory it does
+  // not own. Arrays backed by a SharedArrayBuffer, which can be neither detached nor shrunk,
+  // are used in place (zero-copy), kept alive by a reference. The copies count against the
+  // memory limit (ERR_SCOREFIELD_LIMIT) and a failed allocation is ERR_SCOREFIELD_MEMORY.
+  // Synchronous tasks get `data` back unchanged. Call after the alias checks, which compare
+  // the caller's pointers.
   float* Stage(const Napi::Value& v, float* data, size_t n, bool write_back);
   const float* StageIn(const Napi::Value& v, const float* data, size_t n) {
     return Stage(v, const_cast<float*>(data), n, false);
   }
+  // A per-sample coefficient's array, if it has one.
+  void StageCoef(const Napi::Value& v, sf::Coef& c, size_t B) {
+    if (c.per) c.per = StageIn(v, c.per, B);
+  }
+  size_t staged_bytes() const { return staged_bytes_; }
   // On the main thread after Execute: copies staged outputs back into the caller's arrays.
   // Returns false (with a message) if any array the call referenced was detached meanwhile;
   // staged outputs are then left untouched.
@@ -61,6 +70,7 @@ class Task {
     bool write_back;
   };
   bool async_ = false;
+  size_t staged_bytes_ = 0;
   std::vector<Napi::ObjectReference> refs_;
   std::vector<Staged> staged_;
 };

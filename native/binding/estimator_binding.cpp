@@ -79,6 +79,7 @@ Napi::Value RefBuild(const Napi::CallbackInfo& info) {
     ThrowCoded(info.Env(), e.code(), e.what());
   }
   t->data = ArgF32(info, 0, "data", len, t.get()).data;
+  t->data = t->StageIn(info[0], t->data, len);
   return Run(info.Env(), std::move(t));
 }
 
@@ -126,8 +127,8 @@ void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet
 // Task::Stage); the arguments are at positions i (x), i + 2 (alpha) and i + 3 (sigma).
 void StageQueries(const Napi::CallbackInfo& info, size_t i, sf::EstimateRequest& req, size_t d, Task* t) {
   req.x = t->StageIn(info[i], req.x, req.B * d);
-  if (req.alpha.per) req.alpha.per = t->StageIn(info[i + 2], req.alpha.per, req.B);
-  if (req.sigma.per) req.sigma.per = t->StageIn(info[i + 3], req.sigma.per, req.B);
+  t->StageCoef(info[i + 2], req.alpha, req.B);
+  t->StageCoef(info[i + 3], req.sigma, req.B);
 }
 
 // The six optional output buffers (mean, score, logDensity, ess, traceCov, divergence) at

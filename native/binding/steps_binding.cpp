@@ -2,11 +2,13 @@
 #include "binding.hpp"
 #include "steps.hpp"
 
+#include <vector>
+
 namespace sfb {
 namespace {
 
 // Noise: (seed: bigint, seeds: BigUint64Array|null, stream, offset) at positions i..i+3.
-sf::NoiseSpec ArgNoise(const Napi::CallbackInfo& info, size_t i, size_t B, Task* keep) {
+sf::NoiseSpec ArgNoise(const Napi::CallbackInfo& info, size_t i, size_t B, std::vector<uint64_t>* copy) {
   sf::NoiseSpec z;
   if (!info[i].IsBigInt()) ThrowCoded(info.Env(), sf::code::kType, "Expected a bigint for seed but received another type", true);
   bool lossless = false;
@@ -17,8 +19,9 @@ sf::NoiseSpec ArgNoise(const Napi::CallbackInfo& info, size_t i, size_t B, Task*
         info[i + 1].As<Napi::TypedArray>().ElementLength() != B) {
       ThrowCoded(info.Env(), sf::code::kShape, "Expected a BigUint64Array of one seed per sample for seeds but received another value");
     }
-    z.seeds = reinterpret_cast<const uint64_t*>(info[i + 1].As<Napi::BigUint64Array>().Data());
-    if (keep) keep->Keep(info[i + 1]);
+    const uint64_t* seeds = reinterpret_cast<const uint64_t*>(info[i + 1].As<Napi::BigUint64Array>().Data());
+    copy->assign(seeds, seeds + B);  // a private copy: the work may run after the caller changed it
+    z.seeds = copy->data();
   }
   const size_t stream = ArgSize(info, i + 2, "stream");
   if (stream > 0xffffffffu) ThrowCoded(info.Env(), sf::code::kRange, "Expected a stream below 2^32 for stream but received more");
@@ -36,6 +39,7 @@ class StepTask : public Task {
   sf::Coef a, b;
   double s_noise = 1.0;
   sf::NoiseSpec z;
+  std::vector<uint64_t> seeds;
   void Execute(bool inline_ok) override {
     switch (kind) {
       case 0: sf::euler_step(out, x, D, B, d, a, b, inline_ok); break;
@@ -68,13 +72,21 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
   t->a = ArgCoef(info, 8, "sigma", t->B, t.get());
   t->b = ArgCoef(info, 9, kind == 3 ? "stepSize" : kind == 4 ? "sigmaHat" : "sigmaNext", t->B, t.get());
   t->s_noise = ArgNumber(info, 10, "sNoise");
-  if (kind >= 2) t->z = ArgNoise(info, 11, t->B, t.get());
+  if (kind >= 2) t->z = ArgNoise(info, 11, t->B, &t->seeds);
   // Noise is drawn into out before the inputs are read: out may not overlap them at all then.
   const bool noisy = kind >= 2;
-  if (kind == 5) return Run(info.Env(), std::move(t));
-  CheckAlias(info.Env(), "out", t->out, n,
-             {{"x", t->x, n, !noisy}, {"denoised", t->D, n, !noisy}, {"xNext", t->xp, n, true},
-              {"denoisedNext", t->Dp, n, true}, {"sigma", t->a.per, t->B, false}, {"sigmaNext", t->b.per, t->B, false}});
+  if (kind != 5) {
+    CheckAlias(info.Env(), "out", t->out, n,
+               {{"x", t->x, n, !noisy}, {"denoised", t->D, n, !noisy}, {"xNext", t->xp, n, true},
+                {"denoisedNext", t->Dp, n, true}, {"sigma", t->a.per, t->B, false}, {"sigmaNext", t->b.per, t->B, false}});
+  }
+  t->out = t->Stage(info[1], t->out, n, true);
+  if (kind != 5) t->x = t->StageIn(info[2], t->x, n);
+  t->D = t->StageIn(info[3], t->D, n);
+  t->xp = t->StageIn(info[4], t->xp, n);
+  t->Dp = t->StageIn(info[5], t->Dp, n);
+  t->StageCoef(info[8], t->a, t->B);
+  t->StageCoef(info[9], t->b, t->B);
   return Run(info.Env(), std::move(t));
 }
 

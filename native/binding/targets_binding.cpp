@@ -35,6 +35,11 @@ Napi::Value AffineCall(const Napi::CallbackInfo& info, AffineFn fn, const char* 
   t->b = ArgCoef(info, 6, bn, t->B, t.get());
   CheckAlias(info.Env(), "out", t->out, n,
              {{un, t->u, n, true}, {wn, t->w, n, true}, {an, t->a.per, t->B, false}, {bn, t->b.per, t->B, false}});
+  t->out = t->Stage(info[0], t->out, n, true);
+  t->u = t->StageIn(info[1], t->u, n);
+  t->w = t->StageIn(info[2], t->w, n);
+  t->StageCoef(info[5], t->a, t->B);
+  t->StageCoef(info[6], t->b, t->B);
   return Run(info.Env(), std::move(t));
 }
 
@@ -82,6 +87,11 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
   CheckAlias(info.Env(), "out", t->out, n,
              {{"modelOutput", t->model, n, true}, {"x", t->x, n, true}, {"alpha", t->alpha.per, t->B, false},
               {"sigma", t->sigma.per, t->B, false}});
+  t->out = t->Stage(info[2], t->out, n, true);
+  t->model = t->StageIn(info[3], t->model, n);
+  t->x = t->StageIn(info[4], t->x, n);
+  t->StageCoef(info[7], t->alpha, t->B);
+  t->StageCoef(info[8], t->sigma, t->B);
   return Run(info.Env(), std::move(t));
 }
 
@@ -110,6 +120,10 @@ Napi::Value DsmLoss(const Napi::CallbackInfo& info) {
   t->grad = ArgOptF32(info, 5, "gradOut", n, t.get()).data;
   CheckAlias(info.Env(), "options.gradOut", t->grad, n,
              {{"prediction", t->pred, n, true}, {"target", t->target, n, true}, {"options.weight", t->weight.per, t->B, false}});
+  t->pred = t->StageIn(info[0], t->pred, n);
+  t->target = t->StageIn(info[1], t->target, n);
+  t->StageCoef(info[4], t->weight, t->B);
+  t->grad = t->Stage(info[5], t->grad, n, true);
   return Run(info.Env(), std::move(t));
 }
 
@@ -140,6 +154,7 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
   if (stream > 0xffffffffu) ThrowCoded(info.Env(), sf::code::kRange, "Expected a stream below 2^32 for stream but received " + std::to_string(stream));
   t->stream = static_cast<uint32_t>(stream);
   t->offset = ArgSize(info, 5, "offset");
+  t->out = t->Stage(info[0], t->out, t->B * t->d, true);
   return Run(info.Env(), std::move(t));
 }
 
@@ -163,6 +178,9 @@ Napi::Value StreamTriad(const Napi::CallbackInfo& info) {
   t->b = ArgF32(info, 1, "b", a.length, t.get()).data;
   t->c = ArgF32(info, 2, "c", a.length, t.get()).data;
   t->s = static_cast<float>(ArgNumber(info, 3, "s"));
+  t->a = t->Stage(info[0], t->a, t->n, true);
+  t->b = t->StageIn(info[1], t->b, t->n);
+  t->c = t->StageIn(info[2], t->c, t->n);
   return Run(info.Env(), std::move(t));
 }
 
