@@ -184,3 +184,32 @@ test('datasets: seeded and balanced', (t) => {
   t.true(m.data.every((v) => v >= -1 && v <= 1));
   t.is(datasets.mnist().n, 10000);
 });
+
+test('2-d data with a tiny spread or far from the origin: pictures drawn, samples.npy written (no renderer panic)', (t) => {
+  const gm = datasets.gmm();
+  const n = gm.data.length / 2;
+  for (const [name, f] of [['tiny', (v: number) => v * 1e-4], ['far', (v: number) => v + 1e6]] as const) {
+    const dir = tmp();
+    const file = join(dir, `${name}.npy`);
+    npy.write(file, gm.data.map(f), n, 2);
+    const r = cli(['sample', '--data', file, '--batch', '64', '--out', dir, '--json']);
+    t.is(r.status, 0, `${name}: ${r.stderr.slice(-1000)}`);
+    t.deepEqual(readdirSync(dir).sort(), [`${name}.npy`, 'samples.npy', 'samples.png', 'trajectories.png'].sort(), name);
+    t.is(npy.read(join(dir, 'samples.npy')).rows, 64);
+    for (const png of ['samples.png', 'trajectories.png']) t.true(PNG.sync.read(readFileSync(join(dir, png))).width > 0);
+  }
+});
+
+test('scatter pictures of a million points subsample and say so; paths far off the canvas are cut at its edge', (t) => {
+  const { scatterPanels, clipPolyline, MAX_POINTS } = require('../lib/cli/render') as typeof import('../lib/cli/render');
+  const pts = new Float32Array(2_000_000).map((_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1);
+  const img = scatterPanels([{ title: 'a million', data: pts, samples: pts, paths: [Float32Array.from([1e12, -1e12, 0, 0, 0.5, 0.5, NaN, 1, 0.2, 0.2])] }]);
+  t.true(PNG.sync.read(Buffer.from(img.png)).width === img.width);
+  t.true(MAX_POINTS < 1_000_000);
+  // a segment from far outside into the square keeps its direction up to the edge
+  const runs = clipPolyline([-1000, -1000, 50, 50, 60, 60], 0, 100);
+  t.deepEqual(runs, [[0, 0, 50, 50, 60, 60]]);
+  t.deepEqual(clipPolyline([-10, 50, 110, 50], 0, 100), [[0, 50, 100, 50]]);
+  t.deepEqual(clipPolyline([-10, -10, -20, -20], 0, 100), []);
+  t.deepEqual(clipPolyline([10, 10, NaN, 1, 20, 20, 30, 30], 0, 100), [[20, 20, 30, 30]]);
+});

@@ -205,6 +205,7 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
   const near = nearestDistances(r.x, set.data, set.dim);
   mkdirSync(job.out, { recursive: true });
   const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png'), trajectories: null as string | null };
+  npy.write(files.samples, r.x, job.batch, set.dim);  // first: whatever the pictures do, the samples are kept
   const side = Math.round(Math.sqrt(set.dim));
   let picture: Image;
   if (side * side === set.dim && side >= 8) {
@@ -220,7 +221,6 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
     writeAtomic(files.trajectories, traj);
   }
   writeAtomic(files.picture, picture.png);
-  npy.write(files.samples, r.x, job.batch, set.dim);
   const seconds = (performance.now() - start) / 1000;
   return {
     command: 'sample',
@@ -237,7 +237,7 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
     samplingSeconds: r.seconds,
     nfe: r.nfe,
     samplesPerSecond: job.batch / r.seconds,
-    nearest: { mean: near.reduce((a, b) => a + b, 0) / near.length, min: Math.min(...near) },
+    nearest: { mean: near.reduce((a, b) => a + b, 0) / near.length, min: near.reduce((a, b) => Math.min(a, b), Infinity) },
     essLastSteps: r.ess.slice(-3),
     files,
     pictureSize: { width: picture.width, height: picture.height },
