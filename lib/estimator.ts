@@ -343,10 +343,30 @@ export class ReferenceSet {
     const token = native().newAbortToken();
     const onAbort = () => native().abortToken(token);
     o.signal?.addEventListener('abort', onAbort, { once: true });
+    // Progress calls travel on their own queue: the promise waits until every queued one has
+    // been delivered, so none arrives after the result.
+    const user = o.onProgress;
+    let delivered = 0;
+    let expected = Infinity;
+    let allDelivered: () => void = () => undefined;
+    const progress = user === undefined ? null : (done: number, total: number) => {
+      delivered++;
+      try {
+        user(done, total);
+      } finally {
+        if (delivered >= expected) allDelivered();
+      }
+    };
     try {
       const st = await callAsync(() =>
-        native().sample(this.handle, x, B, sigmas, solver === 'heun', kernel, sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, o.onProgress ?? null, token),
+        native().sample(this.handle, x, B, sigmas, solver === 'heun', kernel, sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, progress, token),
       );
+      if (progress && delivered < st.progressCalls) {
+        await new Promise<void>((resolve) => {
+          expected = st.progressCalls;
+          allDelivered = resolve;
+        });
+      }
       return { x, nfe: st.nfe, seconds: st.seconds, estimatorSeconds: st.estimatorSeconds };
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_SCOREFIELD_ABORTED' && o.signal?.aborted) {

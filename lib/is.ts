@@ -96,6 +96,7 @@ export function coefficient(v: unknown, name: string, domain: Domain): Coefficie
   if (!(v instanceof Float32Array)) {
     throw typeError(`a number or a Float32Array of per-sample values`, name, v);
   }
+  f32(v, name);  // a detached buffer: ERR_SCOREFIELD_DETACHED
   for (let i = 0; i < v.length; i++) {
     if (!inDomain(v[i], domain)) {
       throw new ScorefieldRangeError(

@@ -49,7 +49,7 @@ export interface NativeBinding {
     ref: RefHandle, x: Float32Array, B: number, sigmas: Float64Array, heun: boolean, kernel: KernelArg,
     sChurn: number, sTmin: number, sTmax: number, sNoise: number, seed: bigint, seeds: BigUint64Array | null,
     offset: number, onProgress: ((step: number, total: number) => void) | null, abortToken: AbortHandle,
-  ): Promise<{ nfe: number; seconds: number; estimatorSeconds: number }>;
+  ): Promise<{ nfe: number; seconds: number; estimatorSeconds: number; progressCalls: number }>;
   newAbortToken(): AbortHandle;
   abortToken(token: AbortHandle): void;
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;

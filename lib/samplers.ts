@@ -120,6 +120,12 @@ async function denoise(ctx: Ctx, x: Float32Array, sigma: number): Promise<Float3
   if (!(r instanceof Float32Array) || r.length !== ctx.n) {
     throw new ScorefieldDenoiserError(`Expected the denoiser to return a Float32Array of length ${ctx.n} at sigma ${sigma} but received ${is.describe(r)}`);
   }
+  for (let i = 0; i < r.length; i++) {
+    // NaN or Infinity would flow silently into every later step and the result
+    if (!Number.isFinite(r[i])) {
+      throw new ScorefieldDenoiserError(`Expected the denoiser to return finite values at sigma ${sigma} but received ${r[i]} at index ${i}`);
+    }
+  }
   checkAbort(ctx);
   return r;
 }

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { capabilities, ReferenceSet, setSimdLevel, setThreads, stableTargets, type SimdLevel } from '../lib/index';
+import { capabilities, poisson, radial, ReferenceSet, setSimdLevel, setThreads, stableTargets, type SimdLevel } from '../lib/index';
 import { mnistLike, noisyQueries, referenceEstimate, relErr, toy2d } from './helpers/estimator-ref';
 import { bitsEqual, rand } from './helpers/reference';
 
@@ -308,4 +308,32 @@ test('extremes: d = 12288, sigma from 1e-3 to 1e3, log-weights of -1e7 and below
   t.true(relErr(r.mean, want.mean) < 1e-6);
   t.true(Math.abs(r.logDensity[0] - want.logDensity) <= 1e-4 * Math.abs(want.logDensity));
   t.true(Math.abs(r.ess[0] - want.ess) <= 1e-4 * want.ess);
+});
+
+test('finalizePartial: outputs may not overlap x or each other; empty shards and non-finite results are coded errors', (t) => {
+  const d = 4;
+  const Y = rand(200 * d, 71);
+  const set = new ReferenceSet(Y, d);
+  const x = rand(3 * d, 72);
+  const st = set.estimatePartial(x, { sigma: 0.5 });
+  const xCopy = x.slice();
+  t.throws(() => ReferenceSet.finalizePartial(st, x, { sigma: 0.5, outputs: ['mean'], out: { mean: x } }), { code: 'ERR_SCOREFIELD_ALIAS' });
+  const shared = new Float32Array(3 * d);
+  t.throws(() => ReferenceSet.finalizePartial(st, x, { sigma: 0.5, outputs: ['mean', 'score'], out: { mean: shared, score: shared } }), { code: 'ERR_SCOREFIELD_ALIAS' });
+  t.true(bitsEqual(x, xCopy), 'x untouched');
+  // an empty shard alone has no references to average
+  const empty = set.estimatePartial(x, { sigma: 0.5, start: 50, end: 50 });
+  t.throws(() => ReferenceSet.finalizePartial(empty, x, { sigma: 0.5 }), { code: 'ERR_SCOREFIELD_RANGE', message: /no references/ });
+  // merged with a non-empty one it is fine
+  const merged = ReferenceSet.mergePartials([empty, st]);
+  t.true(bitsEqual(ReferenceSet.finalizePartial(merged, x, { sigma: 0.5 }).mean, set.estimate(x, { sigma: 0.5 }).mean));
+  // valid but extreme inputs whose float32 arithmetic overflows: a coded error naming sigma,
+  // never a silent NaN (identical rows at sigma 1e-20, Poisson tau 1e20, radial t 1e30)
+  const same = new ReferenceSet(new Float32Array(50 * d).fill(0.25), d);
+  const q = new Float32Array(d).fill(0.25);
+  t.throws(() => same.estimate(q, { sigma: 1e-20, outputs: ['mean'] }), { code: 'ERR_SCOREFIELD_RANGE', message: /finite in float32 .*sigma 1e-20/ });
+  t.true(same.estimate(q, { sigma: 1e-3, outputs: ['mean'] }).mean.every((v) => v === 0.25));
+  t.throws(() => set.estimate(x, { sigma: 1e20, kernel: poisson({ D: 1 }), outputs: ['mean'] }), { code: 'ERR_SCOREFIELD_RANGE', message: /finite/ });
+  t.throws(() => set.estimate(x, { sigma: 1e30, kernel: radial('tanh'), outputs: ['mean', 'logDensity'] }), { code: 'ERR_SCOREFIELD_RANGE', message: /finite/ });
+  t.true(set.estimate(x, { sigma: 1e6, kernel: poisson({ D: 1 }), outputs: ['mean'] }).mean.every(Number.isFinite));
 });

@@ -241,3 +241,13 @@ test.serial('every SIMD path computes the non-Gaussian kernels accurately', (t) 
   }
   setSimdLevel(capabilities().simdAvailable[0] as SimdLevel);
 });
+
+test('a detached per-sample tau is ERR_SCOREFIELD_DETACHED in every kernel method, not an uncoded TypeError', (t) => {
+  const x = new Float32Array(8).fill(0.5), x0 = new Float32Array(8).fill(0.25);
+  for (const k of [poisson({ D: 1 }), radial('tanh'), gaussian()]) {
+    const tau = new Float32Array(2).fill(1);
+    structuredClone(tau.buffer, { transfer: [tau.buffer] });
+    t.throws(() => k.conditionalField(x, x0, tau), { code: 'ERR_SCOREFIELD_DETACHED', message: /tau/ });
+    t.throws(() => k.perturb(x0, tau, { dim: 4 }), { code: 'ERR_SCOREFIELD_DETACHED' });
+  }
+});

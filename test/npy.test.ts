@@ -58,6 +58,7 @@ test('unusable arrays get ERR_SCOREFIELD_FORMAT naming what the file holds', (t)
     ['empty', rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", new Uint8Array(0)), /non-empty/],
     ['structured', rawNpy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 2), }", new Uint8Array(16)), /structured/],
     ['not npy', new TextEncoder().encode('a,b\n1,2\n'), /magic/],
+    ['trailing garbage', rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), } junk", new Uint8Array(16)), /after its closing '\}'/],
   ];
   for (const [name, bytes, message] of cases) {
     const e = t.throws(() => npy.parse(bytes, 'file.npy'), { instanceOf: ScorefieldFileError }, name);

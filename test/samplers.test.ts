@@ -214,6 +214,20 @@ test('bad input: grids, denoisers that misbehave, aborts', async (t) => {
   await t.throwsAsync(sampleEuler(den, x0, 'abc' as unknown as number[]), { code: 'ERR_SCOREFIELD_TYPE' });
   await t.throwsAsync(sampleEuler(42 as unknown as typeof den, x0, [1, 0]), { code: 'ERR_SCOREFIELD_TYPE' });
   await t.throwsAsync(sampleHeun(() => new Float32Array(3), x0, [1, 0.5, 0]), { instanceOf: ScorefieldDenoiserError, code: 'ERR_SCOREFIELD_DENOISER' });
+  // a denoiser returning NaN or Infinity is refused at the evaluation that returned it
+  for (const bad of [Number.NaN, Infinity, -Infinity]) {
+    let evals = 0;
+    const e = await t.throwsAsync(
+      sampleHeun((x, s) => {
+        const r = den(x, s);
+        if (++evals === 3) r[5] = bad;
+        return r;
+      }, x0, schedules.karrasSigmas(6), { dim: 2 }),
+      { code: 'ERR_SCOREFIELD_DENOISER', message: new RegExp(`finite values .* received ${bad} at index 5`) },
+    );
+    t.truthy(e);
+    t.is(evals, 3);
+  }
   const boom = new Error('model exploded');
   const e1 = await t.throwsAsync(sampleHeun(() => { throw boom; }, x0, [1, 0]), { instanceOf: ScorefieldDenoiserError });
   t.is(e1?.cause, boom);
@@ -306,4 +320,17 @@ test('VP models run through the scaled variables: fromSchedule equals the VE den
   const viaVp = await sampleHeun(fromSchedule(vp, epsModel, 'eps'), x0, grid, { dim: 2 });
   const direct = await sampleHeun(den, x0, grid, { dim: 2 });
   t.true(close(viaVp, direct, 1e-4));
+});
+
+test('ReferenceSet.sample resolves only after every onProgress call has arrived', async (t) => {
+  const ref = new ReferenceSet(sampleMixture(mixture2d(), 300, 61), 2);
+  const sigmas = schedules.karrasSigmas(6);
+  let late = 0;
+  for (let run = 0; run < 200; run++) {
+    const seen: number[] = [];
+    const r = await ref.sample({ sigmas, solver: 'euler', batch: 4, seed: run, onProgress: (i) => seen.push(i) });
+    if (seen.length !== 6) late++;
+    t.is(r.nfe, 6);
+  }
+  t.is(late, 0, 'runs that resolved before their last progress call');
 });

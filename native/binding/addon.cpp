@@ -281,7 +281,7 @@ size_t ArgSize(const Napi::CallbackInfo& info, size_t i, const char* name) {
   const double v = ArgNumber(info, i, name);
   if (!(v >= 0 && v <= 9007199254740991.0) || v != static_cast<double>(static_cast<uint64_t>(v))) {
     ThrowCoded(info.Env(), sf::code::kRange, std::string("Expected a non-negative safe integer for ") + name +
-                                                 " but received " + std::to_string(v));
+                                                 " but received " + sf::num(v));
   }
   return static_cast<size_t>(v);
 }
@@ -316,7 +316,7 @@ sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, siz
     c.value = info[i].As<Napi::Number>().DoubleValue();
     if (!std::isfinite(c.value)) {
       ThrowCoded(info.Env(), sf::code::kRange, std::string("Expected a finite number for ") + name + " but received " +
-                                                   std::to_string(c.value));
+                                                   sf::num(c.value));
     }
     return c;
   }

@@ -144,6 +144,19 @@ sf::EstimateOutputs ArgOutputs(const Napi::CallbackInfo& info, size_t i, size_t 
   return out;
 }
 
+// Outputs are written while x and per-sample coefficients are still read: no output may
+// overlap them or another output.
+void CheckOutputs(Napi::Env env, const sf::EstimateOutputs& o, size_t B, size_t d, const float* x, const sf::Coef& alpha,
+                  const sf::Coef& sigma) {
+  const float* outs[] = {o.mean, o.score, o.log_density, o.ess, o.trace_cov, o.divergence};
+  const size_t lens[] = {B * d, B * d, B, B, B, B};
+  const char* names[] = {"out.mean", "out.score", "out.logDensity", "out.ess", "out.traceCov", "out.divergence"};
+  for (int a = 0; a < 6; ++a) {
+    CheckAlias(env, names[a], outs[a], lens[a], {{"x", x, B * d, false}, {"alpha", alpha.per, B, false}, {"sigma", sigma.per, B, false}});
+    for (int b = a + 1; b < 6; ++b) CheckAlias(env, names[a], outs[a], lens[a], {{names[b], outs[b], lens[b], false}});
+  }
+}
+
 // ---- estimate
 class EstimateTask : public Task {
  public:
@@ -174,17 +187,8 @@ Napi::Value Estimate(const Napi::CallbackInfo& info) {
   ArgQueries(info, 1, *t->ref, t->req, t.get());
   const size_t B = t->req.B, d = t->ref->dim();
   t->out = ArgOutputs(info, 6, B, d, t.get());
-  const float* x = t->req.x;
-  const sf::EstimateOutputs& o = t->out;
-  // Outputs are written while x and per-sample coefficients are still read.
-  const float* outs[] = {o.mean, o.score, o.log_density, o.ess, o.trace_cov, o.divergence};
+  CheckOutputs(info.Env(), t->out, B, d, t->req.x, t->req.alpha, t->req.sigma);
   const size_t lens[] = {B * d, B * d, B, B, B, B};
-  const char* names[] = {"out.mean", "out.score", "out.logDensity", "out.ess", "out.traceCov", "out.divergence"};
-  for (int a = 0; a < 6; ++a) {
-    CheckAlias(info.Env(), names[a], outs[a], lens[a],
-               {{"x", x, B * d, false}, {"alpha", t->req.alpha.per, B, false}, {"sigma", t->req.sigma.per, B, false}});
-    for (int b = a + 1; b < 6; ++b) CheckAlias(info.Env(), names[a], outs[a], lens[a], {{names[b], outs[b], lens[b], false}});
-  }
   StageQueries(info, 1, t->req, d, t.get());
   sf::EstimateOutputs& w = t->out;
   float** dst[] = {&w.mean, &w.score, &w.log_density, &w.ess, &w.trace_cov, &w.divergence};
@@ -312,10 +316,15 @@ Napi::Value FinalizePartial(const Napi::CallbackInfo& info) {
   sf::Coef alpha = ArgCoef(info, 2, "alpha", B, nullptr), sigma = ArgCoef(info, 3, "sigma", B, nullptr);
   sf::KernelSpec kernel = ArgKernel(info, 4);
   const sf::EstimateOutputs out = ArgOutputs(info, 5, B, d, nullptr);
+  CheckOutputs(info.Env(), out, B, d, x, alpha, sigma);
   if (st.acc.empty() && (out.mean || out.score || out.trace_cov || out.divergence)) {
     ThrowCoded(info.Env(), sf::code::kShape, "Expected a state with weighted sums for mean, score, traceCov or divergence but received one without");
   }
-  sf::finalize_partial(st, x, alpha, sigma, kernel, out);
+  try {
+    sf::finalize_partial(st, x, alpha, sigma, kernel, out);
+  } catch (const sf::Error& e) {
+    ThrowCoded(info.Env(), e.code(), e.what());
+  }
   return info.Env().Undefined();
 }
 
@@ -376,6 +385,7 @@ class SampleTask : public Task {
   Napi::ThreadSafeFunction progress;
   bool has_progress = false;
   sf::SampleStats stats;
+  size_t progress_calls = 0;  // queued for JavaScript (the sampler calls progress on one thread)
   ~SampleTask() override {
     if (has_progress) progress.Release();
   }
@@ -396,7 +406,11 @@ class SampleTask : public Task {
           }
           delete p;
         });
-        if (st != napi_ok) delete data;
+        if (st != napi_ok) {
+          delete data;
+        } else {
+          ++progress_calls;
+        }
       };
     }
     stats = sf::sample_reference(*ref, req, inline_ok);
@@ -406,6 +420,7 @@ class SampleTask : public Task {
     o.Set("nfe", static_cast<double>(stats.nfe));
     o.Set("seconds", stats.seconds);
     o.Set("estimatorSeconds", stats.estimator_seconds);
+    o.Set("progressCalls", static_cast<double>(progress_calls));
     return o;
   }
 };

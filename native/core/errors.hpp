@@ -1,6 +1,7 @@
 // Errors raised by the native core. Every error carries a stable code string
 // that the Node-API layer copies onto the JavaScript error it throws.
 #pragma once
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -27,6 +28,13 @@ class Error : public std::runtime_error {
  private:
   const char* code_;
 };
+
+// A number for a message: 6 significant digits, exponent when needed (1e-20, not 0.000000).
+inline std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 
 // Multiplies two sizes, throwing ERR_SCOREFIELD_OVERFLOW instead of wrapping.
 inline size_t checked_mul(size_t a, size_t b, const char* what) {

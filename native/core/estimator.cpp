@@ -56,8 +56,8 @@ static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req
     if (!ok) {
       throw Error(code::kRange, "Expected sigma large enough for the magnitude of query " + std::to_string(q) +
                                     " and the data (float32 log-weights, see README: Reliability) but received sigma " +
-                                    std::to_string(sg) + " with |x - alpha centre| = " + std::to_string(xn) +
-                                    " and max |y - centre| = " + std::to_string(yn));
+                                    num(sg) + " with |x - alpha centre| = " + num(xn) +
+                                    " and max |y - centre| = " + num(yn));
     }
   }
 }

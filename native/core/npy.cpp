@@ -153,6 +153,9 @@ NpyHeader parse_npy_header(const uint8_t* bytes, size_t n) {
       break;
     }
   }
+  // after the dictionary only the padding: spaces and the final newline
+  while (c.p < c.end && (*c.p == ' ' || *c.p == '\n' || *c.p == '\t' || *c.p == '\r')) ++c.p;
+  if (c.p != c.end) fail("a header with characters after its closing '}'");
   if (!have_descr || !have_order || !have_shape) fail("a header without descr, fortran_order and shape");
   uint64_t elements = 1;
   for (uint64_t s : h.shape) {

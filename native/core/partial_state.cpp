@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "engine.hpp"
@@ -66,8 +67,23 @@ void merge_partial(PartialState& into, const PartialState& o) {
 void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
                       EstimateOutputs out) {
   const size_t d = st.d;
+  if (st.B > 0 && !(st.count > 0)) {
+    throw Error(code::kRange, "Expected a partial state covering at least one reference for state but received one over no "
+                              "references (an empty shard: merge it with others before finalising)");
+  }
   const double log_n = std::log(std::max(st.count, 1.0));
   std::vector<double> m(d);
+  // The first output that is not finite (extreme but valid inputs: a kernel parameter or
+  // noise level beyond what the float32 results can hold): a coded error, never a silent NaN.
+  size_t bad_q = st.B;
+  const char* bad_what = "";
+  const auto check = [&](float v, size_t q, const char* what) {
+    if (!std::isfinite(v) && bad_q == st.B) {
+      bad_q = q;
+      bad_what = what;
+    }
+    return v;
+  };
   for (size_t q = 0; q < st.B; ++q) {
     const double al = alpha.at(q), sg = sigma.at(q);
     const double s0 = st.sum[q];
@@ -80,23 +96,28 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
     }
     const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
     if (out.mean)
-      for (size_t k = 0; k < d; ++k) out.mean[q * d + k] = static_cast<float>(st.origin[k] + m[k]);
+      for (size_t k = 0; k < d; ++k) out.mean[q * d + k] = check(static_cast<float>(st.origin[k] + m[k]), q, "mean");
     if (out.score) {
       // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
       const double inv = 1.0 / (sg * sg);
       for (size_t k = 0; k < d; ++k) {
         const double xr = static_cast<double>(x[q * d + k]) - al * st.origin[k];
-        out.score[q * d + k] = static_cast<float>((al * m[k] - xr) * inv);
+        out.score[q * d + k] = check(static_cast<float>((al * m[k] - xr) * inv), q, "score");
       }
     }
     double norm = 0;
     norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
-    if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
-    if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
-    if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
+    if (out.log_density) out.log_density[q] = check(static_cast<float>(st.max[q] + std::log(s0) + norm - log_n), q, "logDensity");
+    if (out.ess) out.ess[q] = check(static_cast<float>(s0 * s0 / st.sumsq[q]), q, "ess");
+    if (out.trace_cov) out.trace_cov[q] = check(static_cast<float>(trace), q, "traceCov");
     if (out.divergence) {
-      out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
+      out.divergence[q] = check(static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg)), q, "divergence");
     }
+  }
+  if (bad_q != st.B) {
+    throw Error(code::kRange, std::string("Expected inputs whose ") + bad_what + " is finite in float32 but query " +
+                                  std::to_string(bad_q) + "'s is not (sigma " + num(sigma.at(bad_q)) +
+                                  "): the noise level or kernel parameter is beyond what the results can represent");
   }
 }
 
