@@ -213,7 +213,9 @@ test.serial('SharedArrayBuffer-backed arrays work in every async call, zero-copy
   const st = shared(B * d);
   t.is(await stableTargetsAsync(x, x, set, { sigma: 0.5, out: st }), st);
   t.true(bitsEqual(st, stableTargets(x, x, set, { sigma: 0.5 })));
-  const g = new Float32Array(new SharedArrayBuffer(64 * 4, { maxByteLength: 256 * 4 } as unknown as undefined));
+  // a growable SharedArrayBuffer (Node 20's type definitions lack the options argument)
+  const Growable = SharedArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => SharedArrayBuffer;
+  const g = new Float32Array(new Growable(64 * 4, { maxByteLength: 256 * 4 }));
   await randnAsync(g, { seed: 3 });
   t.true(bitsEqual(g, randn(64, { seed: 3 })));
   const p = shared(B * d);
