@@ -8,7 +8,7 @@ import { checkSigmas, type ChurnOptions } from './samplers';
 import { noiseInto, seed64, seedArray } from './steps';
 import * as is from './is';
 import { isGaussian, kernelArg, type Kernel } from './kernels';
-import { callAsync, callSync, native, type KernelArg, type NativeState, type RefHandle } from './native';
+import { callAsync, callSync, native, type KernelArg, type NativeState, type QueryRequest, type RefHandle } from './native';
 import type { PerSample } from './targets';
 import * as alloc from './alloc';
 
@@ -135,9 +135,6 @@ function outputList(v: unknown, kernel: KernelArg = 0): EstimateOutput[] {
   return [...new Set(v as EstimateOutput[])];
 }
 
-const pick = (b: Partial<Record<EstimateOutput, Float32Array>>) =>
-  [b.mean ?? null, b.score ?? null, b.logDensity ?? null, b.ess ?? null, b.traceCov ?? null, b.divergence ?? null] as const;
-
 function resultOf<O extends EstimateOutput>(outputs: readonly EstimateOutput[], bufs: Partial<Record<EstimateOutput, Float32Array>>): EstimateResult<O> {
   const r: Record<string, Float32Array> = {};
   for (const k of outputs) r[k] = bufs[k]!;
@@ -181,6 +178,11 @@ export class ReferenceSet {
     this.byteLength = info.bytes;
   }
 
+  /** @internal The request fields of a batch of queries against this set. */
+  queries(q: Query): QueryRequest {
+    return { ref: this.handle, x: q.x, batch: q.B, alpha: q.alpha, sigma: q.sigma, kernel: q.kernel };
+  }
+
   private static check(data: unknown, dim: unknown): { n: number; d: number } {
     const d = is.integer(dim, 'dim', 1);
     const a = is.f32(data, 'data');
@@ -216,14 +218,14 @@ export class ReferenceSet {
    */
   estimate<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>): EstimateResult<O> {
     const { q, outputs, bufs } = this.plan(x, options);
-    callSync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), false));
+    callSync(() => native().estimate({ ...this.queries(q), out: bufs, async: false }));
     return resultOf<O>(outputs, bufs);
   }
 
   /** Async form of {@link estimate}: runs on the native pool, off the event loop. */
   async estimateAsync<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>): Promise<EstimateResult<O>> {
     const { q, outputs, bufs } = this.plan(x, options);
-    await callAsync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), true));
+    await callAsync(() => native().estimate({ ...this.queries(q), out: bufs, async: true }));
     return resultOf<O>(outputs, bufs);
   }
 
@@ -238,7 +240,7 @@ export class ReferenceSet {
     options: EstimateOptions<O>,
   ): { result: EstimateResult<O> } & EstimateStats {
     const { q, outputs, bufs } = this.plan(x, options);
-    const s = callSync(() => native().estimate(this.handle, q.x, q.B, q.alpha, q.sigma, q.kernel, ...pick(bufs), false));
+    const s = callSync(() => native().estimate({ ...this.queries(q), out: bufs, async: false }));
     const prunedShare = s.pairs > 0 ? 1 - (s.densePairs + s.exactPairs) / s.pairs : 0;
     return { result: resultOf<O>(outputs, bufs), ...s, prunedShare };
   }
@@ -253,13 +255,13 @@ export class ReferenceSet {
   /** The partial state of every query over references [start, end) (a shard). */
   estimatePartial(x: Float32Array, options: PartialOptions): PartialState {
     const p = this.partialPlan(x, options);
-    return callSync(() => native().estimatePartial(this.handle, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.start, p.end, p.weighted, false));
+    return callSync(() => native().estimatePartial({ ...this.queries(p.q), start: p.start, end: p.end, weighted: p.weighted, async: false }));
   }
 
   /** Async form of {@link estimatePartial}. */
   async estimatePartialAsync(x: Float32Array, options: PartialOptions): Promise<PartialState> {
     const p = this.partialPlan(x, options);
-    return callAsync(() => native().estimatePartial(this.handle, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.start, p.end, p.weighted, true));
+    return callAsync(() => native().estimatePartial({ ...this.queries(p.q), start: p.start, end: p.end, weighted: p.weighted, async: true }));
   }
 
   private partialPlan(x: unknown, options: unknown) {
@@ -290,7 +292,7 @@ export class ReferenceSet {
     const q = query(x, (state as PartialState).dim, options);
     const outputs = outputList(q.o.outputs, q.kernel);
     const bufs = outputBuffers(outputs, q.o.out, q.B, (state as PartialState).dim);
-    callSync(() => native().finalizePartial(state, q.x, q.alpha, q.sigma, q.kernel, ...pick(bufs)));
+    callSync(() => native().finalizePartial({ state, x: q.x, alpha: q.alpha, sigma: q.sigma, kernel: q.kernel, out: bufs }));
     return resultOf<O>(outputs, bufs);
   }
 
@@ -359,7 +361,7 @@ export class ReferenceSet {
     };
     try {
       const st = await callAsync(() =>
-        native().sample(this.handle, x, B, sigmas, solver === 'heun', kernel, sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, progress, token),
+        native().sample({ ref: this.handle, x, batch: B, sigmas, heun: solver === 'heun', kernel, sChurn, sTmin, sTmax, sNoise, seed, seeds, offset, onProgress: progress, abortToken: token }),
       );
       if (progress && delivered < st.progressCalls) {
         await new Promise<void>((resolve) => {
@@ -434,14 +436,14 @@ export interface StableTargetOptions {
  */
 export function stableTargets(x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions): Float32Array {
   const p = stablePlan(x0Batch, xBatch, ref, options);
-  callSync(() => native().stableTargets(ref.handle, p.x0, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.out, false));
+  callSync(() => native().stableTargets({ ...ref.queries(p.q), x0: p.x0, out: p.out, async: false }));
   return p.out;
 }
 
 /** Async form of {@link stableTargets}. */
 export async function stableTargetsAsync(x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions): Promise<Float32Array> {
   const p = stablePlan(x0Batch, xBatch, ref, options);
-  await callAsync(() => native().stableTargets(ref.handle, p.x0, p.q.x, p.q.B, p.q.alpha, p.q.sigma, p.q.kernel, p.out, true));
+  await callAsync(() => native().stableTargets({ ...ref.queries(p.q), x0: p.x0, out: p.out, async: true }));
   return p.out;
 }
 

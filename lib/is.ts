@@ -159,5 +159,7 @@ export function batchShape(
 export function options<T extends object>(v: unknown, name: string): Partial<T> {
   if (v === undefined) return {};
   if (!isPlainObject(v)) throw typeError('an options object', name, v);
-  return v as Partial<T>;
+  // A snapshot: every property (getters included) is read exactly once, here, before anything
+  // is validated, so a getter cannot change a value after it was checked.
+  return { ...(v as object) } as Partial<T>;
 }

@@ -41,37 +41,80 @@ export interface NativeBinding {
   randn(out: Float32Array, B: number, d: number, seed: bigint, stream: number, offset: number, async: boolean): MaybeAsync<undefined>;
   streamTriad(a: Float32Array, b: Float32Array, c: Float32Array, s: number, async: boolean): MaybeAsync<undefined>;
   probe(kind: 0 | 1, iters: number): number;
-  step(
-    kind: number, out: Float32Array, x: Float32Array, D: F | null, xp: F | null, Dp: F | null, B: number, d: number,
-    a: C, b: C, sNoise: number, seed: bigint, seeds: BigUint64Array | null, stream: number, offset: number, async: boolean,
-  ): MaybeAsync<undefined>;
-  sample(
-    ref: RefHandle, x: Float32Array, B: number, sigmas: Float64Array, heun: boolean, kernel: KernelArg,
-    sChurn: number, sTmin: number, sTmax: number, sNoise: number, seed: bigint, seeds: BigUint64Array | null,
-    offset: number, onProgress: ((step: number, total: number) => void) | null, abortToken: AbortHandle,
-  ): Promise<{ nfe: number; seconds: number; estimatorSeconds: number; progressCalls: number }>;
+  step(request: StepRequest): MaybeAsync<undefined>;
+  sample(request: SampleRequest): Promise<{ nfe: number; seconds: number; estimatorSeconds: number; progressCalls: number }>;
   newAbortToken(): AbortHandle;
   abortToken(token: AbortHandle): void;
   refBuild(data: Float32Array, n: number, d: number, async: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
   refRows(ref: RefHandle, indices: Uint32Array, out: Float32Array): undefined;
-  estimate(
-    ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg,
-    mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
-    async: boolean,
-  ): MaybeAsync<EstimateStatsRaw>;
-  estimatePartial(ref: RefHandle, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg, start: number, end: number, weighted: boolean, async: boolean): MaybeAsync<NativeState>;
+  estimate(request: QueryRequest & { out: Outputs; async: boolean }): MaybeAsync<EstimateStatsRaw>;
+  estimatePartial(request: QueryRequest & { start: number; end: number; weighted: boolean; async: boolean }): MaybeAsync<NativeState>;
   mergePartials(states: NativeState[]): NativeState;
-  finalizePartial(
-    state: NativeState, x: Float32Array, alpha: C, sigma: C, kernel: KernelArg,
-    mean: F | null, score: F | null, logDensity: F | null, ess: F | null, traceCov: F | null, divergence: F | null,
-  ): undefined;
+  finalizePartial(request: { state: NativeState; x: Float32Array; alpha: C; sigma: C; kernel: KernelArg; out: Outputs }): undefined;
   scratchBytes(ref: RefHandle, B: number, weighted: boolean): number;
   parseNpyHeader(bytes: Uint8Array): NpyHeader;
-  stableTargets(ref: RefHandle, x0: Float32Array, x: Float32Array, B: number, alpha: C, sigma: C, kernel: KernelArg, out: Float32Array, async: boolean): MaybeAsync<undefined>;
+  stableTargets(request: QueryRequest & { x0: Float32Array; out: Float32Array; async: boolean }): MaybeAsync<undefined>;
 }
 
-type F = Float32Array;
+// The requests of the larger calls: plain objects of validated values, read once by lib/ and
+// by name by the binding (sharp's baton).
+
+/** A batch of queries against a reference set. */
+export interface QueryRequest {
+  ref: RefHandle;
+  x: Float32Array;
+  batch: number;
+  alpha: C;
+  sigma: C;
+  kernel: KernelArg;
+}
+
+/** Output buffers of the estimator; absent fields are not computed. */
+export type Outputs = Partial<Record<'mean' | 'score' | 'logDensity' | 'ess' | 'traceCov' | 'divergence', Float32Array>>;
+
+/** One step kernel (native/binding/steps_binding.cpp). */
+export interface StepRequest {
+  /** 0 euler, 1 heun correction, 2 euler-maruyama, 3 langevin, 4 churn, 5 noise only. */
+  kind: number;
+  out: Float32Array;
+  x: Float32Array;
+  denoised: Float32Array | null;
+  xNext: Float32Array | null;
+  denoisedNext: Float32Array | null;
+  batch: number;
+  dim: number;
+  /** sigma */
+  a: C;
+  /** sigmaNext, the step size (Langevin) or sigmaHat (churn) */
+  b: C;
+  sNoise: number;
+  seed: bigint;
+  seeds: BigUint64Array | null;
+  stream: number;
+  offset: number;
+  async: boolean;
+}
+
+/** The native sampler. */
+export interface SampleRequest {
+  ref: RefHandle;
+  x: Float32Array;
+  batch: number;
+  sigmas: Float64Array;
+  heun: boolean;
+  kernel: KernelArg;
+  sChurn: number;
+  sTmin: number;
+  sTmax: number;
+  sNoise: number;
+  seed: bigint;
+  seeds: BigUint64Array | null;
+  offset: number;
+  onProgress: ((step: number, total: number) => void) | null;
+  abortToken: AbortHandle;
+}
+
 /** A parsed .npy header (native/core/npy.hpp). */
 export interface NpyHeader {
   version: string;

@@ -6,7 +6,7 @@
  * or on (seeds[i], stream) when per-sample seeds are given.
  */
 import * as is from './is';
-import { callSync, native } from './native';
+import { callSync, native, type StepRequest } from './native';
 import type { PerSample } from './targets';
 import * as alloc from './alloc';
 
@@ -96,8 +96,15 @@ function plan(
   };
 }
 
+function request(kind: number, p: Plan, async: boolean): StepRequest {
+  return {
+    kind, out: p.out, x: p.x, denoised: p.D, xNext: p.xp, denoisedNext: p.Dp, batch: p.B, dim: p.d, a: p.a, b: p.b,
+    sNoise: p.sNoise, seed: p.seed, seeds: p.seeds, stream: p.stream, offset: p.offset, async,
+  };
+}
+
 function run(kind: number, p: Plan): Float32Array {
-  callSync(() => native().step(kind, p.out, p.x, p.D, p.xp, p.Dp, p.B, p.d, p.a, p.b, p.sNoise, p.seed, p.seeds, p.stream, p.offset, false));
+  callSync(() => native().step(request(kind, p, false)));
   return p.out;
 }
 

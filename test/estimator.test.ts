@@ -337,3 +337,27 @@ test('finalizePartial: outputs may not overlap x or each other; empty shards and
   t.throws(() => set.estimate(x, { sigma: 1e30, kernel: radial('tanh'), outputs: ['mean', 'logDensity'] }), { code: 'ERR_SCOREFIELD_RANGE', message: /finite/ });
   t.true(set.estimate(x, { sigma: 1e6, kernel: poisson({ D: 1 }), outputs: ['mean'] }).mean.every(Number.isFinite));
 });
+
+test('options are read once, before validation: a getter cannot change a value after it was checked', (t) => {
+  const d = 4;
+  const set = new ReferenceSet(rand(300 * d, 81), d);
+  const x = rand(2 * d, 82);
+  for (const bad of [Number.NaN, -1, 0]) {
+    const sigma = new Float32Array([0.5, 0.5]);
+    let reads = 0;
+    const options = {
+      sigma,
+      get alpha() {
+        reads++;
+        sigma[0] = bad;  // after sigma was read
+        return 1;
+      },
+    };
+    t.throws(() => set.estimate(x, options), { code: 'ERR_SCOREFIELD_RANGE' });
+    t.is(reads, 1, 'each option read exactly once');
+  }
+  // the native engine checks per-sample coefficients too (a caller of the binding itself)
+  const sigma = new Float32Array([0.5, Number.NaN]);
+  const e = t.throws(() => set.estimate(x, { sigma }), { code: 'ERR_SCOREFIELD_RANGE' });
+  t.regex(e!.message, /sigma/);
+});

@@ -241,25 +241,24 @@ static F32 ToF32(Napi::Env env, const Napi::Value& v, const char* name) {
   return F32{static_cast<float*>(data), length};
 }
 
-F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, Task* keep) {
-  F32 f = ToF32(info.Env(), info[i], name);
-  if (keep) keep->Keep(info[i]);
+F32 ArgF32(const Napi::Value& v, const char* name, Task* keep) {
+  F32 f = ToF32(v.Env(), v, name);
+  if (keep) keep->Keep(v);
   return f;
 }
 
-F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep) {
-  F32 f = ArgF32(info, i, name, keep);
+F32 ArgF32(const Napi::Value& v, const char* name, size_t length, Task* keep) {
+  F32 f = ArgF32(v, name, keep);
   if (f.length != length) {
-    ThrowCoded(info.Env(), sf::code::kShape, std::string("Expected ") + std::to_string(length) +
-                                                 " elements for " + name + " but received " +
-                                                 std::to_string(f.length));
+    ThrowCoded(v.Env(), sf::code::kShape, std::string("Expected ") + std::to_string(length) + " elements for " + name +
+                                              " but received " + std::to_string(f.length));
   }
   return f;
 }
 
-F32 ArgOptF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep) {
-  if (info[i].IsNull() || info[i].IsUndefined()) return F32{};
-  return ArgF32(info, i, name, length, keep);
+F32 ArgOptF32(const Napi::Value& v, const char* name, size_t length, Task* keep) {
+  if (v.IsNull() || v.IsUndefined()) return F32{};
+  return ArgF32(v, name, length, keep);
 }
 
 size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d) {
@@ -270,27 +269,38 @@ size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d) {
   }
 }
 
-double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsNumber()) {
-    ThrowCoded(info.Env(), sf::code::kType, std::string("Expected a number for ") + name + " but received another type", true);
+double ArgNumber(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) {
+    ThrowCoded(v.Env(), sf::code::kType, std::string("Expected a number for ") + name + " but received another type", true);
   }
-  return info[i].As<Napi::Number>().DoubleValue();
+  return v.As<Napi::Number>().DoubleValue();
 }
 
-size_t ArgSize(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const double v = ArgNumber(info, i, name);
-  if (!(v >= 0 && v <= 9007199254740991.0) || v != static_cast<double>(static_cast<uint64_t>(v))) {
-    ThrowCoded(info.Env(), sf::code::kRange, std::string("Expected a non-negative safe integer for ") + name +
-                                                 " but received " + sf::num(v));
+size_t ArgSize(const Napi::Value& v, const char* name) {
+  const double x = ArgNumber(v, name);
+  if (!(x >= 0 && x <= 9007199254740991.0) || x != static_cast<double>(static_cast<uint64_t>(x))) {
+    ThrowCoded(v.Env(), sf::code::kRange, std::string("Expected a non-negative safe integer for ") + name +
+                                              " but received " + sf::num(x));
   }
-  return static_cast<size_t>(v);
+  return static_cast<size_t>(x);
 }
 
-bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsBoolean()) {
-    ThrowCoded(info.Env(), sf::code::kType, std::string("Expected a boolean for ") + name + " but received another type", true);
+bool ArgBool(const Napi::Value& v, const char* name) {
+  if (!v.IsBoolean()) {
+    ThrowCoded(v.Env(), sf::code::kType, std::string("Expected a boolean for ") + name + " but received another type", true);
   }
-  return info[i].As<Napi::Boolean>().Value();
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Value Field(const Napi::Object& request, const char* key) {
+  return request.Get(key);
+}
+
+Napi::Object ArgRequest(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject() || info[0].IsArray() || info[0].IsTypedArray() || info[0].IsFunction()) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a request object for request but received another value", true);
+  }
+  return info[0].As<Napi::Object>();
 }
 
 void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, std::initializer_list<Input> inputs) {
@@ -308,19 +318,18 @@ void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, 
   }
 }
 
-void ArgAsync(const Napi::CallbackInfo& info, size_t i, Task* task) { task->SetAsync(ArgBool(info, i, "async")); }
+void ArgAsync(const Napi::Value& v, Task* task) { task->SetAsync(ArgBool(v, "async")); }
 
-sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, size_t B, Task* keep) {
+sf::Coef ArgCoef(const Napi::Value& v, const char* name, size_t B, Task* keep) {
   sf::Coef c;
-  if (info[i].IsNumber()) {
-    c.value = info[i].As<Napi::Number>().DoubleValue();
+  if (v.IsNumber()) {
+    c.value = v.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(c.value)) {
-      ThrowCoded(info.Env(), sf::code::kRange, std::string("Expected a finite number for ") + name + " but received " +
-                                                   sf::num(c.value));
+      ThrowCoded(v.Env(), sf::code::kRange, std::string("Expected a finite number for ") + name + " but received " + sf::num(c.value));
     }
     return c;
   }
-  c.per = ArgF32(info, i, name, B, keep).data;
+  c.per = ArgF32(v, name, B, keep).data;
   return c;
 }
 
@@ -349,7 +358,7 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-  const size_t n = ArgSize(info, 0, "threads");
+  const size_t n = ArgSize(info[0], "threads");
   if (n < 1 || n > 1024) {
     ThrowCoded(info.Env(), sf::code::kRange, "Expected an integer from 1 to 1024 for threads but received " + std::to_string(n));
   }
@@ -358,7 +367,7 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
-  sf::set_memory_limit(ArgSize(info, 0, "bytes"));
+  sf::set_memory_limit(ArgSize(info[0], "bytes"));
   return info.Env().Undefined();
 }
 

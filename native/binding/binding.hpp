@@ -78,9 +78,14 @@ class Task {
 // Runs the task now (sync) or queues it and returns a promise (task->async()).
 Napi::Value Run(Napi::Env env, std::unique_ptr<Task> task);
 
-// Reads the trailing `async` flag (argument i) into the task; call before reading arguments
-// so that asynchronous tasks keep references to them.
-void ArgAsync(const Napi::CallbackInfo& info, size_t i, Task* task);
+// Arguments are read from values: a positional argument info[i], or a field of a request
+// object (Field(request, "x")), the form the larger calls use (sharp's baton: lib/ reads
+// and validates every option once, then hands the binding one plain object whose fields
+// are read here by name).
+
+// Reads the `async` flag into the task; call before reading arguments so that asynchronous
+// tasks keep references to them.
+void ArgAsync(const Napi::Value& v, Task* task);
 
 // A Float32Array argument.
 struct F32 {
@@ -88,19 +93,22 @@ struct F32 {
   size_t length = 0;
 };
 
-F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, Task* keep);
+F32 ArgF32(const Napi::Value& v, const char* name, Task* keep);
 // A Float32Array argument that must hold exactly `length` elements.
-F32 ArgF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep);
+F32 ArgF32(const Napi::Value& v, const char* name, size_t length, Task* keep);
 // Same, or null/undefined (returns data == nullptr).
-F32 ArgOptF32(const Napi::CallbackInfo& info, size_t i, const char* name, size_t length, Task* keep);
+F32 ArgOptF32(const Napi::Value& v, const char* name, size_t length, Task* keep);
 // B * d elements, or a coded ERR_SCOREFIELD_OVERFLOW.
 size_t Elements(const Napi::CallbackInfo& info, size_t B, size_t d);
 // A non-negative integer no larger than 2^53 - 1.
-size_t ArgSize(const Napi::CallbackInfo& info, size_t i, const char* name);
-double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name);
-bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
+size_t ArgSize(const Napi::Value& v, const char* name);
+double ArgNumber(const Napi::Value& v, const char* name);
+bool ArgBool(const Napi::Value& v, const char* name);
 // A finite number, or a Float32Array of length B (one value per sample).
-sf::Coef ArgCoef(const Napi::CallbackInfo& info, size_t i, const char* name, size_t B, Task* keep);
+sf::Coef ArgCoef(const Napi::Value& v, const char* name, size_t B, Task* keep);
+// The request object of a call (argument 0), and one of its fields.
+Napi::Object ArgRequest(const Napi::CallbackInfo& info);
+Napi::Value Field(const Napi::Object& request, const char* key);
 
 // An array a call reads while it writes `out`.
 struct Input {

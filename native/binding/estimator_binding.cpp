@@ -24,31 +24,33 @@ Napi::Value WrapRef(Napi::Env env, RefPtr ref) {
   return ext;
 }
 
-RefPtr ArgRef(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsExternal()) {
-    ThrowCoded(info.Env(), sf::code::kType, "Expected a scorefield reference set handle for ref but received another value", true);
+RefPtr ArgRef(const Napi::Value& v) {
+  if (!v.IsExternal()) {
+    ThrowCoded(v.Env(), sf::code::kType, "Expected a scorefield reference set handle for ref but received another value", true);
   }
-  return *info[i].As<Napi::External<RefPtr>>().Data();
+  return *v.As<Napi::External<RefPtr>>().Data();
 }
+RefPtr ArgRef(const Napi::CallbackInfo& info, size_t i) { return ArgRef(info[i]); }
 
 // A kernel: its id (0 gaussian, 1 poisson, 2 radial tanh, 3 radial exp), or an array [id, D].
-sf::KernelSpec ArgKernel(const Napi::CallbackInfo& info, size_t i) {
+sf::KernelSpec ArgKernel(const Napi::Value& v) {
+  Napi::Env env = v.Env();
   sf::KernelSpec k;
   double kind = 0;
-  if (info[i].IsArray()) {
-    Napi::Array a = info[i].As<Napi::Array>();
+  if (v.IsArray()) {
+    Napi::Array a = v.As<Napi::Array>();
     if (a.Length() != 2 || !a.Get(0u).IsNumber() || !a.Get(1u).IsNumber()) {
-      ThrowCoded(info.Env(), sf::code::kType, "Expected [id, D] for kernel but received another array", true);
+      ThrowCoded(env, sf::code::kType, "Expected [id, D] for kernel but received another array", true);
     }
     kind = a.Get(0u).As<Napi::Number>().DoubleValue();
     k.D = a.Get(1u).As<Napi::Number>().DoubleValue();
   } else {
-    kind = ArgNumber(info, i, "kernel");
+    kind = ArgNumber(v, "kernel");
   }
   if (!(kind >= 0 && kind <= 3) || kind != static_cast<double>(static_cast<int>(kind))) {
-    ThrowCoded(info.Env(), sf::code::kRange, "Expected a known kernel id for kernel but received " + std::to_string(kind));
+    ThrowCoded(env, sf::code::kRange, "Expected a known kernel id for kernel but received " + sf::num(kind));
   }
-  if (!(k.D > 0 && std::isfinite(k.D))) ThrowCoded(info.Env(), sf::code::kRange, "Expected a positive finite D for kernel.D but received " + std::to_string(k.D));
+  if (!(k.D > 0 && std::isfinite(k.D))) ThrowCoded(env, sf::code::kRange, "Expected a positive finite D for kernel.D but received " + sf::num(k.D));
   k.kind = static_cast<sf::KernelKind>(static_cast<int>(kind));
   return k;
 }
@@ -66,9 +68,9 @@ class BuildTask : public Task {
 // (data, N, d, async) -> handle
 Napi::Value RefBuild(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<BuildTask>();
-  ArgAsync(info, 3, t.get());
-  t->n = ArgSize(info, 1, "size");
-  t->d = ArgSize(info, 2, "dim");
+  ArgAsync(info[3], t.get());
+  t->n = ArgSize(info[1], "size");
+  t->d = ArgSize(info[2], "dim");
   if (t->n == 0 || t->d == 0) {
     ThrowCoded(info.Env(), sf::code::kShape, "Expected at least one reference point of dim >= 1 for data but received none");
   }
@@ -78,7 +80,7 @@ Napi::Value RefBuild(const Napi::CallbackInfo& info) {
   } catch (const sf::Error& e) {
     ThrowCoded(info.Env(), e.code(), e.what());
   }
-  t->data = ArgF32(info, 0, "data", len, t.get()).data;
+  t->data = ArgF32(info[0], "data", len, t.get()).data;
   t->data = t->StageIn(info[0], t->data, len);
   return Run(info.Env(), std::move(t));
 }
@@ -104,7 +106,7 @@ Napi::Value RefRows(const Napi::CallbackInfo& info) {
   }
   Napi::Uint32Array idx = info[1].As<Napi::Uint32Array>();
   const size_t n = idx.ElementLength();
-  F32 out = ArgF32(info, 2, "out", Elements(info, n, ref->dim()), nullptr);
+  F32 out = ArgF32(info[2], "out", Elements(info, n, ref->dim()), nullptr);
   try {
     ref->gather(idx.Data(), n, out.data);
   } catch (const sf::Error& e) {
@@ -113,34 +115,39 @@ Napi::Value RefRows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Reads (x, B, alpha, sigma, kernel) at positions i.. into a request.
-void ArgQueries(const Napi::CallbackInfo& info, size_t i, const sf::ReferenceSet& ref, sf::EstimateRequest& req, Task* t) {
-  req.B = ArgSize(info, i + 1, "batch");
+// Reads the request's x, batch, alpha, sigma and kernel.
+void ArgQueries(const Napi::CallbackInfo& info, const Napi::Object& r, const sf::ReferenceSet& ref, sf::EstimateRequest& req,
+                Task* t) {
+  req.B = ArgSize(Field(r, "batch"), "batch");
   const size_t n = Elements(info, req.B, ref.dim());
-  req.x = ArgF32(info, i, "x", n, t).data;
-  req.alpha = ArgCoef(info, i + 2, "alpha", req.B, t);
-  req.sigma = ArgCoef(info, i + 3, "sigma", req.B, t);
-  req.kernel = ArgKernel(info, i + 4);
+  req.x = ArgF32(Field(r, "x"), "x", n, t).data;
+  req.alpha = ArgCoef(Field(r, "alpha"), "alpha", req.B, t);
+  req.sigma = ArgCoef(Field(r, "sigma"), "sigma", req.B, t);
+  req.kernel = ArgKernel(Field(r, "kernel"));
 }
 
 // Asynchronous calls read private copies of x and of per-sample alpha and sigma (see
-// Task::Stage); the arguments are at positions i (x), i + 2 (alpha) and i + 3 (sigma).
-void StageQueries(const Napi::CallbackInfo& info, size_t i, sf::EstimateRequest& req, size_t d, Task* t) {
-  req.x = t->StageIn(info[i], req.x, req.B * d);
-  t->StageCoef(info[i + 2], req.alpha, req.B);
-  t->StageCoef(info[i + 3], req.sigma, req.B);
+// Task::Stage).
+void StageQueries(const Napi::Object& r, sf::EstimateRequest& req, size_t d, Task* t) {
+  req.x = t->StageIn(Field(r, "x"), req.x, req.B * d);
+  t->StageCoef(Field(r, "alpha"), req.alpha, req.B);
+  t->StageCoef(Field(r, "sigma"), req.sigma, req.B);
 }
 
-// The six optional output buffers (mean, score, logDensity, ess, traceCov, divergence) at
-// positions i .. i + 5.
-sf::EstimateOutputs ArgOutputs(const Napi::CallbackInfo& info, size_t i, size_t B, size_t d, Task* keep) {
+constexpr const char* kOutKeys[6] = {"mean", "score", "logDensity", "ess", "traceCov", "divergence"};
+
+// The six optional output buffers: the fields mean, score, logDensity, ess, traceCov and
+// divergence of `out` (an object; absent or null fields are not computed).
+sf::EstimateOutputs ArgOutputs(const Napi::Value& outv, size_t B, size_t d, Task* keep) {
   sf::EstimateOutputs out;
-  out.mean = ArgOptF32(info, i, "out.mean", B * d, keep).data;
-  out.score = ArgOptF32(info, i + 1, "out.score", B * d, keep).data;
-  out.log_density = ArgOptF32(info, i + 2, "out.logDensity", B, keep).data;
-  out.ess = ArgOptF32(info, i + 3, "out.ess", B, keep).data;
-  out.trace_cov = ArgOptF32(info, i + 4, "out.traceCov", B, keep).data;
-  out.divergence = ArgOptF32(info, i + 5, "out.divergence", B, keep).data;
+  if (!outv.IsObject()) ThrowCoded(outv.Env(), sf::code::kType, "Expected an object of output buffers for out but received another value", true);
+  const Napi::Object o = outv.As<Napi::Object>();
+  out.mean = ArgOptF32(o.Get("mean"), "out.mean", B * d, keep).data;
+  out.score = ArgOptF32(o.Get("score"), "out.score", B * d, keep).data;
+  out.log_density = ArgOptF32(o.Get("logDensity"), "out.logDensity", B, keep).data;
+  out.ess = ArgOptF32(o.Get("ess"), "out.ess", B, keep).data;
+  out.trace_cov = ArgOptF32(o.Get("traceCov"), "out.traceCov", B, keep).data;
+  out.divergence = ArgOptF32(o.Get("divergence"), "out.divergence", B, keep).data;
   return out;
 }
 
@@ -178,21 +185,24 @@ class EstimateTask : public Task {
   }
 };
 
-// (handle, x, B, alpha, sigma, kernel, mean|null, score|null, logDensity|null, ess|null,
-//  traceCov|null, divergence|null, async) -> { refined, scratchBytes }
+// ({ ref, x, batch, alpha, sigma, kernel, out: { mean?, score?, logDensity?, ess?, traceCov?,
+//   divergence? }, async }) -> stats
 Napi::Value Estimate(const Napi::CallbackInfo& info) {
+  const Napi::Object r = ArgRequest(info);
   auto t = std::make_unique<EstimateTask>();
-  ArgAsync(info, 12, t.get());
-  t->ref = ArgRef(info, 0);
-  ArgQueries(info, 1, *t->ref, t->req, t.get());
+  ArgAsync(Field(r, "async"), t.get());
+  t->ref = ArgRef(Field(r, "ref"));
+  ArgQueries(info, r, *t->ref, t->req, t.get());
   const size_t B = t->req.B, d = t->ref->dim();
-  t->out = ArgOutputs(info, 6, B, d, t.get());
+  const Napi::Value outv = Field(r, "out");
+  t->out = ArgOutputs(outv, B, d, t.get());
   CheckOutputs(info.Env(), t->out, B, d, t->req.x, t->req.alpha, t->req.sigma);
   const size_t lens[] = {B * d, B * d, B, B, B, B};
-  StageQueries(info, 1, t->req, d, t.get());
+  StageQueries(r, t->req, d, t.get());
   sf::EstimateOutputs& w = t->out;
   float** dst[] = {&w.mean, &w.score, &w.log_density, &w.ess, &w.trace_cov, &w.divergence};
-  for (int a = 0; a < 6; ++a) *dst[a] = t->Stage(info[6 + a], *dst[a], lens[a], true);
+  const Napi::Object o = outv.As<Napi::Object>();
+  for (int a = 0; a < 6; ++a) *dst[a] = t->Stage(o.Get(kOutKeys[a]), *dst[a], lens[a], true);
   return Run(info.Env(), std::move(t));
 }
 
@@ -274,20 +284,21 @@ class PartialTask : public Task {
   Napi::Value Result(Napi::Env env) override { return StateToJs(env, st); }
 };
 
-// (handle, x, B, alpha, sigma, kernel, begin, end, weighted, async) -> state
+// ({ ref, x, batch, alpha, sigma, kernel, start, end, weighted, async }) -> state
 Napi::Value EstimatePartial(const Napi::CallbackInfo& info) {
+  const Napi::Object r = ArgRequest(info);
   auto t = std::make_unique<PartialTask>();
-  ArgAsync(info, 9, t.get());
-  t->ref = ArgRef(info, 0);
-  ArgQueries(info, 1, *t->ref, t->req, t.get());
-  t->req.begin = ArgSize(info, 6, "start");
-  t->req.end = ArgSize(info, 7, "end");
+  ArgAsync(Field(r, "async"), t.get());
+  t->ref = ArgRef(Field(r, "ref"));
+  ArgQueries(info, r, *t->ref, t->req, t.get());
+  t->req.begin = ArgSize(Field(r, "start"), "start");
+  t->req.end = ArgSize(Field(r, "end"), "end");
   if (t->req.begin > t->req.end || t->req.end > t->ref->size()) {
     ThrowCoded(info.Env(), sf::code::kRange, "Expected 0 <= start <= end <= size for the shard but received start " +
                                                  std::to_string(t->req.begin) + ", end " + std::to_string(t->req.end));
   }
-  t->req.weighted_sum = ArgBool(info, 8, "weighted");
-  StageQueries(info, 1, t->req, t->ref->dim(), t.get());
+  t->req.weighted_sum = ArgBool(Field(r, "weighted"), "weighted");
+  StageQueries(r, t->req, t->ref->dim(), t.get());
   return Run(info.Env(), std::move(t));
 }
 
@@ -308,14 +319,15 @@ Napi::Value MergePartials(const Napi::CallbackInfo& info) {
   return StateToJs(info.Env(), st);
 }
 
-// (state, x, alpha, sigma, kernel, mean|null, score|null, logDensity|null, ess|null, traceCov|null, divergence|null)
+// ({ state, x, alpha, sigma, kernel, out: { mean?, ... } }) (sync: O(B d))
 Napi::Value FinalizePartial(const Napi::CallbackInfo& info) {
-  sf::PartialState st = StateFromJs(info, info[0]);
+  const Napi::Object r = ArgRequest(info);
+  sf::PartialState st = StateFromJs(info, Field(r, "state"));
   const size_t B = st.B, d = st.d;
-  const float* x = ArgF32(info, 1, "x", B * d, nullptr).data;
-  sf::Coef alpha = ArgCoef(info, 2, "alpha", B, nullptr), sigma = ArgCoef(info, 3, "sigma", B, nullptr);
-  sf::KernelSpec kernel = ArgKernel(info, 4);
-  const sf::EstimateOutputs out = ArgOutputs(info, 5, B, d, nullptr);
+  const float* x = ArgF32(Field(r, "x"), "x", B * d, nullptr).data;
+  sf::Coef alpha = ArgCoef(Field(r, "alpha"), "alpha", B, nullptr), sigma = ArgCoef(Field(r, "sigma"), "sigma", B, nullptr);
+  sf::KernelSpec kernel = ArgKernel(Field(r, "kernel"));
+  const sf::EstimateOutputs out = ArgOutputs(Field(r, "out"), B, d, nullptr);
   CheckOutputs(info.Env(), out, B, d, x, alpha, sigma);
   if (st.acc.empty() && (out.mean || out.score || out.trace_cov || out.divergence)) {
     ThrowCoded(info.Env(), sf::code::kShape, "Expected a state with weighted sums for mean, score, traceCov or divergence but received one without");
@@ -331,7 +343,7 @@ Napi::Value FinalizePartial(const Napi::CallbackInfo& info) {
 // (handle, B, weighted) -> bytes
 Napi::Value ScratchBytes(const Napi::CallbackInfo& info) {
   RefPtr ref = ArgRef(info, 0);
-  return Napi::Number::New(info.Env(), static_cast<double>(sf::estimate_scratch_bytes(*ref, ArgSize(info, 1, "batch"), ArgBool(info, 2, "weighted"))));
+  return Napi::Number::New(info.Env(), static_cast<double>(sf::estimate_scratch_bytes(*ref, ArgSize(info[1], "batch"), ArgBool(info[2], "weighted"))));
 }
 
 class StableTask : public Task {
@@ -343,21 +355,22 @@ class StableTask : public Task {
   void Execute(bool inline_ok) override { sf::stable_targets(*ref, x0, req, out, inline_ok); }
 };
 
-// (handle, x0, x, B, alpha, sigma, kernel, out, async)
+// ({ ref, x0, x, batch, alpha, sigma, kernel, out, async })
 Napi::Value StableTargets(const Napi::CallbackInfo& info) {
+  const Napi::Object r = ArgRequest(info);
   auto t = std::make_unique<StableTask>();
-  ArgAsync(info, 8, t.get());
-  t->ref = ArgRef(info, 0);
-  ArgQueries(info, 2, *t->ref, t->req, t.get());
+  ArgAsync(Field(r, "async"), t.get());
+  t->ref = ArgRef(Field(r, "ref"));
+  ArgQueries(info, r, *t->ref, t->req, t.get());
   const size_t n = t->req.B * t->ref->dim();
-  t->x0 = ArgF32(info, 1, "x0Batch", n, t.get()).data;
-  t->out = ArgF32(info, 7, "out", n, t.get()).data;
+  t->x0 = ArgF32(Field(r, "x0"), "x0Batch", n, t.get()).data;
+  t->out = ArgF32(Field(r, "out"), "out", n, t.get()).data;
   CheckAlias(info.Env(), "out", t->out, n,
              {{"x0Batch", t->x0, n, false}, {"xBatch", t->req.x, n, false}, {"alpha", t->req.alpha.per, t->req.B, false},
               {"sigma", t->req.sigma.per, t->req.B, false}});
-  StageQueries(info, 2, t->req, t->ref->dim(), t.get());
-  t->x0 = t->StageIn(info[1], t->x0, n);
-  t->out = t->Stage(info[7], t->out, n, true);
+  StageQueries(r, t->req, t->ref->dim(), t.get());
+  t->x0 = t->StageIn(Field(r, "x0"), t->x0, n);
+  t->out = t->Stage(Field(r, "out"), t->out, n, true);
   return Run(info.Env(), std::move(t));
 }
 
@@ -425,21 +438,23 @@ class SampleTask : public Task {
   }
 };
 
-// (handle, x (in/out), B, sigmas: Float64Array, heun: bool, kernel, sChurn, sTmin, sTmax, sNoise,
-//  seed: bigint, seeds|null, offset, onProgress|null, abortToken) -> Promise<nfe>
+// ({ ref, x (in/out), batch, sigmas: Float64Array, heun, kernel, sChurn, sTmin, sTmax, sNoise,
+//   seed: bigint, seeds: BigUint64Array|null, offset, onProgress|null, abortToken }) -> Promise<stats>
 Napi::Value Sample(const Napi::CallbackInfo& info) {
+  const Napi::Object r = ArgRequest(info);
   auto t = std::make_unique<SampleTask>();
   t->SetAsync(true);
-  t->ref = ArgRef(info, 0);
-  t->req.B = ArgSize(info, 2, "batch");
+  t->ref = ArgRef(Field(r, "ref"));
+  t->req.B = ArgSize(Field(r, "batch"), "batch");
   const size_t n = Elements(info, t->req.B, t->ref->dim());
-  t->req.x = ArgF32(info, 1, "x", n, t.get()).data;
-  t->req.x = t->Stage(info[1], t->req.x, n, true);  // read and written for the whole run
-  if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[3].As<Napi::TypedArray>().ElementLength() < 2) {
+  t->req.x = ArgF32(Field(r, "x"), "x", n, t.get()).data;
+  t->req.x = t->Stage(Field(r, "x"), t->req.x, n, true);  // read and written for the whole run
+  const Napi::Value sgv = Field(r, "sigmas");
+  if (!sgv.IsTypedArray() || sgv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      sgv.As<Napi::TypedArray>().ElementLength() < 2) {
     ThrowCoded(info.Env(), sf::code::kType, "Expected a Float64Array of at least 2 levels for sigmas but received another value", true);
   }
-  Napi::Float64Array sg = info[3].As<Napi::Float64Array>();
+  Napi::Float64Array sg = sgv.As<Napi::Float64Array>();
   t->sigmas.assign(sg.Data(), sg.Data() + sg.ElementLength());
   for (size_t i = 0; i < t->sigmas.size(); ++i) {
     const double v = t->sigmas[i];
@@ -448,31 +463,32 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
       ThrowCoded(info.Env(), sf::code::kRange, "Expected a strictly decreasing grid of finite levels > 0 (a final 0 allowed) for sigmas but received another at index " + std::to_string(i));
     }
   }
-  t->req.heun = ArgBool(info, 4, "heun");
-  t->req.kernel = ArgKernel(info, 5);
-  t->req.s_churn = ArgNumber(info, 6, "sChurn");
-  t->req.s_tmin = ArgNumber(info, 7, "sTmin");
-  t->req.s_tmax = ArgNumber(info, 8, "sTmax");
-  t->req.s_noise = ArgNumber(info, 9, "sNoise");
-  if (!info[10].IsBigInt()) ThrowCoded(info.Env(), sf::code::kType, "Expected a bigint for seed but received another type", true);
+  t->req.heun = ArgBool(Field(r, "heun"), "heun");
+  t->req.kernel = ArgKernel(Field(r, "kernel"));
+  t->req.s_churn = ArgNumber(Field(r, "sChurn"), "sChurn");
+  t->req.s_tmin = ArgNumber(Field(r, "sTmin"), "sTmin");
+  t->req.s_tmax = ArgNumber(Field(r, "sTmax"), "sTmax");
+  t->req.s_noise = ArgNumber(Field(r, "sNoise"), "sNoise");
+  const Napi::Value seedv = Field(r, "seed"), seedsv = Field(r, "seeds"), progv = Field(r, "onProgress"), tokv = Field(r, "abortToken");
+  if (!seedv.IsBigInt()) ThrowCoded(info.Env(), sf::code::kType, "Expected a bigint for seed but received another type", true);
   bool lossless = false;
-  t->req.noise.seed = info[10].As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!info[11].IsNull() && !info[11].IsUndefined()) {
-    if (!info[11].IsTypedArray() || info[11].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
-        info[11].As<Napi::TypedArray>().ElementLength() != t->req.B) {
+  t->req.noise.seed = seedv.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!seedsv.IsNull() && !seedsv.IsUndefined()) {
+    if (!seedsv.IsTypedArray() || seedsv.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+        seedsv.As<Napi::TypedArray>().ElementLength() != t->req.B) {
       ThrowCoded(info.Env(), sf::code::kShape, "Expected a BigUint64Array of one seed per sample for seeds but received another value");
     }
-    const uint64_t* seeds = reinterpret_cast<const uint64_t*>(info[11].As<Napi::BigUint64Array>().Data());
+    const uint64_t* seeds = reinterpret_cast<const uint64_t*>(seedsv.As<Napi::BigUint64Array>().Data());
     t->seeds.assign(seeds, seeds + t->req.B);  // a private copy, like x
     t->req.noise.seeds = t->seeds.data();
   }
-  t->req.noise.offset = ArgSize(info, 12, "offset");
-  if (info[13].IsFunction()) {
-    t->progress = Napi::ThreadSafeFunction::New(info.Env(), info[13].As<Napi::Function>(), "scorefield.sample.progress", 0, 1);
+  t->req.noise.offset = ArgSize(Field(r, "offset"), "offset");
+  if (progv.IsFunction()) {
+    t->progress = Napi::ThreadSafeFunction::New(info.Env(), progv.As<Napi::Function>(), "scorefield.sample.progress", 0, 1);
     t->has_progress = true;
   }
-  if (!info[14].IsExternal()) ThrowCoded(info.Env(), sf::code::kType, "Expected an abort token for abortToken but received another value", true);
-  t->abort = *info[14].As<Napi::External<AbortFlag>>().Data();
+  if (!tokv.IsExternal()) ThrowCoded(info.Env(), sf::code::kType, "Expected an abort token for abortToken but received another value", true);
+  t->abort = *tokv.As<Napi::External<AbortFlag>>().Data();
   return Run(info.Env(), std::move(t));
 }
 

@@ -7,26 +7,28 @@
 namespace sfb {
 namespace {
 
-// Noise: (seed: bigint, seeds: BigUint64Array|null, stream, offset) at positions i..i+3.
-sf::NoiseSpec ArgNoise(const Napi::CallbackInfo& info, size_t i, size_t B, std::vector<uint64_t>* copy) {
+// Noise: the request's seed (bigint), seeds (BigUint64Array|null), stream and offset.
+sf::NoiseSpec ArgNoise(const Napi::Object& r, size_t B, std::vector<uint64_t>* copy) {
+  Napi::Env env = r.Env();
   sf::NoiseSpec z;
-  if (!info[i].IsBigInt()) ThrowCoded(info.Env(), sf::code::kType, "Expected a bigint for seed but received another type", true);
+  const Napi::Value seed = Field(r, "seed"), seeds = Field(r, "seeds");
+  if (!seed.IsBigInt()) ThrowCoded(env, sf::code::kType, "Expected a bigint for seed but received another type", true);
   bool lossless = false;
-  z.seed = info[i].As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!lossless) ThrowCoded(info.Env(), sf::code::kRange, "Expected a seed from 0 to 2^64 - 1 for seed but received one outside");
-  if (!info[i + 1].IsNull() && !info[i + 1].IsUndefined()) {
-    if (!info[i + 1].IsTypedArray() || info[i + 1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
-        info[i + 1].As<Napi::TypedArray>().ElementLength() != B) {
-      ThrowCoded(info.Env(), sf::code::kShape, "Expected a BigUint64Array of one seed per sample for seeds but received another value");
+  z.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) ThrowCoded(env, sf::code::kRange, "Expected a seed from 0 to 2^64 - 1 for seed but received one outside");
+  if (!seeds.IsNull() && !seeds.IsUndefined()) {
+    if (!seeds.IsTypedArray() || seeds.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+        seeds.As<Napi::TypedArray>().ElementLength() != B) {
+      ThrowCoded(env, sf::code::kShape, "Expected a BigUint64Array of one seed per sample for seeds but received another value");
     }
-    const uint64_t* seeds = reinterpret_cast<const uint64_t*>(info[i + 1].As<Napi::BigUint64Array>().Data());
-    copy->assign(seeds, seeds + B);  // a private copy: the work may run after the caller changed it
+    const uint64_t* p = reinterpret_cast<const uint64_t*>(seeds.As<Napi::BigUint64Array>().Data());
+    copy->assign(p, p + B);  // a private copy: the work may run after the caller changed it
     z.seeds = copy->data();
   }
-  const size_t stream = ArgSize(info, i + 2, "stream");
-  if (stream > 0xffffffffu) ThrowCoded(info.Env(), sf::code::kRange, "Expected a stream below 2^32 for stream but received more");
+  const size_t stream = ArgSize(Field(r, "stream"), "stream");
+  if (stream > 0xffffffffu) ThrowCoded(env, sf::code::kRange, "Expected a stream below 2^32 for stream but received more");
   z.stream = static_cast<uint32_t>(stream);
-  z.offset = ArgSize(info, i + 3, "offset");
+  z.offset = ArgSize(Field(r, "offset"), "offset");
   return z;
 }
 
@@ -52,41 +54,49 @@ class StepTask : public Task {
   }
 };
 
-// (kind, out, x, D|null, xp|null, Dp|null, B, d, a, b, sNoise, seed, seeds|null, stream, offset, async)
+// ({ kind, out, x, denoised|null, xNext|null, denoisedNext|null, batch, dim, a, b, sNoise, seed,
+//   seeds|null, stream, offset, async }): a is sigma; b is sigmaNext, the step size (Langevin) or
+// sigmaHat (churn).
 Napi::Value Step(const Napi::CallbackInfo& info) {
+  const Napi::Object r = ArgRequest(info);
   auto t = std::make_unique<StepTask>();
-  ArgAsync(info, 15, t.get());
-  const size_t kind = ArgSize(info, 0, "kind");
+  ArgAsync(Field(r, "async"), t.get());
+  const size_t kind = ArgSize(Field(r, "kind"), "kind");
   if (kind > 5) ThrowCoded(info.Env(), sf::code::kRange, "Expected a step kind 0..5 for kind but received " + std::to_string(kind));
   t->kind = static_cast<int>(kind);
-  t->B = ArgSize(info, 6, "batch");
-  t->d = ArgSize(info, 7, "dim");
+  t->B = ArgSize(Field(r, "batch"), "batch");
+  t->d = ArgSize(Field(r, "dim"), "dim");
   const size_t n = Elements(info, t->B, t->d);
-  t->out = ArgF32(info, 1, "out", n, t.get()).data;
-  t->x = ArgF32(info, 2, "x", n, t.get()).data;
-  if (kind < 4) t->D = ArgF32(info, 3, "denoised", n, t.get()).data;
+  const Napi::Value outv = Field(r, "out"), xv = Field(r, "x"), dv = Field(r, "denoised"), xpv = Field(r, "xNext"),
+                    dpv = Field(r, "denoisedNext"), av = Field(r, "a"), bv = Field(r, "b");
+  t->out = ArgF32(outv, "out", n, t.get()).data;
+  if (kind != 5) t->x = ArgF32(xv, "x", n, t.get()).data;
+  if (kind < 4) t->D = ArgF32(dv, "denoised", n, t.get()).data;
   if (kind == 1) {
-    t->xp = ArgF32(info, 4, "xNext", n, t.get()).data;
-    t->Dp = ArgF32(info, 5, "denoisedNext", n, t.get()).data;
+    t->xp = ArgF32(xpv, "xNext", n, t.get()).data;
+    t->Dp = ArgF32(dpv, "denoisedNext", n, t.get()).data;
   }
-  t->a = ArgCoef(info, 8, "sigma", t->B, t.get());
-  t->b = ArgCoef(info, 9, kind == 3 ? "stepSize" : kind == 4 ? "sigmaHat" : "sigmaNext", t->B, t.get());
-  t->s_noise = ArgNumber(info, 10, "sNoise");
-  if (kind >= 2) t->z = ArgNoise(info, 11, t->B, &t->seeds);
+  const char* bname = kind == 3 ? "stepSize" : kind == 4 ? "sigmaHat" : "sigmaNext";
+  if (kind != 5) {
+    t->a = ArgCoef(av, "sigma", t->B, t.get());
+    t->b = ArgCoef(bv, bname, t->B, t.get());
+  }
+  t->s_noise = kind == 4 ? ArgNumber(Field(r, "sNoise"), "sNoise") : 1.0;
+  if (kind >= 2) t->z = ArgNoise(r, t->B, &t->seeds);
   // Noise is drawn into out before the inputs are read: out may not overlap them at all then.
   const bool noisy = kind >= 2;
   if (kind != 5) {
     CheckAlias(info.Env(), "out", t->out, n,
                {{"x", t->x, n, !noisy}, {"denoised", t->D, n, !noisy}, {"xNext", t->xp, n, true},
-                {"denoisedNext", t->Dp, n, true}, {"sigma", t->a.per, t->B, false}, {"sigmaNext", t->b.per, t->B, false}});
+                {"denoisedNext", t->Dp, n, true}, {"sigma", t->a.per, t->B, false}, {bname, t->b.per, t->B, false}});
   }
-  t->out = t->Stage(info[1], t->out, n, true);
-  if (kind != 5) t->x = t->StageIn(info[2], t->x, n);
-  t->D = t->StageIn(info[3], t->D, n);
-  t->xp = t->StageIn(info[4], t->xp, n);
-  t->Dp = t->StageIn(info[5], t->Dp, n);
-  t->StageCoef(info[8], t->a, t->B);
-  t->StageCoef(info[9], t->b, t->B);
+  t->out = t->Stage(outv, t->out, n, true);
+  t->x = t->StageIn(xv, t->x, n);
+  t->D = t->StageIn(dv, t->D, n);
+  t->xp = t->StageIn(xpv, t->xp, n);
+  t->Dp = t->StageIn(dpv, t->Dp, n);
+  t->StageCoef(av, t->a, t->B);
+  t->StageCoef(bv, t->b, t->B);
   return Run(info.Env(), std::move(t));
 }
 

@@ -147,6 +147,13 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
                                     std::to_string(i));
     }
   }
+  for (size_t q = 0; q < req.B; ++q) {  // the last line of defence behind lib/'s validation
+    const double sg = req.sigma.at(q), al = req.alpha.at(q);
+    if (!(sg > 0) || !std::isfinite(sg) || !std::isfinite(al)) {
+      throw Error(code::kRange, "Expected a finite sigma > 0 and a finite alpha for query " + std::to_string(q) +
+                                    " but received sigma " + num(sg) + ", alpha " + num(al));
+    }
+  }
   check_magnitudes(ref, req);
   if (stats) stats->pairs += static_cast<uint64_t>(req.B) * (end - begin);
   const PruneIndex* px = ref.prune_index();
