@@ -2,7 +2,7 @@
  * NumPy .npy files: 2-d float32/float64 arrays in C order in, float32 out. The header is parsed
  * by the native core (native/core/npy.cpp, fuzzable on its own); the data conversion is here.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { ScorefieldFileError, ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { writeAtomic } from './files';
@@ -66,8 +66,15 @@ export function read(path: string): NpyMatrix {
   if (typeof path !== 'string') throw is.typeError('a file path string', 'path', path);
   let bytes: Buffer;
   try {
+    // a regular file only: /dev/zero or a FIFO would be read without end (or block)
+    const st = statSync(path);
+    if (!st.isFile()) {
+      const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a device' : 'not a regular file';
+      throw new ScorefieldFileError(`Expected a regular .npy file for ${path} but received ${what}`, 'ERR_SCOREFIELD_FILE');
+    }
     bytes = readFileSync(path);
   } catch (err) {
+    if (err instanceof ScorefieldFileError) throw err;
     const code = (err as { code?: string }).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a directory' : String((err as Error).message);
     throw new ScorefieldFileError(`Expected a readable .npy file for ${path} but received ${why}`, 'ERR_SCOREFIELD_FILE', { cause: err });

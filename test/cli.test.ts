@@ -12,6 +12,15 @@ import { rawNpy } from './helpers/npy';
 const root = join(__dirname, '..');
 const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
 const tmp = () => mkdtempSync(join(tmpdir(), 'sf-cli-'));
+/** The command as a child process, without blocking this worker's event loop (other tests here time signals). */
+const cliAsync = (args: string[]) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((res) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), ...args], { cwd: root });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (status) => res({ status, stdout, stderr }));
+  });
 
 /** The --json summary's schema: every field, with its type. */
 function checkSampleSummary(t: import('ava').ExecutionContext, s: Record<string, unknown>) {
@@ -168,7 +177,7 @@ test('Ctrl-C (SIGINT) on the command: exit 130, a message, no files', async (t) 
       stderr += chunk.toString();
       if (first && stderr.includes('step ')) child.kill('SIGINT');
     });
-    child.on('exit', (code) => resolve(code));
+    child.on('close', (code) => resolve(code));  // after stderr is drained ('exit' may come first)
   });
   t.is(status, 130, stderr);
   t.regex(stderr, /interrupted between steps; no files were written/);
@@ -185,14 +194,14 @@ test('datasets: seeded and balanced', (t) => {
   t.is(datasets.mnist().n, 10000);
 });
 
-test('2-d data with a tiny spread or far from the origin: pictures drawn, samples.npy written (no renderer panic)', (t) => {
+test('2-d data with a tiny spread or far from the origin: pictures drawn, samples.npy written (no renderer panic)', async (t) => {
   const gm = datasets.gmm();
   const n = gm.data.length / 2;
   for (const [name, f] of [['tiny', (v: number) => v * 1e-4], ['far', (v: number) => v + 1e6]] as const) {
     const dir = tmp();
     const file = join(dir, `${name}.npy`);
     npy.write(file, gm.data.map(f), n, 2);
-    const r = cli(['sample', '--data', file, '--batch', '64', '--out', dir, '--json']);
+    const r = await cliAsync(['sample', '--data', file, '--batch', '64', '--out', dir, '--json']);
     t.is(r.status, 0, `${name}: ${r.stderr.slice(-1000)}`);
     t.deepEqual(readdirSync(dir).sort(), [`${name}.npy`, 'samples.npy', 'samples.png', 'trajectories.png'].sort(), name);
     t.is(npy.read(join(dir, 'samples.npy')).rows, 64);
@@ -200,16 +209,42 @@ test('2-d data with a tiny spread or far from the origin: pictures drawn, sample
   }
 });
 
-test('scatter pictures of a million points subsample and say so; paths far off the canvas are cut at its edge', (t) => {
+test('scatter pictures beyond 20,000 points subsample and say so; paths far off the canvas are cut at its edge', (t) => {
   const { scatterPanels, clipPolyline, MAX_POINTS } = require('../lib/cli/render') as typeof import('../lib/cli/render');
-  const pts = new Float32Array(2_000_000).map((_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1);
-  const img = scatterPanels([{ title: 'a million', data: pts, samples: pts, paths: [Float32Array.from([1e12, -1e12, 0, 0, 0.5, 0.5, NaN, 1, 0.2, 0.2])] }]);
+  const pts = new Float32Array(200_000).map((_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1);  // 100,000 points
+  const img = scatterPanels([{ title: 'many points', data: pts, samples: pts, paths: [Float32Array.from([1e12, -1e12, 0, 0, 0.5, 0.5, NaN, 1, 0.2, 0.2])] }]);
   t.true(PNG.sync.read(Buffer.from(img.png)).width === img.width);
-  t.true(MAX_POINTS < 1_000_000);
+  t.true(MAX_POINTS < 100_000);
   // a segment from far outside into the square keeps its direction up to the edge
   const runs = clipPolyline([-1000, -1000, 50, 50, 60, 60], 0, 100);
   t.deepEqual(runs, [[0, 0, 50, 50, 60, 60]]);
   t.deepEqual(clipPolyline([-10, 50, 110, 50], 0, 100), [[0, 50, 100, 50]]);
   t.deepEqual(clipPolyline([-10, -10, -20, -20], 0, 100), []);
   t.deepEqual(clipPolyline([10, 10, NaN, 1, 20, 20, 30, 30], 0, 100), [[20, 20, 30, 30]]);
+});
+
+test('bad --out, --data and --batch are named before any work, never a stack trace; --version; unknown commands', async (t) => {
+  const dir = tmp();
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'x');
+  const cases: Array<[string[], RegExp]> = [
+    [['sample', '--dataset', 'moons', '--out', file], /Expected a directory for --out .*\(ERR_SCOREFIELD_FILE\)/],
+    [['sample', '--dataset', 'moons', '--out', '/proc/scorefield-nope/x'], /writable directory for --out .*ERR_SCOREFIELD_FILE/],
+    [['compare', '--out', file], /for --out/],
+    [['sample', '--data', '/dev/zero', '--out', dir], /regular \.npy file for \/dev\/zero but received a device/],
+    [['sample', '--data', dir, '--out', dir], /received a directory/],
+    [['sample', '--batch', '100000000', '--out', dir], /--batch x dim \(784\) .* for --batch/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ];
+  if (spawnSync('mkfifo', [join(dir, 'fifo')]).status === 0) cases.push([['sample', '--data', join(dir, 'fifo'), '--out', dir], /received a FIFO/]);
+  for (const [args, message] of cases) {
+    const r = await cliAsync(args);
+    t.not(r.status, 0, args.join(' '));
+    t.regex(r.stderr, message, args.join(' '));
+    t.notRegex(r.stderr, /\n\s+at /, `no stack trace: ${args.join(' ')}`);
+  }
+  t.deepEqual(readdirSync(dir).filter((f) => !['a-file', 'fifo'].includes(f)), [], 'nothing written');
+  const v = await cliAsync(['--version']);
+  t.is(v.status, 0);
+  t.is(v.stdout.trim(), JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
 });

@@ -4,10 +4,10 @@
  * dataset and writes samples.npy and pictures; `compare` draws Euler against Heun, and the
  * kernels against each other, on a 2-d set at equal evaluations.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import * as datasets from '../datasets';
-import { ScorefieldRangeError, ScorefieldShapeError } from '../errors';
+import { ScorefieldFileError, ScorefieldRangeError, ScorefieldShapeError } from '../errors';
 import { ReferenceSet } from '../estimator';
 import { gaussian, kernelScales, poisson, radial, type Kernel } from '../kernels';
 import { writeAtomic } from '../files';
@@ -190,12 +190,42 @@ function validate(job: SampleJob): void {
   if (!(job.D > 0)) throw new ScorefieldRangeError(`Expected a positive number for --D but received ${job.D}`);
 }
 
+/**
+ * mkdir -p, one component at a time (Node 20's recursive mkdirSync never returns on /proc,
+ * which answers every mkdir there with ENOENT).
+ */
+function makeDirs(dir: string): void {
+  const abs = resolve(dir);
+  if (existsSync(abs)) return;
+  const parent = dirname(abs);
+  if (parent !== abs) makeDirs(parent);
+  mkdirSync(abs);
+}
+
+/** The output directory: created if missing; it must be a writable directory. */
+export function checkOutDir(out: string): void {
+  try {
+    if (existsSync(out) && !statSync(out).isDirectory()) {
+      throw new ScorefieldFileError(`Expected a directory for --out but received ${out}, which exists and is not one`, 'ERR_SCOREFIELD_FILE');
+    }
+    makeDirs(out);
+    accessSync(out, fsConstants.W_OK);
+  } catch (err) {
+    if (err instanceof ScorefieldFileError) throw err;
+    throw new ScorefieldFileError(`Expected a writable directory for --out but received ${out} (${(err as Error).message})`, 'ERR_SCOREFIELD_FILE', { cause: err });
+  }
+}
+
 /** `scorefield sample`: samples, a picture, samples.npy, and the summary. */
 export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<SampleSummary> {
   const start = performance.now();
   validate(job);
+  checkOutDir(job.out);  // before any work: a run must not end with nowhere to write
   if (job.threads !== undefined) setThreads(job.threads);
   const set = loadDataset(job);
+  if (job.batch * set.dim > 2 ** 32) {
+    throw new ScorefieldRangeError(`Expected --batch x dim (${set.dim}) at most 2^32 values for --batch but received ${job.batch}`);
+  }
   const kernel = makeKernel(job.kernel, job.D);
   const ref = await ReferenceSet.createAsync(set.data, set.dim);
   const sigmas = gridFor(kernel, job.steps, set.dim);
@@ -203,7 +233,6 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
   const keep = twoD ? Math.min(job.batch, 16) : 0;
   const r = await run(ref, kernel, job.solver, sigmas, job.batch, job.seed, keep, opts);
   const near = nearestDistances(r.x, set.data, set.dim);
-  mkdirSync(job.out, { recursive: true });
   const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png'), trajectories: null as string | null };
   npy.write(files.samples, r.x, job.batch, set.dim);  // first: whatever the pictures do, the samples are kept
   const side = Math.round(Math.sqrt(set.dim));
@@ -324,6 +353,7 @@ export async function compare(job: CompareJob, opts: RunOptions = {}): Promise<C
   if (!(Number.isInteger(job.steps) && job.steps >= 2)) throw new ScorefieldRangeError(`Expected an integer >= 2 for --steps but received ${job.steps}`);
   if (!(Number.isInteger(job.batch) && job.batch >= 1)) throw new ScorefieldRangeError(`Expected a positive integer for --batch but received ${job.batch}`);
   if ((job.dataset as string) === 'mnist') throw new ScorefieldShapeError('Expected a 2-d dataset (moons, spirals or gmm) for compare but received mnist');
+  checkOutDir(job.out);
   if (job.threads !== undefined) setThreads(job.threads);
   const set = loadDataset({ dataset: job.dataset, seed: job.seed });
   const ref = await ReferenceSet.createAsync(set.data, 2);
@@ -367,7 +397,6 @@ export async function compare(job: CompareJob, opts: RunOptions = {}): Promise<C
   }
   const nfe = rows.map((r) => r.nfe);
   const order = { sigmaEnd: ORDER_SIGMA_END, rows, euler: -logSlope(nfe, rows.map((r) => r.euler)), heun: -logSlope(nfe, rows.map((r) => r.heun)) };
-  mkdirSync(job.out, { recursive: true });
   const picture = join(job.out, 'compare.png');
   writeAtomic(picture, scatterPanels(pictures, 3).png);
   return {

@@ -129,14 +129,30 @@ function fail(err: unknown): never {
     process.stderr.write(`scorefield: ${err.message} (${err.code})\n`);
     process.exit(2);
   }
-  process.stderr.write(`scorefield: ${(err as Error)?.stack ?? String(err)}\n`);
+  // an unexpected failure: its message, never a stack trace (SCOREFIELD_DEBUG=1 shows one)
+  const e = err as { message?: string; code?: string; stack?: string };
+  process.stderr.write(`scorefield: ${process.env.SCOREFIELD_DEBUG ? e?.stack : (e?.message ?? String(err))}${e?.code ? ` (${e.code})` : ''}\n`);
   process.exit(1);
+}
+
+const COMMANDS = ['sample', 'compare', 'help'];
+
+function version(): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    // dist/cjs/cli -> the package root is three levels up
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('../../../package.json') as { version: string }).version;
+  }
 }
 
 export function program(): Command {
   const cmd = new Command('scorefield')
     .description('Score-based diffusion on the CPU: sample a dataset through its exact empirical score.')
-    .showHelpAfterError('(run with --help for the options)');
+    .showHelpAfterError('(run with --help for the options)')
+    .version(version(), '-V, --version', 'print the version');
 
   cmd
     .command('sample', { isDefault: true })
@@ -193,5 +209,12 @@ export function program(): Command {
 }
 
 if (require.main === module) {
+  // `sample` is the default command, so commander would read an unknown command as a stray
+  // argument of sample: name it instead
+  const first = process.argv[2];
+  if (first !== undefined && !first.startsWith('-') && !COMMANDS.includes(first)) {
+    process.stderr.write(`scorefield: unknown command '${first}' (commands: ${COMMANDS.join(', ')}; run with --help)\n`);
+    process.exit(1);
+  }
   program().parseAsync(process.argv).catch(fail);
 }
