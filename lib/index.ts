@@ -24,7 +24,18 @@ export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
 export type { EstimateStats, EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
 export { gaussian, poisson, radial, poissonRadii, kernelScales } from './kernels';
 export type { Kernel, GaussianKernel, PoissonKernel, RadialKernel, KernelMethods, DrawOptions } from './kernels';
-export { eulerStep, heunStep, eulerMaruyamaStep, langevinStep, churnStep } from './steps';
+export {
+  eulerStep,
+  eulerStepAsync,
+  heunStep,
+  heunStepAsync,
+  eulerMaruyamaStep,
+  eulerMaruyamaStepAsync,
+  langevinStep,
+  langevinStepAsync,
+  churnStep,
+  churnStepAsync,
+} from './steps';
 export type { NoiseOptions, StepOptions } from './steps';
 export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore, fromSchedule } from './samplers';
 export type { Denoiser, Model, SamplerOptions, HeunOptions, LangevinOptions, ChurnOptions } from './samplers';

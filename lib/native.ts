@@ -196,6 +196,28 @@ export function native(): NativeBinding {
   return cached;
 }
 
+/**
+ * An operation defined once: how its arguments become a validated plan, the binding call
+ * for a plan (sync or async), and the result; its sync and async forms are derived, so the
+ * two never differ but for where the work runs.
+ */
+export function operation<A extends unknown[], P, N, R>(
+  planOf: (...args: A) => P,
+  call: (plan: P, async: boolean) => MaybeAsync<N>,
+  result: (plan: P, value: N) => R,
+): { sync: (...args: A) => R; async: (...args: A) => Promise<R> } {
+  return {
+    sync: (...args: A): R => {
+      const p = planOf(...args);
+      return result(p, callSync(() => call(p, false)));
+    },
+    async: async (...args: A): Promise<R> => {
+      const p = planOf(...args);
+      return result(p, await callAsync(() => call(p, true)));
+    },
+  };
+}
+
 /** Runs a synchronous binding call, re-typing its errors. */
 export function callSync<T>(fn: () => MaybeAsync<T>): T {
   try {

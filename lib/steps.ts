@@ -6,7 +6,7 @@
  * or on (seeds[i], stream) when per-sample seeds are given.
  */
 import * as is from './is';
-import { callSync, native, type StepRequest } from './native';
+import { callSync, native, operation, type StepRequest } from './native';
 import type { PerSample } from './targets';
 import * as alloc from './alloc';
 
@@ -108,73 +108,77 @@ function run(kind: number, p: Plan): Float32Array {
   return p.out;
 }
 
+/**
+ * One step operation, defined once by its kind and how its arguments become a plan; the sync
+ * form runs on the calling thread (elementwise work, small), the async form on the pool with
+ * private copies of the arrays (see README: Reliability).
+ */
+const op = <A extends unknown[]>(kind: number, planOf: (...args: A) => Plan) =>
+  operation(planOf, (p, async) => native().step(request(kind, p, async)), (p) => p.out);
+
 /** Options shared by the step functions: `dim` fixes B when no per-sample array does; `out` receives the result. */
 export interface StepOptions {
   dim?: number;
   out?: Float32Array;
 }
 
+type NoisyOptions = StepOptions & { noise?: NoiseOptions };
+
+const euler = op(0, (x: Float32Array, denoised: Float32Array, sigma: PerSample, sigmaNext: PerSample, options: StepOptions = {}) => {
+  const o = is.options<StepOptions>(options, 'options');
+  return plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out);
+});
+const heun = op(
+  1,
+  (x: Float32Array, denoised: Float32Array, xNext: Float32Array, denoisedNext: Float32Array, sigma: PerSample, sigmaNext: PerSample, options: StepOptions = {}) => {
+    const o = is.options<StepOptions>(options, 'options');
+    return plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { xp: xNext, Dp: denoisedNext });
+  },
+);
+const eulerMaruyama = op(2, (x: Float32Array, denoised: Float32Array, sigma: PerSample, sigmaNext: PerSample, options: NoisyOptions = {}) => {
+  const o = is.options<NoisyOptions>(options, 'options');
+  return plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { noise: o.noise });
+});
+const langevin = op(3, (x: Float32Array, denoised: Float32Array, sigma: PerSample, stepSize: PerSample, options: NoisyOptions = {}) => {
+  const o = is.options<NoisyOptions>(options, 'options');
+  return plan(x, denoised, sigma, stepSize, ['sigma', 'stepSize'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise });
+});
+const churn = op(4, (x: Float32Array, sigma: PerSample, sigmaHat: PerSample, options: NoisyOptions & { sNoise?: number } = {}) => {
+  const o = is.options<NoisyOptions & { sNoise?: number }>(options, 'options');
+  const sNoise = o.sNoise === undefined ? 1 : is.scalar(o.sNoise, 'options.sNoise', 'nonnegative');
+  return plan(x, null, sigma, sigmaHat, ['sigma', 'sigmaHat'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise, sNoise });
+});
+
 /**
  * Euler step from s to sNext: `x + (sNext - s) (x - D) / s` (onto sNext = 0 it returns D).
  * `out` may be x or denoised itself.
  */
-export function eulerStep(x: Float32Array, denoised: Float32Array, sigma: PerSample, sigmaNext: PerSample, options: StepOptions = {}): Float32Array {
-  const o = is.options<StepOptions>(options, 'options');
-  return run(0, plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out));
-}
+export const eulerStep = euler.sync;
+/** Async form of {@link eulerStep}. */
+export const eulerStepAsync = euler.async;
 
 /** The first half of a Heun step is the Euler step; this is the second: the trapezoidal correction. */
-export function heunStep(
-  x: Float32Array,
-  denoised: Float32Array,
-  xNext: Float32Array,
-  denoisedNext: Float32Array,
-  sigma: PerSample,
-  sigmaNext: PerSample,
-  options: StepOptions = {},
-): Float32Array {
-  const o = is.options<StepOptions>(options, 'options');
-  return run(1, plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { xp: xNext, Dp: denoisedNext }));
-}
+export const heunStep = heun.sync;
+/** Async form of {@link heunStep}. */
+export const heunStepAsync = heun.async;
 
 /**
  * Reverse-SDE Euler-Maruyama step in s: `x + (s^2 - sNext^2) score + sqrt(s^2 - sNext^2) z`
  * with score = (D - x) / s^2. `out` must not overlap x or denoised (noise is drawn into it first).
  */
-export function eulerMaruyamaStep(
-  x: Float32Array,
-  denoised: Float32Array,
-  sigma: PerSample,
-  sigmaNext: PerSample,
-  options: StepOptions & { noise?: NoiseOptions } = {},
-): Float32Array {
-  const o = is.options<StepOptions & { noise?: NoiseOptions }>(options, 'options');
-  return run(2, plan(x, denoised, sigma, sigmaNext, ['sigma', 'sigmaNext'], ['positive', 'nonnegative'], o.dim, o.out, { noise: o.noise }));
-}
+export const eulerMaruyamaStep = eulerMaruyama.sync;
+/** Async form of {@link eulerMaruyamaStep}. */
+export const eulerMaruyamaStepAsync = eulerMaruyama.async;
 
 /** Langevin step at level s with step size eta: `x + eta (D - x) / s^2 + sqrt(2 eta) z`. */
-export function langevinStep(
-  x: Float32Array,
-  denoised: Float32Array,
-  sigma: PerSample,
-  stepSize: PerSample,
-  options: StepOptions & { noise?: NoiseOptions } = {},
-): Float32Array {
-  const o = is.options<StepOptions & { noise?: NoiseOptions }>(options, 'options');
-  return run(3, plan(x, denoised, sigma, stepSize, ['sigma', 'stepSize'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise }));
-}
+export const langevinStep = langevin.sync;
+/** Async form of {@link langevinStep}. */
+export const langevinStepAsync = langevin.async;
 
 /** EDM stochastic churn: `x + sqrt(sHat^2 - s^2) sNoise z` (EDM Algorithm 2, lines 5-6). */
-export function churnStep(
-  x: Float32Array,
-  sigma: PerSample,
-  sigmaHat: PerSample,
-  options: StepOptions & { noise?: NoiseOptions; sNoise?: number } = {},
-): Float32Array {
-  const o = is.options<StepOptions & { noise?: NoiseOptions; sNoise?: number }>(options, 'options');
-  const sNoise = o.sNoise === undefined ? 1 : is.scalar(o.sNoise, 'options.sNoise', 'nonnegative');
-  return run(4, plan(x, null, sigma, sigmaHat, ['sigma', 'sigmaHat'], ['positive', 'positive'], o.dim, o.out, { noise: o.noise, sNoise }));
-}
+export const churnStep = churn.sync;
+/** Async form of {@link churnStep}. */
+export const churnStepAsync = churn.async;
 
 /**
  * Standard normal noise into `out` (B x dim) with per-sample seeds or a seed and offset (the

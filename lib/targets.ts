@@ -11,7 +11,7 @@
  */
 import { ScorefieldShapeError } from './errors';
 import * as is from './is';
-import { callAsync, callSync, native } from './native';
+import { native, operation } from './native';
 import * as alloc from './alloc';
 
 /** The four model parameterisations of MATH.md. */
@@ -55,60 +55,39 @@ function planAffine(
 
 type AffineOp = 'perturb' | 'conditionalScore' | 'velocityTarget';
 
-function runAffine(op: AffineOp, p: AffinePlan): Float32Array {
-  callSync(() => native()[op](p.out, p.u, p.w, p.B, p.d, p.a, p.b, false));
-  return p.out;
-}
+/** An elementwise operation out = f(u, w; a, b), defined once (sync and async forms derived). */
+const affine = <A extends unknown[]>(op: AffineOp, planOf: (...args: A) => AffinePlan) =>
+  operation(planOf, (p, async) => native()[op](p.out, p.u, p.w, p.B, p.d, p.a, p.b, async), (p) => p.out);
 
-async function runAffineAsync(op: AffineOp, p: AffinePlan): Promise<Float32Array> {
-  await callAsync(() => native()[op](p.out, p.u, p.w, p.B, p.d, p.a, p.b, true));
-  return p.out;
-}
-
-const planPerturb = (x0: unknown, eps: unknown, alpha: unknown, sigma: unknown, out: unknown) =>
-  planAffine(['x0', 'eps', 'alpha', 'sigma'], x0, eps, alpha, sigma, out, ['finite', 'nonnegative']);
-
+const perturbOp = affine('perturb', (x0: Float32Array, eps: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array) =>
+  planAffine(['x0', 'eps', 'alpha', 'sigma'], x0, eps, alpha, sigma, out, ['finite', 'nonnegative']),
+);
 /** Forward noising `x = alpha * x0 + sigma * eps`. */
-export function perturb(x0: Float32Array, eps: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array): Float32Array {
-  return runAffine('perturb', planPerturb(x0, eps, alpha, sigma, out));
-}
-
+export const perturb = perturbOp.sync;
 /** Async form of {@link perturb}. */
-export async function perturbAsync(x0: Float32Array, eps: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array): Promise<Float32Array> {
-  return runAffineAsync('perturb', planPerturb(x0, eps, alpha, sigma, out));
-}
+export const perturbAsync = perturbOp.async;
 
-const planScore = (x: unknown, x0: unknown, alpha: unknown, sigma: unknown, out: unknown) =>
-  planAffine(['x', 'x0', 'alpha', 'sigma'], x, x0, alpha, sigma, out, ['finite', 'positive']);
-
+const scoreOp = affine('conditionalScore', (x: Float32Array, x0: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array) =>
+  planAffine(['x', 'x0', 'alpha', 'sigma'], x, x0, alpha, sigma, out, ['finite', 'positive']),
+);
 /**
  * The conditional score `grad_x log p(x | x0) = -(x - alpha * x0) / sigma^2` (the denoising
  * score matching target). `x - alpha*x0` is formed with one rounding (fused multiply-add).
  */
-export function conditionalScore(x: Float32Array, x0: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array): Float32Array {
-  return runAffine('conditionalScore', planScore(x, x0, alpha, sigma, out));
-}
-
+export const conditionalScore = scoreOp.sync;
 /** Async form of {@link conditionalScore}. */
-export async function conditionalScoreAsync(x: Float32Array, x0: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array): Promise<Float32Array> {
-  return runAffineAsync('conditionalScore', planScore(x, x0, alpha, sigma, out));
-}
+export const conditionalScoreAsync = scoreOp.async;
 
-const planVelocity = (x0: unknown, eps: unknown, dAlpha: unknown, dSigma: unknown, out: unknown) =>
-  planAffine(['x0', 'eps', 'dAlpha', 'dSigma'], x0, eps, dAlpha, dSigma, out, ['finite', 'finite']);
-
+const velocityOp = affine('velocityTarget', (x0: Float32Array, eps: Float32Array, dAlpha: PerSample, dSigma: PerSample, out?: Float32Array) =>
+  planAffine(['x0', 'eps', 'dAlpha', 'dSigma'], x0, eps, dAlpha, dSigma, out, ['finite', 'finite']),
+);
 /**
  * Flow-matching velocity target `u = alpha'(t) * x0 + sigma'(t) * eps` (`eps - x0` for the
  * linear interpolant: `velocityTarget(x0, eps, -1, 1)`). Schedules give the derivatives.
  */
-export function velocityTarget(x0: Float32Array, eps: Float32Array, dAlpha: PerSample, dSigma: PerSample, out?: Float32Array): Float32Array {
-  return runAffine('velocityTarget', planVelocity(x0, eps, dAlpha, dSigma, out));
-}
-
+export const velocityTarget = velocityOp.sync;
 /** Async form of {@link velocityTarget}. */
-export async function velocityTargetAsync(x0: Float32Array, eps: Float32Array, dAlpha: PerSample, dSigma: PerSample, out?: Float32Array): Promise<Float32Array> {
-  return runAffineAsync('velocityTarget', planVelocity(x0, eps, dAlpha, dSigma, out));
-}
+export const velocityTargetAsync = velocityOp.async;
 
 interface ConvertPlan extends AffinePlan {
   from: number;
@@ -124,39 +103,20 @@ function planConvert(from: unknown, to: unknown, model: unknown, x: unknown, alp
   return { ...p, from: f, to: t };
 }
 
+const convertOp = operation(
+  (from: Parameterization, to: Parameterization, modelOutput: Float32Array, x: Float32Array, alpha: PerSample, sigma: PerSample, out?: Float32Array) =>
+    planConvert(from, to, modelOutput, x, alpha, sigma, out),
+  (p, async) => native().convert(p.from, p.to, p.out, p.u, p.w, p.B, p.d, p.a, p.b, async),
+  (p) => p.out,
+);
 /**
  * Converts a model output between the eps-, x0-, v- and score-parameterisations at
  * `(x, alpha, sigma)` (MATH.md table; v = alpha*eps - sigma*x0). alpha and sigma must be
  * positive. `out` may be `modelOutput` or `x` itself.
  */
-export function convert(
-  from: Parameterization,
-  to: Parameterization,
-  modelOutput: Float32Array,
-  x: Float32Array,
-  alpha: PerSample,
-  sigma: PerSample,
-  out?: Float32Array,
-): Float32Array {
-  const p = planConvert(from, to, modelOutput, x, alpha, sigma, out);
-  callSync(() => native().convert(p.from, p.to, p.out, p.u, p.w, p.B, p.d, p.a, p.b, false));
-  return p.out;
-}
-
+export const convert = convertOp.sync;
 /** Async form of {@link convert}. */
-export async function convertAsync(
-  from: Parameterization,
-  to: Parameterization,
-  modelOutput: Float32Array,
-  x: Float32Array,
-  alpha: PerSample,
-  sigma: PerSample,
-  out?: Float32Array,
-): Promise<Float32Array> {
-  const p = planConvert(from, to, modelOutput, x, alpha, sigma, out);
-  await callAsync(() => native().convert(p.from, p.to, p.out, p.u, p.w, p.B, p.d, p.a, p.b, true));
-  return p.out;
-}
+export const convertAsync = convertOp.async;
 
 /** Named loss weightings lambda(sigma) (MATH.md section 1). */
 export type DsmWeighting = 'uniform' | 'sigma2' | 'edm' | 'snr';
@@ -268,22 +228,18 @@ function planLoss(prediction: unknown, target: unknown, options: unknown): LossP
   return { pred, target: tgt, B, d, weight: lambda, grad };
 }
 
+const lossOp = operation(
+  (prediction: Float32Array, target: Float32Array, options?: DsmLossOptions) => planLoss(prediction, target, options),
+  (p, async) => native().dsmLoss(p.pred, p.target, p.B, p.d, p.weight, p.grad, async),
+  (p, loss): DsmLossResult => ({ loss, grad: p.grad ?? undefined }),
+);
 /**
  * Denoising score matching loss `L = (1/B) sum_i lambda_i ||prediction_i - target_i||^2`
  * and its gradient with respect to `prediction`.
  */
-export function dsmLoss(prediction: Float32Array, target: Float32Array, options?: DsmLossOptions): DsmLossResult {
-  const p = planLoss(prediction, target, options);
-  const loss = callSync(() => native().dsmLoss(p.pred, p.target, p.B, p.d, p.weight, p.grad, false));
-  return { loss, grad: p.grad ?? undefined };
-}
-
+export const dsmLoss = lossOp.sync;
 /** Async form of {@link dsmLoss}. */
-export async function dsmLossAsync(prediction: Float32Array, target: Float32Array, options?: DsmLossOptions): Promise<DsmLossResult> {
-  const p = planLoss(prediction, target, options);
-  const loss = await callAsync(() => native().dsmLoss(p.pred, p.target, p.B, p.d, p.weight, p.grad, true));
-  return { loss, grad: p.grad ?? undefined };
-}
+export const dsmLossAsync = lossOp.async;
 
 export interface RandnOptions {
   /** 64-bit seed: a non-negative safe integer or a bigint below 2^64. */
@@ -322,21 +278,17 @@ function planRandn(out: unknown, options: unknown): RandnPlan {
   return { out: o, B, d, seed, stream, offset };
 }
 
+const randnOp = operation(
+  (out: Float32Array | number, options: RandnOptions) => planRandn(out, options),
+  (p, async) => native().randn(p.out, p.B, p.d, p.seed, p.stream, p.offset, async),
+  (p) => p.out,
+);
 /**
  * Fills `out` (or a new Float32Array of that length) with standard normal noise from a
  * counter-based generator (Philox4x32-10 + Box-Muller in double precision). Row i of a
  * B x dim buffer is sample `offset + i`, and its values depend only on
  * (seed, stream, offset + i, dim): never on batch size, thread count or SIMD level.
  */
-export function randn(out: Float32Array | number, options: RandnOptions): Float32Array {
-  const p = planRandn(out, options);
-  callSync(() => native().randn(p.out, p.B, p.d, p.seed, p.stream, p.offset, false));
-  return p.out;
-}
-
+export const randn = randnOp.sync;
 /** Async form of {@link randn}. */
-export async function randnAsync(out: Float32Array | number, options: RandnOptions): Promise<Float32Array> {
-  const p = planRandn(out, options);
-  await callAsync(() => native().randn(p.out, p.B, p.d, p.seed, p.stream, p.offset, true));
-  return p.out;
-}
+export const randnAsync = randnOp.async;

@@ -1,24 +1,5 @@
 import test from 'ava';
-import {
-  churnStep,
-  eulerMaruyamaStep,
-  eulerStep,
-  fromEps,
-  fromSchedule,
-  fromScore,
-  fromV,
-  heunStep,
-  langevinStep,
-  randn,
-  ReferenceSet,
-  sampleEuler,
-  sampleEulerMaruyama,
-  sampleHeun,
-  sampleLangevin,
-  schedules,
-  ScorefieldAbortError,
-  ScorefieldDenoiserError,
-} from '../lib/index';
+import { churnStep, eulerMaruyamaStep, eulerStep, fromEps, fromSchedule, fromScore, fromV, heunStep, langevinStep, randn, ReferenceSet, sampleEuler, sampleEulerMaruyama, sampleHeun, sampleLangevin, schedules, ScorefieldAbortError, ScorefieldDenoiserError, eulerStepAsync, heunStepAsync, eulerMaruyamaStepAsync, langevinStepAsync, churnStepAsync } from '../lib/index';
 import { exactDenoiser, ks2, mixture2d, sampleMixture } from './helpers/mixture';
 import { bitsEqual, rand } from './helpers/reference';
 
@@ -333,4 +314,25 @@ test('ReferenceSet.sample resolves only after every onProgress call has arrived'
     t.is(r.nfe, 6);
   }
   t.is(late, 0, 'runs that resolved before their last progress call');
+});
+
+test('step kernels have async forms (defined once with the sync ones): same bits, off the main thread', async (t) => {
+  const B = 64, d = 32;
+  const x = randn(B * d, { seed: 91, dim: d }), D = randn(B * d, { seed: 92, dim: d });
+  const xn = randn(B * d, { seed: 93, dim: d }), Dn = randn(B * d, { seed: 94, dim: d });
+  const sig = new Float32Array(B).map((_, i) => 0.5 + i / B);
+  t.true(bitsEqual(await eulerStepAsync(x, D, sig, 0.3, { dim: d }), eulerStep(x, D, sig, 0.3, { dim: d })));
+  t.true(bitsEqual(await heunStepAsync(x, D, xn, Dn, 2, 1, { dim: d }), heunStep(x, D, xn, Dn, 2, 1, { dim: d })));
+  const noise = { seed: 5 };
+  t.true(bitsEqual(await eulerMaruyamaStepAsync(x, D, 2, 1, { dim: d, noise }), eulerMaruyamaStep(x, D, 2, 1, { dim: d, noise })));
+  t.true(bitsEqual(await langevinStepAsync(x, D, 1, 0.01, { dim: d, noise }), langevinStep(x, D, 1, 0.01, { dim: d, noise })));
+  t.true(bitsEqual(await churnStepAsync(x, 1, 1.5, { dim: d, noise, sNoise: 1.003 }), churnStep(x, 1, 1.5, { dim: d, noise, sNoise: 1.003 })));
+  // the same validation
+  await t.throwsAsync(eulerStepAsync(x, D, -1, 0), { code: 'ERR_SCOREFIELD_RANGE' });
+  await t.throwsAsync(eulerMaruyamaStepAsync(x, D.slice(), 1, 0.5, { out: x }), { code: 'ERR_SCOREFIELD_ALIAS' });
+  // an output transferred mid-call gets nothing written and a coded rejection
+  const out = new Float32Array(B * d);
+  const p = eulerStepAsync(x, D, 1, 0.5, { out });
+  structuredClone(out.buffer, { transfer: [out.buffer as ArrayBuffer] });
+  await t.throwsAsync(p, { code: 'ERR_SCOREFIELD_DETACHED' });
 });
