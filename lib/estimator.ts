@@ -4,8 +4,8 @@
  * fused native pass that never materialises the B x N matrix.
  */
 import { ScorefieldAbortError, ScorefieldShapeError, ScorefieldUnsupportedError } from './errors';
-import { checkSigmas, type ChurnOptions } from './samplers';
-import { noiseInto, seed64, seedArray } from './steps';
+import { checkSigmas, churnOf, prior, type ChurnOptions } from './sampling';
+import { seed64, seedArray } from './steps';
 import * as is from './is';
 import { isGaussian, kernelArg, type Kernel } from './kernels';
 import { callAsync, callSync, native, type KernelArg, type NativeState, type QueryRequest, type RefHandle } from './native';
@@ -308,37 +308,27 @@ export class ReferenceSet {
     if (solver !== 'euler' && solver !== 'heun') throw is.typeError("'euler' or 'heun'", 'options.solver', solver);
     const seed = seed64(o.seed, 'options.seed');
     const offset = o.offset === undefined ? 0 : is.integer(o.offset, 'options.offset');
-    let x: Float32Array;
+    let given: Float32Array | undefined;
+    let B: number;
     if (o.x !== undefined) {
-      const given = is.f32(o.x, 'options.x');
+      given = is.f32(o.x, 'options.x');
       if (given.length === 0 || given.length % this.dim !== 0) {
         throw new ScorefieldShapeError(`Expected a non-empty length divisible by dim ${this.dim} for options.x but received ${is.describe(given)}`);
       }
       if (o.batch !== undefined && o.batch * this.dim !== given.length) {
         throw new ScorefieldShapeError(`Expected options.batch = ${given.length / this.dim} (the rows of options.x) for options.batch but received ${o.batch}`);
       }
-      x = given.slice();
+      B = given.length / this.dim;
     } else {
-      const batch = o.batch === undefined ? 1 : is.integer(o.batch, 'options.batch', 1, 2 ** 31);
-      x = alloc.f32(batch * this.dim, 'the samples (batch x dim)');
+      B = o.batch === undefined ? 1 : is.integer(o.batch, 'options.batch', 1, 2 ** 31);
     }
-    const B = x.length / this.dim;
     const seeds = seedArray(o.seeds, B, 'options.seeds');
     const kernel = kernelArg(o.kernel, 'options.kernel');
-    if (o.x === undefined && !isGaussian(kernel)) {
-      // the kernel's own prior at the largest scale (seeded per sample like the Gaussian prior)
-      if (seeds || offset) throw new ScorefieldUnsupportedError('Expected a seed without seeds or offset for a non-Gaussian prior but received them');
-      x = (o.kernel as Kernel).samplePrior(B, this.dim, sigmas[0], { seed });
-    } else if (o.x === undefined) {
-      noiseInto(x, this.dim, { seed, seeds: seeds ?? undefined, stream: 0, offset });
-      const s0 = sigmas[0];
-      for (let i = 0; i < x.length; i++) x[i] *= s0;
-    }
-    const churn = is.options<ChurnOptions>(o.churn, 'options.churn');
-    const sChurn = churn.sChurn === undefined ? 0 : is.scalar(churn.sChurn, 'options.churn.sChurn', 'nonnegative');
-    const sTmin = churn.sTmin === undefined ? 0 : is.scalar(churn.sTmin, 'options.churn.sTmin', 'nonnegative');
-    const sTmax = churn.sTmax === undefined || churn.sTmax === Infinity ? 1e300 : is.scalar(churn.sTmax, 'options.churn.sTmax', 'nonnegative');
-    const sNoise = churn.sNoise === undefined ? 1 : is.scalar(churn.sNoise, 'options.churn.sNoise', 'nonnegative');
+    // the caller's start (copied: x is written) or a draw from the kernel's prior
+    const x = given ? given.slice() : prior(o.kernel as Kernel | undefined, B, this.dim, sigmas[0], { seed, seeds, offset });
+    const churn = churnOf(o.churn, 'options.churn');
+    const { sChurn, sTmin, sNoise } = churn;
+    const sTmax = churn.sTmax === Infinity ? 1e300 : churn.sTmax;
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw is.typeError('a function', 'options.onProgress', o.onProgress);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw is.typeError('an AbortSignal', 'options.signal', o.signal);
     if (o.signal?.aborted) throw new ScorefieldAbortError('The sampler was aborted', { cause: o.signal.reason });

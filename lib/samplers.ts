@@ -6,26 +6,18 @@
  * never written.
  */
 import { raceAbort } from './abort';
-import { ScorefieldAbortError, ScorefieldDenoiserError, ScorefieldRangeError, ScorefieldShapeError } from './errors';
+import { ScorefieldAbortError, ScorefieldDenoiserError, ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { churnStep, eulerMaruyamaStep, eulerStep, heunStep, langevinStep, seed64, seedArray } from './steps';
 import { convert, type Parameterization } from './targets';
 import type { Schedule } from './schedules';
+import { checkSigmas, churnOf, type ChurnOptions } from './sampling';
+export { checkSigmas, type ChurnOptions } from './sampling';
 
 /** D(x; sigma): the x0-prediction for a batch (sigma is the batch's noise level). */
 export type Denoiser = (x: Float32Array, sigma: number) => Float32Array | PromiseLike<Float32Array>;
 /** A model of another parameterisation, adapted by fromEps / fromV / fromScore. */
 export type Model = Denoiser;
-
-export interface ChurnOptions {
-  /** EDM's S_churn (default 0: deterministic). */
-  sChurn?: number;
-  /** Churn only where sTmin <= sigma <= sTmax (defaults 0 and Infinity). */
-  sTmin?: number;
-  sTmax?: number;
-  /** EDM's S_noise (default 1). */
-  sNoise?: number;
-}
 
 export interface SamplerOptions {
   /** Called after every denoiser evaluation of the main step: (step, sigma, x, denoised). */
@@ -56,24 +48,6 @@ export interface LangevinOptions extends SamplerOptions {
   denoiseLast?: boolean;
 }
 
-/** Validates a noise grid: finite, > 0 except a final 0, strictly decreasing, >= 2 values. */
-export function checkSigmas(sigmas: unknown, name = 'sigmas'): Float64Array {
-  if (!(sigmas instanceof Float64Array || sigmas instanceof Float32Array || Array.isArray(sigmas))) {
-    throw is.typeError('a Float64Array, Float32Array or array of noise levels', name, sigmas);
-  }
-  const s = Float64Array.from(sigmas as ArrayLike<number>);
-  if (s.length < 2) throw new ScorefieldShapeError(`Expected at least 2 noise levels for ${name} but received ${s.length}`);
-  for (let i = 0; i < s.length; i++) {
-    const last = i === s.length - 1;
-    if (!Number.isFinite(s[i]) || s[i] < 0 || (!last && s[i] === 0)) {
-      throw new ScorefieldRangeError(`Expected finite levels > 0 (a final 0 allowed) for ${name}[${i}] but received ${is.describe(s[i])}`);
-    }
-    if (i > 0 && !(s[i] < s[i - 1])) {
-      throw new ScorefieldRangeError(`Expected a strictly decreasing grid for ${name}[${i}] but received ${s[i]} after ${s[i - 1]}`);
-    }
-  }
-  return s;
-}
 
 interface Ctx {
   denoiser: Denoiser;
@@ -137,11 +111,7 @@ async function odeLoop(heun: boolean, denoiser: unknown, x0: unknown, sigmas: un
   const { ctx, x: input } = context(denoiser, x0, options);
   const s = checkSigmas(sigmas);
   const o = ctx.opts as HeunOptions;
-  const churn = is.options<ChurnOptions>(o.churn, 'options.churn');
-  const sChurn = churn.sChurn === undefined ? 0 : is.scalar(churn.sChurn, 'options.churn.sChurn', 'nonnegative');
-  const sTmin = churn.sTmin === undefined ? 0 : is.scalar(churn.sTmin, 'options.churn.sTmin', 'nonnegative');
-  const sTmax = churn.sTmax === undefined ? Infinity : (churn.sTmax === Infinity ? Infinity : is.scalar(churn.sTmax, 'options.churn.sTmax', 'nonnegative'));
-  const sNoise = churn.sNoise === undefined ? 1 : is.scalar(churn.sNoise, 'options.churn.sNoise', 'nonnegative');
+  const { sChurn, sTmin, sTmax, sNoise } = churnOf(o.churn, 'options.churn');
   const n = s.length - 1;
   let x: Float32Array = input.slice();
   o.trajectory?.push(x.slice());

@@ -8,7 +8,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { resolve } from 'node:path';
 import { ScorefieldError } from '../errors';
-import { compare, sample, type CompareSummary, type RunOptions, type SampleSummary } from './jobs';
+import { compare, type CompareSummary } from './compare';
+import { sample, type RunOptions, type SampleSummary } from './jobs';
 
 /** An integer option at least `min` (1: "a positive integer", 0: "a non-negative integer"). */
 function intOption(name: string, min: 0 | 1) {

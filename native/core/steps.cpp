@@ -25,12 +25,19 @@ void noise(float* out, size_t B, size_t d, const NoiseSpec& spec, bool inline_ok
   }, inline_ok);
 }
 
+namespace {
+// k-diffusion's to_d, named once: the probability-flow ODE's derivative in the denoiser form,
+// dx/ds = (x - D(x; s)) / s. A step of size h moves x by h (x - D) / s; this is that step's
+// coefficient h / s of (x - D), so every stepper is a combination of x and D with it.
+inline double to_d(double h, double s) { return h / s; }
+}  // namespace
+
 void euler_step(float* out, const float* x, const float* D, size_t B, size_t d, Coef s, Coef s_next, bool inline_ok) {
   const KernelTable& kt = kernels();
   rows::each(B, d, [&](size_t row, size_t b, size_t e) {
     const double si = s.at(row), h = s_next.at(row) - si;
-    // x + (h/s)(x - D) = (1 + h/s) x - (h/s) D
-    kt.combine(out + b, x + b, D + b, e - b, 1.0f, static_cast<float>(1.0 + h / si), static_cast<float>(-h / si));
+    const double a = to_d(h, si);  // x + h d = x + a (x - D) = (1 + a) x - a D
+    kt.combine(out + b, x + b, D + b, e - b, 1.0f, static_cast<float>(1.0 + a), static_cast<float>(-a));
   }, inline_ok);
 }
 
@@ -43,8 +50,8 @@ void heun_correct(float* out, const float* x, const float* D, const float* xp, c
       if (out != xp) for (size_t k = b; k < e; ++k) out[k] = xp[k];
       return;
     }
-    const double g = 0.5 * (sn - si);
-    const double a = g / si, c = g / sn;
+    const double g = 0.5 * (sn - si);  // x + (h/2)(d + d') with d at (x, s), d' at (xp, s_next)
+    const double a = to_d(g, si), c = to_d(g, sn);
     kt.combine4(out + b, x + b, D + b, xp + b, Dp + b, e - b, static_cast<float>(1.0 + a), static_cast<float>(-a),
                 static_cast<float>(c), static_cast<float>(-c));
   }, inline_ok);
