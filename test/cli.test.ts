@@ -248,3 +248,24 @@ test('bad --out, --data and --batch are named before any work, never a stack tra
   t.is(v.status, 0);
   t.is(v.stdout.trim(), JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
 });
+
+test('Ctrl-C after the last step (the nearest-neighbour analysis of a large batch) stops promptly, writing nothing', async (t) => {
+  const out = tmp();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'lib/cli/main.ts'), 'sample', '--dataset', 'mnist', '--steps', '2', '--batch', '1500', '--out', out], { cwd: root });
+  let stderr = '';
+  let killedAt = 0;
+  const status = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (!killedAt && stderr.includes('step 2/2')) {
+        killedAt = performance.now();
+        child.kill('SIGINT');
+      }
+    });
+    child.on('close', (code) => resolve(code));
+  });
+  const seconds = (performance.now() - killedAt) / 1000;
+  t.is(status, 130, stderr);
+  t.true(seconds < 3, `stopped ${seconds.toFixed(1)} s after Ctrl-C`);
+  t.deepEqual(readdirSync(out), []);
+});

@@ -1,10 +1,11 @@
 // .npy reading and writing (lib/npy.ts, header parser in native/core/npy.cpp).
 import test from 'ava';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { npy, ScorefieldFileError } from '../lib/index';
 import { rawNpy } from './helpers/npy';
+import { writeGroup } from '../lib/files';
 
 test('encode then parse round-trips float32 rows; the header is NumPy format 1.0 aligned to 64 bytes', (t) => {
   const data = Float32Array.from({ length: 35 }, (_, i) => Math.sin(i) * 1e3);
@@ -45,6 +46,23 @@ test('files: write is atomic (no temporary left behind) and read reports missing
   t.regex(e!.message, /no such file/);
   const d = t.throws(() => npy.read(dir), { instanceOf: ScorefieldFileError });
   t.regex(d!.message, /directory/);
+});
+
+test('files: temporaries have unpredictable names, are created exclusively, and a group of files appears together or not at all', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sf-files-'));
+  // a symlink planted at the name the old code used for its temporary is never followed
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'keep');
+  symlinkSync(victim, join(dir, `a.npy.${process.pid}.tmp`));
+  npy.write(join(dir, 'a.npy'), Float32Array.of(1, 2), 1, 2);
+  t.is(readFileSync(victim, 'utf8'), 'keep');
+  t.deepEqual(readdirSync(dir).sort(), ['a.npy', `a.npy.${process.pid}.tmp`, 'victim'].sort(), 'no temporary left');
+  // a group whose second file cannot be written leaves neither file, nor a temporary
+  const e = t.throws(() => writeGroup([[join(dir, 'one.bin'), Uint8Array.of(1)], [join(dir, 'missing', 'two.bin'), Uint8Array.of(2)]]), { instanceOf: ScorefieldFileError });
+  t.is(e?.code, 'ERR_SCOREFIELD_FILE');
+  t.deepEqual(readdirSync(dir).sort(), ['a.npy', `a.npy.${process.pid}.tmp`, 'victim'].sort());
+  writeGroup([[join(dir, 'one.bin'), Uint8Array.of(1)], [join(dir, 'two.bin'), Uint8Array.of(2)]]);
+  t.deepEqual(Array.from(readFileSync(join(dir, 'two.bin'))), [2]);
 });
 
 test('unusable arrays get ERR_SCOREFIELD_FORMAT naming what the file holds', (t) => {

@@ -7,16 +7,16 @@
 import { accessSync, constants as fsConstants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import * as datasets from '../datasets';
-import { ScorefieldFileError, ScorefieldRangeError } from '../errors';
+import { ScorefieldAbortError, ScorefieldFileError, ScorefieldRangeError } from '../errors';
 import { ReferenceSet } from '../estimator';
 import { gaussian, kernelScales, poisson, radial, type Kernel } from '../kernels';
-import { writeAtomic } from '../files';
+import { writeGroup } from '../files';
 import * as npy from '../npy';
 import { setThreads, capabilities } from '../runtime';
 import { sampleEuler, sampleHeun } from '../samplers';
 import { karrasSigmas } from '../schedules';
 import { prior } from '../sampling';
-import { nearestDistances } from './nearest';
+import { nearestDistancesAsync } from './nearest';
 import { imageGrid, scatterPanels, type Image } from './render';
 
 export type DatasetName = 'mnist' | 'moons' | 'spirals' | 'gmm';
@@ -71,9 +71,12 @@ export interface SampleSummary {
   nearest: { mean: number; min: number };
   /** Median ESS over the batch at the last three evaluations (the smallest noise levels). */
   essLastSteps: number[];
-  files: { samples: string; picture: string; trajectories: string | null };
-  /** Size of samples.png in pixels. */
-  pictureSize: { width: number; height: number };
+  /** The files written (together); a picture that could not be drawn is null, and said so in warnings. */
+  files: { samples: string; picture: string | null; trajectories: string | null };
+  /** Size of samples.png in pixels (null when it could not be drawn). */
+  pictureSize: { width: number; height: number } | null;
+  /** What the run could not do (a picture that could not be drawn). */
+  warnings: string[];
 }
 
 /** The dataset a job names, as float32 rows. */
@@ -191,6 +194,10 @@ export function checkOutDir(out: string): void {
   }
 }
 
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new ScorefieldAbortError('The job was aborted', { cause: signal.reason });
+}
+
 /** `scorefield sample`: samples, a picture, samples.npy, and the summary. */
 export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<SampleSummary> {
   const start = performance.now();
@@ -207,24 +214,42 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
   const twoD = set.dim === 2;
   const keep = twoD ? Math.min(job.batch, 16) : 0;
   const r = await run(ref, kernel, job.solver, sigmas, job.batch, job.seed, keep, opts);
-  const near = nearestDistances(r.x, set.data, set.dim);
-  const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png'), trajectories: null as string | null };
-  npy.write(files.samples, r.x, job.batch, set.dim);  // first: whatever the pictures do, the samples are kept
+  const near = await nearestDistancesAsync(r.x, set.data, set.dim, opts.signal);
+  const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png') as string | null, trajectories: null as string | null };
+  // Every output is prepared in memory, then all are written together (writeGroup): a run
+  // leaves its files or none. A picture that cannot be drawn is left out (and said so); the
+  // samples are always written.
+  const outputs: Array<[string, Uint8Array]> = [[files.samples, npy.encode(r.x, job.batch, set.dim)]];
+  const warnings: string[] = [];
+  const draw = (what: string, f: () => Image): Image | null => {
+    checkAborted(opts.signal);
+    try {
+      return f();
+    } catch (err) {
+      warnings.push(`${what} could not be drawn: ${(err as Error).message}`);
+      return null;
+    }
+  };
   const side = Math.round(Math.sqrt(set.dim));
-  let picture: Image;
-  if (side * side === set.dim && side >= 8) {
-    picture = imageGrid(r.x, job.batch, side, Math.max(1, Math.round(112 / side)));
-  } else {
+  const picture = draw('samples.png', () => {
+    if (side * side === set.dim && side >= 8) return imageGrid(r.x, job.batch, side, Math.max(1, Math.round(112 / side)));
     const title = twoD ? `${set.name}: ${job.batch} samples` : `${set.name}: first two coordinates`;
-    picture = scatterPanels([{ title, subtitle: `${job.kernel} kernel, ${job.solver}, ${r.nfe} evaluations`, data: firstTwo(set.data, set.dim), samples: firstTwo(r.x, set.dim) }]);
-  }
+    return scatterPanels([{ title, subtitle: `${job.kernel} kernel, ${job.solver}, ${r.nfe} evaluations`, data: firstTwo(set.data, set.dim), samples: firstTwo(r.x, set.dim) }]);
+  });
+  if (picture) outputs.push([files.picture!, picture.png]);
+  else files.picture = null;
   if (twoD) {
     const paths = Array.from({ length: keep }, (_, i) => Float32Array.from(r.path.flatMap((p) => [p[2 * i], p[2 * i + 1]])));
-    const traj = scatterPanels([{ title: `${set.name}: ODE trajectories of ${keep} samples`, subtitle: `${job.kernel} kernel, ${job.solver}, ${job.steps} steps`, data: set.data, paths }]).png;
-    files.trajectories = join(job.out, 'trajectories.png');
-    writeAtomic(files.trajectories, traj);
+    const traj = draw('trajectories.png', () =>
+      scatterPanels([{ title: `${set.name}: ODE trajectories of ${keep} samples`, subtitle: `${job.kernel} kernel, ${job.solver}, ${job.steps} steps`, data: set.data, paths }]),
+    );
+    if (traj) {
+      files.trajectories = join(job.out, 'trajectories.png');
+      outputs.push([files.trajectories, traj.png]);
+    }
   }
-  writeAtomic(files.picture, picture.png);
+  checkAborted(opts.signal);
+  writeGroup(outputs);
   const seconds = (performance.now() - start) / 1000;
   return {
     command: 'sample',
@@ -244,7 +269,8 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
     nearest: { mean: near.reduce((a, b) => a + b, 0) / near.length, min: near.reduce((a, b) => Math.min(a, b), Infinity) },
     essLastSteps: r.ess.slice(-3),
     files,
-    pictureSize: { width: picture.width, height: picture.height },
+    pictureSize: picture ? { width: picture.width, height: picture.height } : null,
+    warnings,
   };
 }
 

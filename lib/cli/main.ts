@@ -105,6 +105,7 @@ function printSample(s: SampleSummary): void {
     `  nearest training   mean distance ${fmt(s.nearest.mean)}, minimum ${fmt(s.nearest.min)}`,
     `  median ESS         ${s.essLastSteps.map((v) => fmt(v)).join(', ')} at the last ${s.essLastSteps.length} evaluations`,
     `  wrote              ${[s.files.samples, s.files.picture, s.files.trajectories].filter(Boolean).join(', ')}`,
+    ...s.warnings.map((w) => `  warning            ${w}`),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
