@@ -289,6 +289,7 @@ class PrunedBlock {
         lbest[q] = tmin[q];
         tighten(q, jt + jm);
       }
+      retire_broad(S.get(), nt);
       second_level(S.get(), jt, nt);
       if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
       const float allowed = std::min(
@@ -362,22 +363,21 @@ class PrunedBlock {
     }
   }
   void tighten(size_t q, size_t row) { improve(q, exact(q, row)); }
+  // A lane that keeps over 7/8 of a tile at the first level has a broad posterior (or bounds
+  // too loose for its data): it goes to the full pass before its pairs are refined or kept one
+  // by one (this only decides where the work is done).
+  void retire_broad(const float* S, size_t nt) {
+    std::fill(scratch.begin(), scratch.end(), 0.0f);
+    if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt)) retire(q);
+  }
   // The second level: the pairs of a tile whose first-level bound is under the threshold get
   // the k-direction bound; the row with a lane's smallest so far tightens its threshold.
   void second_level(float* S, size_t jt, size_t nt) {
     if (!px.k1) return;
     std::fill(scratch.begin(), scratch.end(), 0.0f);
     if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
-    // A lane that keeps over half the tile at the first level has a broad posterior: it goes
-    // to the full pass before its pairs are refined one by one (this only decides where the
-    // work is done).
-    bool retired = false;
-    for (size_t q = 0; q < nq; ++q)
-      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt)) {
-        retire(q);
-        retired = true;
-      }
-    if (retired && !kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
     std::fill(lmin2.begin(), lmin2.end(), kInf);
     kt.refine_bounds(S, nt, rowbits.data(), bl.Xr.data(), px.A.data() + jt * px.kp, px.kp, px.aa.data() + jt,
                      bl.cA.data(), bl.cB.data(), bl.cC.data(), lmin2.data(), larg2.data());
