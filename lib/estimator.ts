@@ -8,7 +8,7 @@ import { checkSigmas, churnOf, prior, type ChurnOptions } from './sampling';
 import { seed64, seedArray } from './steps';
 import * as is from './is';
 import { isGaussian, kernelArg, type Kernel } from './kernels';
-import { callAsync, callSync, native, type KernelArg, type NativeState, type QueryRequest, type RefHandle } from './native';
+import { callAsync, callSync, native, operation, type KernelArg, type NativeState, type QueryRequest, type RefHandle } from './native';
 import type { PerSample } from './targets';
 import * as alloc from './alloc';
 
@@ -217,16 +217,14 @@ export class ReferenceSet {
    * denoiser) and the score. Weights l_j = log p(x | y_j), softmax over j, online.
    */
   estimate<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>): EstimateResult<O> {
-    const { q, outputs, bufs } = this.plan(x, options);
-    callSync(() => native().estimate({ ...this.queries(q), out: bufs, async: false }));
-    return resultOf<O>(outputs, bufs);
+    const r = estimateOp.sync(this, x, options);
+    return resultOf<O>(r.plan.outputs, r.plan.bufs);
   }
 
   /** Async form of {@link estimate}: runs on the native pool, off the event loop. */
   async estimateAsync<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>): Promise<EstimateResult<O>> {
-    const { q, outputs, bufs } = this.plan(x, options);
-    await callAsync(() => native().estimate({ ...this.queries(q), out: bufs, async: true }));
-    return resultOf<O>(outputs, bufs);
+    const r = await estimateOp.async(this, x, options);
+    return resultOf<O>(r.plan.outputs, r.plan.bufs);
   }
 
   /**
@@ -239,13 +237,13 @@ export class ReferenceSet {
     x: Float32Array,
     options: EstimateOptions<O>,
   ): { result: EstimateResult<O> } & EstimateStats {
-    const { q, outputs, bufs } = this.plan(x, options);
-    const s = callSync(() => native().estimate({ ...this.queries(q), out: bufs, async: false }));
+    const { plan, stats: s } = estimateOp.sync(this, x, options);
     const prunedShare = s.pairs > 0 ? 1 - (s.densePairs + s.exactPairs) / s.pairs : 0;
-    return { result: resultOf<O>(outputs, bufs), ...s, prunedShare };
+    return { result: resultOf<O>(plan.outputs, plan.bufs), ...s, prunedShare };
   }
 
-  private plan(x: unknown, options: unknown) {
+  /** @internal The validated plan of an estimate call. */
+  plan(x: unknown, options: unknown) {
     const q = query(x, this.dim, options);
     const outputs = outputList(q.o.outputs, q.kernel);
     const bufs = outputBuffers(outputs, q.o.out, q.B, this.dim);
@@ -254,17 +252,16 @@ export class ReferenceSet {
 
   /** The partial state of every query over references [start, end) (a shard). */
   estimatePartial(x: Float32Array, options: PartialOptions): PartialState {
-    const p = this.partialPlan(x, options);
-    return callSync(() => native().estimatePartial({ ...this.queries(p.q), start: p.start, end: p.end, weighted: p.weighted, async: false }));
+    return partialOp.sync(this, x, options);
   }
 
   /** Async form of {@link estimatePartial}. */
   async estimatePartialAsync(x: Float32Array, options: PartialOptions): Promise<PartialState> {
-    const p = this.partialPlan(x, options);
-    return callAsync(() => native().estimatePartial({ ...this.queries(p.q), start: p.start, end: p.end, weighted: p.weighted, async: true }));
+    return partialOp.async(this, x, options);
   }
 
-  private partialPlan(x: unknown, options: unknown) {
+  /** @internal The validated plan of an estimatePartial call. */
+  partialPlan(x: unknown, options: unknown) {
     const q = query(x, this.dim, options);
     const o = q.o as PartialOptions;
     const start = o.start === undefined ? 0 : is.integer(o.start, 'options.start', 0, this.size);
@@ -425,17 +422,31 @@ export interface StableTargetOptions {
  * replacement for the conditional score -(x - alpha x0)/sigma^2, biased by O(1/N).
  */
 export function stableTargets(x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions): Float32Array {
-  const p = stablePlan(x0Batch, xBatch, ref, options);
-  callSync(() => native().stableTargets({ ...ref.queries(p.q), x0: p.x0, out: p.out, async: false }));
-  return p.out;
+  return stableOp.sync(x0Batch, xBatch, ref, options);
 }
 
 /** Async form of {@link stableTargets}. */
 export async function stableTargetsAsync(x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions): Promise<Float32Array> {
-  const p = stablePlan(x0Batch, xBatch, ref, options);
-  await callAsync(() => native().stableTargets({ ...ref.queries(p.q), x0: p.x0, out: p.out, async: true }));
-  return p.out;
+  return stableOp.async(x0Batch, xBatch, ref, options);
 }
+
+// Each estimator operation defined once (see operation() in native.ts); the methods above and
+// the functions here are its sync and async forms.
+const estimateOp = operation(
+  (set: ReferenceSet, x: Float32Array, options: unknown) => ({ set, plan: set.plan(x, options) }),
+  ({ set, plan }, async) => native().estimate({ ...set.queries(plan.q), out: plan.bufs, async }),
+  ({ plan }, stats) => ({ plan, stats }),
+);
+const partialOp = operation(
+  (set: ReferenceSet, x: Float32Array, options: PartialOptions) => ({ set, p: set.partialPlan(x, options) }),
+  ({ set, p }, async) => native().estimatePartial({ ...set.queries(p.q), start: p.start, end: p.end, weighted: p.weighted, async }),
+  (_, state) => state,
+);
+const stableOp = operation(
+  (x0Batch: Float32Array, xBatch: Float32Array, ref: ReferenceSet, options: StableTargetOptions) => ({ ref, p: stablePlan(x0Batch, xBatch, ref, options) }),
+  ({ ref, p }, async) => native().stableTargets({ ...ref.queries(p.q), x0: p.x0, out: p.out, async }),
+  ({ p }) => p.out,
+);
 
 function stablePlan(x0: unknown, x: unknown, ref: unknown, options: unknown) {
   if (!(ref instanceof ReferenceSet)) throw is.typeError('a ReferenceSet', 'ref', ref);
