@@ -156,14 +156,17 @@ float* Task::Stage(const Napi::Value& v, float* data, size_t n, bool write_back)
     ThrowCoded(env, e.code(), e.what());
   }
   try {
-    Staged s{Napi::Persistent(v.As<Napi::Object>()), std::vector<float>(data, data + n), write_back};
+    Staged s{Napi::Persistent(v.As<Napi::Object>()), Copy(), write_back};
+    s.copy.data = static_cast<float*>(stage_alloc(bytes, &s.copy.bytes));
+    s.copy.n = n;
+    std::copy(data, data + n, s.copy.data);
     staged_.push_back(std::move(s));
   } catch (const std::bad_alloc&) {
     ThrowCoded(env, kErrMemory, "Expected enough memory for a private copy of an asynchronous call's array of " +
                                     std::to_string(bytes) + " bytes but allocation failed");
   }
   staged_bytes_ += bytes;
-  return staged_.back().copy.data();
+  return staged_.back().copy.data;
 }
 
 bool Task::Finish(Napi::Env env, std::string* message) {
@@ -183,7 +186,7 @@ bool Task::Finish(Napi::Env env, std::string* message) {
     if (!s.write_back) continue;
     float* dst = nullptr;
     size_t length = 0;
-    if (!ViewNow(env, s.ref.Value(), &dst, &length) || length != s.copy.size()) {
+    if (!ViewNow(env, s.ref.Value(), &dst, &length) || length != s.copy.n) {
       *message = "Expected the output arrays of an asynchronous call to keep their length until it settles, but one was resized; no result was written to it";
       return false;
     }
@@ -193,7 +196,7 @@ bool Task::Finish(Napi::Env env, std::string* message) {
     float* dst = nullptr;
     size_t length = 0;
     ViewNow(env, s.ref.Value(), &dst, &length);
-    std::copy(s.copy.begin(), s.copy.end(), dst);
+    std::copy(s.copy.data, s.copy.data + s.copy.n, dst);
   }
   return true;
 }

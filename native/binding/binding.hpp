@@ -64,9 +64,21 @@ class Task {
   bool Finish(Napi::Env env, std::string* message);
 
  private:
+  // A private copy's memory: large copies come from a process-wide cache of touched, huge-page
+  // backed buffers (staging.cpp), so a call does not pay a page fault per 4 KiB every time.
+  struct Copy {
+    float* data = nullptr;
+    size_t n = 0;      // elements
+    size_t bytes = 0;  // capacity of the block (0: from the heap)
+    Copy() = default;
+    Copy(const Copy&) = delete;
+    Copy& operator=(const Copy&) = delete;
+    Copy(Copy&& o) noexcept : data(o.data), n(o.n), bytes(o.bytes) { o.data = nullptr; }
+    ~Copy();
+  };
   struct Staged {
     Napi::ObjectReference ref;
-    std::vector<float> copy;
+    Copy copy;
     bool write_back;
   };
   bool async_ = false;
@@ -121,6 +133,14 @@ struct Input {
 // Throws ERR_SCOREFIELD_ALIAS when out partially overlaps an elementwise input (exact
 // aliasing is allowed: computing in place) or overlaps any other input at all.
 void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, std::initializer_list<Input> inputs);
+
+// Staging memory (staging.cpp): a block of at least `bytes`, and its return. Blocks of 1 MiB and
+// more are mmap'ed in 2 MiB huge-page units and, when returned, kept for reuse up to
+// kStagingCacheBytes in all; smaller ones come from the heap. stage_alloc throws
+// std::bad_alloc when the memory cannot be had.
+inline constexpr size_t kStagingCacheBytes = size_t{256} << 20;
+void* stage_alloc(size_t bytes, size_t* block_bytes);
+void stage_free(void* p, size_t block_bytes);
 
 void InitTargets(Napi::Env env, Napi::Object exports);
 void InitEstimator(Napi::Env env, Napi::Object exports);
