@@ -162,6 +162,9 @@ float* Task::Stage(const Napi::Value& v, float* data, size_t n, bool write_back)
     std::copy(data, data + n, s.copy.data);
     staged_.push_back(std::move(s));
   } catch (const std::bad_alloc&) {
+    staged_.clear();  // this call's copies so far, back to the cache
+    staged_bytes_ = 0;
+    stage_trim();     // and the cache back to the system
     ThrowCoded(env, kErrMemory, "Expected enough memory for a private copy of an asynchronous call's array of " +
                                     std::to_string(bytes) + " bytes but allocation failed");
   }

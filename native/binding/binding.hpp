@@ -135,12 +135,14 @@ struct Input {
 void CheckAlias(Napi::Env env, const char* out_name, const void* out, size_t n, std::initializer_list<Input> inputs);
 
 // Staging memory (staging.cpp): a block of at least `bytes`, and its return. Blocks of 1 MiB and
-// more are mmap'ed in 2 MiB huge-page units and, when returned, kept for reuse up to
-// kStagingCacheBytes in all; smaller ones come from the heap. stage_alloc throws
+// more are mmap'ed in 2 MiB huge-page units and, when returned, kept for reuse (blocks up to
+// 64 MiB, kStagingCacheBytes in all); smaller ones come from the heap. stage_alloc throws
 // std::bad_alloc when the memory cannot be had.
 inline constexpr size_t kStagingCacheBytes = size_t{256} << 20;
 void* stage_alloc(size_t bytes, size_t* block_bytes);
 void stage_free(void* p, size_t block_bytes);
+// Unmaps every cached block (after an allocation failed).
+void stage_trim();
 
 void InitTargets(Napi::Env env, Napi::Object exports);
 void InitEstimator(Napi::Env env, Napi::Object exports);

@@ -22,6 +22,9 @@ namespace {
 
 constexpr size_t kLarge = size_t{1} << 20;
 constexpr size_t kUnit = size_t{2} << 20;
+// Blocks above this are unmapped when returned: a cache of huge blocks would hold address
+// space that the next allocation (ours or V8's) may need under a tight memory limit.
+constexpr size_t kMaxCachedBlock = size_t{64} << 20;
 
 struct Block {
   void* p;
@@ -91,7 +94,22 @@ void* stage_alloc(size_t bytes, size_t* block_bytes) {
     }
   }
   *block_bytes = want;
-  return map_block(want);
+  try {
+    return map_block(want);
+  } catch (const std::bad_alloc&) {
+    stage_trim();  // give the cached blocks back and try once more
+    return map_block(want);
+  }
+}
+
+void stage_trim() {
+  std::vector<Block> blocks;
+  {
+    std::lock_guard<std::mutex> g(cache_mutex());
+    blocks.swap(cache());
+    cached_bytes() = 0;
+  }
+  for (const Block& b : blocks) unmap_block(b.p, b.bytes);
 }
 
 void stage_free(void* p, size_t block_bytes) {
@@ -102,7 +120,7 @@ void stage_free(void* p, size_t block_bytes) {
   }
   {
     std::lock_guard<std::mutex> g(cache_mutex());
-    if (cached_bytes() + block_bytes <= kStagingCacheBytes) {
+    if (block_bytes <= kMaxCachedBlock && cached_bytes() + block_bytes <= kStagingCacheBytes) {
       cache().push_back({p, block_bytes});
       cached_bytes() += block_bytes;
       return;
