@@ -322,7 +322,7 @@ export class ReferenceSet {
     const seeds = seedArray(o.seeds, B, 'options.seeds');
     const kernel = kernelArg(o.kernel, 'options.kernel');
     // the caller's start (copied: x is written) or a draw from the kernel's prior
-    const x = given ? given.slice() : prior(o.kernel as Kernel | undefined, B, this.dim, sigmas[0], { seed, seeds, offset });
+    const x = given ? given.slice() : prior(o.kernel, B, this.dim, sigmas[0], { seed, seeds, offset });
     const churn = churnOf(o.churn, 'options.churn');
     const { sChurn, sTmin, sNoise } = churn;
     const sTmax = churn.sTmax === Infinity ? 1e300 : churn.sTmax;

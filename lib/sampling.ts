@@ -56,13 +56,13 @@ export function checkSigmas(sigmas: unknown, name = 'sigmas'): Float64Array {
  * offset + i). Per-sample seeds or an offset are supported for the Gaussian kernel.
  */
 export function prior(
-  kernel: Kernel | undefined,
+  kernel: Kernel | 'gaussian' | undefined,
   batch: number,
   dim: number,
   sigmaMax: number,
   noise: { seed: bigint | number; seeds?: BigUint64Array | null; offset?: number },
 ): Float32Array {
-  const k = kernel ?? gaussian();
+  const k = kernel === undefined || kernel === 'gaussian' ? gaussian() : kernel;
   const offset = noise.offset ?? 0;
   if (noise.seeds || offset) {
     if (k.kind !== 'gaussian') throw new ScorefieldUnsupportedError('Expected a seed without seeds or offset for a non-Gaussian prior but received them');

@@ -336,3 +336,13 @@ test('step kernels have async forms (defined once with the sync ones): same bits
   structuredClone(out.buffer, { transfer: [out.buffer as ArrayBuffer] });
   await t.throwsAsync(p, { code: 'ERR_SCOREFIELD_DETACHED' });
 });
+
+test("ReferenceSet.sample with kernel 'gaussian' (the name) draws the same Gaussian prior as the default", async (t) => {
+  const ref = new ReferenceSet(sampleMixture(mixture2d(), 300, 71), 2);
+  const sigmas = schedules.karrasSigmas(5);
+  const a = await ref.sample({ sigmas, batch: 6, seed: 4 });
+  const b = await ref.sample({ sigmas, batch: 6, seed: 4, kernel: 'gaussian' });
+  const c = await ref.sample({ sigmas, batch: 6, seed: 4, kernel: 'gaussian', offset: 3 });
+  t.true(bitsEqual(a.x, b.x));
+  t.is(c.x.length, 12);
+});
