@@ -36,22 +36,17 @@ function failed(bytes: number, what: string, cause: unknown): never {
   throw cause;
 }
 
-/** A zeroed Float32Array of n elements for `what`. */
-export function f32(n: number, what: string): Float32Array {
-  guard(n * 4, what);
+function zeroed<T>(make: new (n: number) => T, bytesPer: number, n: number, what: string): T {
+  guard(n * bytesPer, what);
   try {
-    return new Float32Array(n);
+    return new make(n);
   } catch (e) {
-    return failed(n * 4, what, e);
+    return failed(n * bytesPer, what, e);
   }
 }
 
+/** A zeroed Float32Array of n elements for `what`. */
+export const f32 = (n: number, what: string): Float32Array => zeroed(Float32Array, 4, n, what);
+
 /** A zeroed Float64Array of n elements for `what`. */
-export function f64(n: number, what: string): Float64Array {
-  guard(n * 8, what);
-  try {
-    return new Float64Array(n);
-  } catch (e) {
-    return failed(n * 8, what, e);
-  }
-}
+export const f64 = (n: number, what: string): Float64Array => zeroed(Float64Array, 8, n, what);

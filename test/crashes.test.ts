@@ -136,37 +136,12 @@ const asyncCalls = `
   };
 `;
 
-test('4: resizable ArrayBuffers shrunk to 0 during every async call: no crash, no write, a coded error or the result', (t) => {
-  const src = `
-    const sf = require(${entry});
-    ${asyncCalls}
-    (async () => {
-      const seen = {};
-      for (let i = 0; i < ${rounds}; i++) {
-        for (const [name, call] of Object.entries(calls)) {
-          const bufs = [];
-          const mk = (len) => { const ab = new ArrayBuffer(len * 4, { maxByteLength: len * 4 }); bufs.push(ab); return new Float32Array(ab); };
-          const p = call(mk).then(() => 'ok', (e) => e.code);
-          for (const ab of bufs) ab.resize(0);
-          const r = await p;
-          if (r !== 'ok' && r !== 'ERR_SCOREFIELD_DETACHED') throw new Error(name + ' settled with ' + r);
-          seen[name] = r;
-        }
-      }
-      console.log(JSON.stringify(seen));
-    })().catch((e) => { console.error(e); process.exit(3); });
-  `;
-  const r = child(src);
-  clean(t, r, 'resize');
-  const seen = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
-  t.is(Object.keys(seen).length, 10);
-  // an output shrunk away cannot receive its result: the call says so
-  for (const name of ['randnAsync', 'estimateAsync', 'stableTargetsAsync', 'perturbAsync', 'convertAsync', 'dsmLossAsync']) {
-    t.is(seen[name], 'ERR_SCOREFIELD_DETACHED', name);
-  }
-});
-
-test('5: buffers transferred away and collected during every async call: no use after free', (t) => {
+/**
+ * Runs every async call `rounds` times with arrays from `make` (which records them in `made`),
+ * then `pullAway` (which takes them away) while the call runs; returns how each call settled
+ * (the last round), failing on a crash or a code other than ERR_SCOREFIELD_DETACHED.
+ */
+function pullAwayRun(t: Parameters<typeof clean>[0], what: string, make: string, pullAway: string, args: string[] = []): Record<string, string> {
   const src = `
     const sf = require(${entry});
     const { MessageChannel } = require('node:worker_threads');
@@ -175,14 +150,10 @@ test('5: buffers transferred away and collected during every async call: no use 
       const seen = {};
       for (let i = 0; i < ${rounds}; i++) {
         for (const [name, call] of Object.entries(calls)) {
-          const arrs = [];
-          const mk = (len) => { const a = new Float32Array(len); arrs.push(a); return a; };
+          const made = [];
+          const mk = ${make};
           const p = call(mk).then(() => 'ok', (e) => e.code);
-          const ch = new MessageChannel();
-          ch.port1.postMessage(null, arrs.map((a) => a.buffer));
-          ch.port1.close(); ch.port2.close();
-          arrs.length = 0;
-          global.gc(); global.gc();
+          ${pullAway}
           const r = await p;
           if (r !== 'ok' && r !== 'ERR_SCOREFIELD_DETACHED') throw new Error(name + ' settled with ' + r);
           seen[name] = r;
@@ -191,9 +162,37 @@ test('5: buffers transferred away and collected during every async call: no use 
       console.log(JSON.stringify(seen));
     })().catch((e) => { console.error(e); process.exit(3); });
   `;
-  const r = child(src, { args: ['--expose-gc'] });
-  clean(t, r, 'transfer');
-  const seen = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
+  const r = child(src, { args });
+  clean(t, r, what);
+  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
+}
+
+test('4: resizable ArrayBuffers shrunk to 0 during every async call: no crash, no write, a coded error or the result', (t) => {
+  const seen = pullAwayRun(
+    t,
+    'resize',
+    '(len) => { const ab = new ArrayBuffer(len * 4, { maxByteLength: len * 4 }); made.push(ab); return new Float32Array(ab); }',
+    'for (const ab of made) ab.resize(0);',
+  );
+  t.is(Object.keys(seen).length, 10);
+  // an output shrunk away cannot receive its result: the call says so
+  for (const name of ['randnAsync', 'estimateAsync', 'stableTargetsAsync', 'perturbAsync', 'convertAsync', 'dsmLossAsync']) {
+    t.is(seen[name], 'ERR_SCOREFIELD_DETACHED', name);
+  }
+});
+
+test('5: buffers transferred away and collected during every async call: no use after free', (t) => {
+  const seen = pullAwayRun(
+    t,
+    'transfer',
+    '(len) => { const a = new Float32Array(len); made.push(a); return a; }',
+    `const ch = new MessageChannel();
+          ch.port1.postMessage(null, made.map((a) => a.buffer));
+          ch.port1.close(); ch.port2.close();
+          made.length = 0;
+          global.gc(); global.gc();`,
+    ['--expose-gc'],
+  );
   t.is(Object.keys(seen).length, 10);
   t.is(seen.randnAsync, 'ERR_SCOREFIELD_DETACHED');
 });

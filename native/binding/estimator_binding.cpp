@@ -30,7 +30,6 @@ RefPtr ArgRef(const Napi::Value& v) {
   }
   return *v.As<Napi::External<RefPtr>>().Data();
 }
-RefPtr ArgRef(const Napi::CallbackInfo& info, size_t i) { return ArgRef(info[i]); }
 
 // A kernel: its id (0 gaussian, 1 poisson, 2 radial tanh, 3 radial exp), or an array [id, D].
 sf::KernelSpec ArgKernel(const Napi::Value& v) {
@@ -87,7 +86,7 @@ Napi::Value RefBuild(const Napi::CallbackInfo& info) {
 
 // (handle) -> { size, dim, bytes }
 Napi::Value RefInfo(const Napi::CallbackInfo& info) {
-  RefPtr ref = ArgRef(info, 0);
+  RefPtr ref = ArgRef(info[0]);
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("size", static_cast<double>(ref->size()));
   o.Set("dim", static_cast<double>(ref->dim()));
@@ -100,7 +99,7 @@ Napi::Value RefInfo(const Napi::CallbackInfo& info) {
 
 // refRows(ref, indices: Uint32Array, out: Float32Array): the caller's rows, gathered (small, sync).
 Napi::Value RefRows(const Napi::CallbackInfo& info) {
-  RefPtr ref = ArgRef(info, 0);
+  RefPtr ref = ArgRef(info[0]);
   if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
     ThrowCoded(info.Env(), sf::code::kType, "Expected a Uint32Array for indices but received another type", true);
   }
@@ -342,7 +341,7 @@ Napi::Value FinalizePartial(const Napi::CallbackInfo& info) {
 
 // (handle, B, weighted) -> bytes
 Napi::Value ScratchBytes(const Napi::CallbackInfo& info) {
-  RefPtr ref = ArgRef(info, 0);
+  RefPtr ref = ArgRef(info[0]);
   return Napi::Number::New(info.Env(), static_cast<double>(sf::estimate_scratch_bytes(*ref, ArgSize(info[1], "batch"), ArgBool(info[2], "weighted"))));
 }
 

@@ -280,7 +280,6 @@ class PrunedBlock {
       const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
       std::fill(tmin.begin(), tmin.end(), kInf);
       tile_bounds(px, kt, bl, nq, lanes, jt, nt, S.get(), tmin.data());  // and each lane's smallest bound
-      stats.bounded_pairs += nt * live;
       seen += nt;
       for (size_t q = 0; q < nq && (t == 0 || !px.k1); ++q) {
         if (!active[q] || !(tmin[q] < lbest[q])) continue;
@@ -289,8 +288,7 @@ class PrunedBlock {
         lbest[q] = tmin[q];
         tighten(q, jt + jm);
       }
-      retire_broad(S.get(), nt);
-      second_level(S.get(), jt, nt);
+      if (select_under_threshold(S.get(), nt)) second_level(S.get(), jt, nt);
       if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
       const float allowed = std::min(
           static_cast<float>(2.0 * base_cap * static_cast<double>(seen) / static_cast<double>(rows_in)) +
@@ -363,21 +361,25 @@ class PrunedBlock {
     }
   }
   void tighten(size_t q, size_t row) { improve(q, exact(q, row)); }
-  // A lane that keeps over 7/8 of a tile at the first level has a broad posterior (or bounds
-  // too loose for its data): it goes to the full pass before its pairs are refined or kept one
-  // by one (this only decides where the work is done).
-  void retire_broad(const float* S, size_t nt) {
+  // The pairs of a tile whose first-level bound is under the threshold, into rowbits; returns
+  // whether there are any. A lane that keeps over 7/8 of the tile has a broad posterior (or
+  // bounds too loose for its data): it goes to the full pass first, before its pairs are
+  // refined or kept one by one (this only decides where the work is done).
+  bool select_under_threshold(const float* S, size_t nt) {
     std::fill(scratch.begin(), scratch.end(), 0.0f);
-    if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
+    if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return false;
+    bool retired = false;
     for (size_t q = 0; q < nq; ++q)
-      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt)) retire(q);
+      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt)) {
+        retire(q);
+        retired = true;
+      }
+    return !retired || kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data());
   }
-  // The second level: the pairs of a tile whose first-level bound is under the threshold get
-  // the k-direction bound; the row with a lane's smallest so far tightens its threshold.
+  // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
+  // lane's smallest so far tightens its threshold.
   void second_level(float* S, size_t jt, size_t nt) {
     if (!px.k1) return;
-    std::fill(scratch.begin(), scratch.end(), 0.0f);
-    if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return;
     std::fill(lmin2.begin(), lmin2.end(), kInf);
     kt.refine_bounds(S, nt, rowbits.data(), bl.Xr.data(), px.A.data() + jt * px.kp, px.kp, px.aa.data() + jt,
                      bl.cA.data(), bl.cB.data(), bl.cC.data(), lmin2.data(), larg2.data());
@@ -518,25 +520,23 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
   pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->finish(static_cast<float>(cap), rows[bi]); }, inline_ok);
   if (nqb == 1) {
     out = std::move(rows[0]);
-    rows[0] = PrunedRows();
-  } else {
+  } else {  // blocks in query order
     size_t total = 0;
     for (const PrunedRows& r : rows) total += r.query.size();
     out.query.reserve(total);
     out.acc.reserve(req.weighted_sum ? total * ref.dim() : 0);
+    for (PrunedRows& r : rows) {
+      out.query.insert(out.query.end(), r.query.begin(), r.query.end());
+      for (auto [dst, src] : {std::pair{&out.max, &r.max}, {&out.sum, &r.sum}, {&out.sumsq, &r.sumsq}, {&out.sumyy, &r.sumyy},
+                              {&out.acc, &r.acc}})
+        dst->insert(dst->end(), src->begin(), src->end());
+    }
   }
-  for (size_t bi = 0; bi < nqb; ++bi) {  // blocks in query order
-    PrunedRows& r = rows[bi];
-    out.query.insert(out.query.end(), r.query.begin(), r.query.end());
-    for (auto [dst, src] : {std::pair{&out.max, &r.max}, {&out.sum, &r.sum}, {&out.sumsq, &r.sumsq}, {&out.sumyy, &r.sumyy},
-                            {&out.acc, &r.acc}})
-      dst->insert(dst->end(), src->begin(), src->end());
-    if (stats) {
-      const PruneStats& p = blocks[bi]->stats;
-      stats->exact_pairs += p.exact_pairs;
-      stats->bounded_pairs += p.bounded_pairs;
-      stats->sparse_queries += p.sparse_queries;
-      stats->decide_ns += p.decide_ns;
+  if (stats) {
+    for (const auto& b : blocks) {
+      stats->exact_pairs += b->stats.exact_pairs;
+      stats->sparse_queries += b->stats.sparse_queries;
+      stats->decide_ns += b->stats.decide_ns;
     }
   }
 }

@@ -50,7 +50,6 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* rows, size_t n,
 
 struct PruneStats {
   uint64_t exact_pairs = 0;     // pairs computed exactly by the pruned pass
-  uint64_t bounded_pairs = 0;   // pairs whose bound was evaluated
   uint64_t sparse_queries = 0;  // queries finished by the pruned pass
   uint64_t decide_ns = 0;       // thread time of the bounds and the selection
 };
