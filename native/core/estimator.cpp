@@ -12,6 +12,7 @@
 #include "engine.hpp"
 #include "estimator_kernels.hpp"
 #include "errors.hpp"
+#include "finite.hpp"
 #include "limits.hpp"
 #include "prune.hpp"
 #include "thread_pool.hpp"
@@ -43,11 +44,16 @@ static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req
   for (size_t q = 0; q < req.B; ++q) {
     // the query as the tiles see it: x' = x - alpha centre (make_lane)
     const double alpha = req.alpha.at(q);
-    double xx = 0;
-    for (size_t k = 0; k < d; ++k) {
-      const double t = static_cast<double>(req.x[q * d + k]) - alpha * c[k];
-      xx += t * t;
-    }
+    const float* x = req.x + q * d;
+    double x4[4] = {0, 0, 0, 0};  // four chains, kept in registers: not one long dependency
+    size_t k = 0;
+    for (; k + 4 <= d; k += 4)
+      for (size_t t = 0; t < 4; ++t) {
+        const double v = static_cast<double>(x[k + t]) - alpha * c[k + t];
+        x4[t] += v * v;
+      }
+    for (; k < d; ++k) x4[0] += (static_cast<double>(x[k]) - alpha * c[k]) * (static_cast<double>(x[k]) - alpha * c[k]);
+    const double xx = (x4[0] + x4[1]) + (x4[2] + x4[3]);
     const double a = std::fabs(alpha), sg = req.sigma.at(q);
     const double xn = std::sqrt(xx);
     const double r2max = (xn + a * yn) * (xn + a * yn);
@@ -141,11 +147,8 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
     return st;
   }
   check_memory(estimate_scratch_bytes(ref, req.B, req.weighted_sum), "the estimator's working memory");
-  for (size_t i = 0; i < req.B * ref.dim(); ++i) {
-    if (!std::isfinite(req.x[i])) {
-      throw Error(code::kRange, "Expected finite values for x but received a non-finite value at index " +
-                                    std::to_string(i));
-    }
+  if (const size_t i = first_nonfinite(req.x, req.B * ref.dim()); i != req.B * ref.dim()) {
+    throw Error(code::kRange, "Expected finite values for x but received a non-finite value at index " + std::to_string(i));
   }
   for (size_t q = 0; q < req.B; ++q) {  // the last line of defence behind lib/'s validation
     const double sg = req.sigma.at(q), al = req.alpha.at(q);
@@ -180,10 +183,8 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
   r.end = ref.size();
   r.weighted_sum = true;
   const size_t d = ref.dim();
-  for (size_t i = 0; i < checked_mul(req.B, d, "batch x dim"); ++i) {
-    if (!std::isfinite(x0[i])) {
-      throw Error(code::kRange, "Expected finite values for x0Batch but received a non-finite value at index " + std::to_string(i));
-    }
+  if (const size_t n = checked_mul(req.B, d, "batch x dim"), i = first_nonfinite(x0, n); i != n) {
+    throw Error(code::kRange, "Expected finite values for x0Batch but received a non-finite value at index " + std::to_string(i));
   }
   PartialState st = estimate_partial(ref, r, inline_ok);
   // Merge each query's own clean point: a one-reference state with its exact log-weight.

@@ -9,6 +9,7 @@
 #include "engine.hpp"
 #include "errors.hpp"
 #include "estimator_kernels.hpp"
+#include "finite.hpp"
 #include "limits.hpp"
 
 namespace sf {
@@ -73,47 +74,61 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
   }
   const double log_n = std::log(std::max(st.count, 1.0));
   std::vector<double> m(d);
-  // The first output that is not finite (extreme but valid inputs: a kernel parameter or
-  // noise level beyond what the float32 results can hold): a coded error, never a silent NaN.
-  size_t bad_q = st.B;
-  const char* bad_what = "";
-  const auto check = [&](float v, size_t q, const char* what) {
-    if (!std::isfinite(v) && bad_q == st.B) {
-      bad_q = q;
-      bad_what = what;
-    }
-    return v;
-  };
   for (size_t q = 0; q < st.B; ++q) {
     const double al = alpha.at(q), sg = sigma.at(q);
-    const double s0 = st.sum[q];
+    const double s0 = st.sum[q], inv_s0 = 1.0 / s0;
     double mm = 0;
     if (!st.acc.empty()) {
-      for (size_t k = 0; k < d; ++k) {
-        m[k] = st.acc[q * d + k] / s0;
-        mm += m[k] * m[k];
+      const double* a = st.acc.data() + q * d;
+      for (size_t k = 0; k < d; ++k) m[k] = a[k] * inv_s0;
+      double m0 = 0, m1 = 0, m2 = 0, m3 = 0;  // four chains: the sum is not one long dependency
+      size_t k = 0;
+      for (; k + 4 <= d; k += 4) {
+        m0 += m[k] * m[k];
+        m1 += m[k + 1] * m[k + 1];
+        m2 += m[k + 2] * m[k + 2];
+        m3 += m[k + 3] * m[k + 3];
       }
+      for (; k < d; ++k) m0 += m[k] * m[k];
+      mm = (m0 + m1) + (m2 + m3);
     }
     const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
-    if (out.mean)
-      for (size_t k = 0; k < d; ++k) out.mean[q * d + k] = check(static_cast<float>(st.origin[k] + m[k]), q, "mean");
+    if (out.mean) {
+      float* o = out.mean + q * d;
+      for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>(st.origin[k] + m[k]);
+    }
     if (out.score) {
       // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
       const double inv = 1.0 / (sg * sg);
-      for (size_t k = 0; k < d; ++k) {
-        const double xr = static_cast<double>(x[q * d + k]) - al * st.origin[k];
-        out.score[q * d + k] = check(static_cast<float>((al * m[k] - xr) * inv), q, "score");
-      }
+      const float* xq = x + q * d;
+      float* o = out.score + q * d;
+      for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>((al * m[k] - (static_cast<double>(xq[k]) - al * st.origin[k])) * inv);
     }
-    double norm = 0;
-    norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
-    if (out.log_density) out.log_density[q] = check(static_cast<float>(st.max[q] + std::log(s0) + norm - log_n), q, "logDensity");
-    if (out.ess) out.ess[q] = check(static_cast<float>(s0 * s0 / st.sumsq[q]), q, "ess");
-    if (out.trace_cov) out.trace_cov[q] = check(static_cast<float>(trace), q, "traceCov");
-    if (out.divergence) {
-      out.divergence[q] = check(static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg)), q, "divergence");
-    }
+    const double norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
+    if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
+    if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
+    if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
+    if (out.divergence) out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
   }
+  // The first query with an output that is not finite (extreme but valid inputs: a kernel
+  // parameter or noise level beyond what the float32 results can hold): a coded error, never
+  // a silent NaN. Outputs are checked after they are written, in one vectorised scan each.
+  size_t bad_q = st.B;
+  const char* bad_what = "";
+  const auto scan = [&](const float* v, size_t per_query, const char* what) {
+    if (!v) return;
+    const size_t n = st.B * per_query, i = first_nonfinite(v, n);
+    if (i != n && i / per_query < bad_q) {  // ties keep the earlier output
+      bad_q = i / per_query;
+      bad_what = what;
+    }
+  };
+  scan(out.mean, d, "mean");
+  scan(out.score, d, "score");
+  scan(out.log_density, 1, "logDensity");
+  scan(out.ess, 1, "ess");
+  scan(out.trace_cov, 1, "traceCov");
+  scan(out.divergence, 1, "divergence");
   if (bad_q != st.B) {
     throw Error(code::kRange, std::string("Expected inputs whose ") + bad_what + " is finite in float32 but query " +
                                   std::to_string(bad_q) + "'s is not (sigma " + num(sigma.at(bad_q)) +

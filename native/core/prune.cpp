@@ -404,22 +404,52 @@ class PrunedBlock {
   double exact(size_t q, size_t row) const {
     return kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + row * d, c, d, bl.lane[q].alpha);
   }
-  // Before any bound: the exact r^2 of 16 evenly spaced rows. When 6 of them lie within the
-  // window of the best of them, the posterior is broad (large sigma) and the query goes to the
-  // full pass without projecting it (a heuristic: it only decides where the work is done).
+  // Before any bound: r^2 to 16 evenly spaced rows, in float (one small GEMM). When 6 of them
+  // lie within the window of the best of them, the posterior is broad (large sigma) and the
+  // query goes to the full pass without projecting it (a heuristic: it only decides where the
+  // work is done, so float rounding in r^2 = |x'|^2 - 2 alpha x'.y' + alpha^2 |y'|^2 is harmless).
   void broad_posteriors() {
     constexpr size_t kSample = 16, kBroad = 6;
     const size_t rows_in = end - begin;
     if (rows_in < 4 * kSample) return;
+    std::vector<float> ys(kSample * d), xs(nq * d), S(kSample * QB);
+    float yy[kSample];
+    for (size_t i = 0; i < kSample; ++i) {
+      const size_t j = begin + i * rows_in / kSample;
+      std::copy(ref.rows() + j * d, ref.rows() + (j + 1) * d, ys.begin() + i * d);
+      yy[i] = ref.sqnorms()[j];
+    }
+    std::vector<Lane> ln(nq);
+    std::vector<double> xx(nq);
+    for (size_t q = 0; q < nq; ++q) {
+      ln[q] = lane_constants(req, q0 + q, d);
+      const float* x = req.x + (q0 + q) * d;
+      float* xq = xs.data() + q * d;
+      double x4[4] = {0, 0, 0, 0};
+      size_t k = 0;
+      for (; k + 4 <= d; k += 4)
+        for (size_t t = 0; t < 4; ++t) {
+          const double v = static_cast<double>(x[k + t]) - ln[q].alpha * c[k + t];
+          xq[k + t] = static_cast<float>(v);
+          x4[t] += v * v;
+        }
+      for (; k < d; ++k) {
+        const double v = static_cast<double>(x[k]) - ln[q].alpha * c[k];
+        xq[k] = static_cast<float>(v);
+        x4[0] += v * v;
+      }
+      xx[q] = (x4[0] + x4[1]) + (x4[2] + x4[3]);
+    }
+    kt.dot_rows(xs.data(), nq, ys.data(), kSample, d, S.data());
     double r2[kSample];
     for (size_t q = 0; q < nq; ++q) {
-      const Lane ln = lane_constants(req, q0 + q, d);
+      const double al = ln[q].alpha;
       double lo = std::numeric_limits<double>::infinity();
       for (size_t i = 0; i < kSample; ++i) {
-        r2[i] = kt.exact_r2(req.x + (q0 + q) * d, ref.rows() + (begin + i * rows_in / kSample) * d, c, d, ln.alpha);
+        r2[i] = std::max(0.0, xx[q] - 2.0 * al * S[i * QB + q] + al * al * yy[i]);
         lo = std::min(lo, r2[i]);
       }
-      const double t = K::r2_window(lo, window, ln);
+      const double t = K::r2_window(lo, window, ln[q]);
       size_t within = 0;
       for (size_t i = 0; i < kSample; ++i) within += r2[i] <= t ? 1 : 0;
       if (within >= kBroad) retire(q);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "errors.hpp"
+#include "finite.hpp"
 #include "estimator.hpp"
 #include "limits.hpp"
 #include "prune.hpp"
@@ -40,11 +41,8 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
   // (+ the pruning index: n x 66 floats and the sample's d x 64 x 8 doubles at most)
   check_memory(checked_mul(nd + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
                "the reference set");
-  for (size_t i = 0; i < n * d; ++i) {
-    if (!std::isfinite(data[i])) {
-      throw Error(code::kRange, "Expected finite values for data but received a non-finite value at index " +
-                                    std::to_string(i));
-    }
+  if (const size_t i = first_nonfinite(data, nd); i != nd) {
+    throw Error(code::kRange, "Expected finite values for data but received a non-finite value at index " + std::to_string(i));
   }
   auto rs = std::unique_ptr<ReferenceSet>(new ReferenceSet());
   rs->n_ = n;

@@ -17,6 +17,7 @@
 #include "sample.hpp"
 #include "steps.hpp"
 #include "errors.hpp"
+#include "finite.hpp"
 #include "fpenv.hpp"
 #include "prune.hpp"
 #include "npy.hpp"
@@ -784,11 +785,32 @@ void test_pruning() {
   CHECK(small->prune_index() == nullptr);
 }
 
+void test_first_nonfinite() {
+  // every position around the scan's 256-element blocks, each non-finite kind, a later second one
+  const float bad[] = {std::nanf(""), INFINITY, -INFINITY};
+  for (size_t n : {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{257}, size_t{1000}}) {
+    std::vector<float> v(n, 3.0e38f);
+    CHECK(sf::first_nonfinite(v.data(), n) == n);
+    for (size_t i : {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{511}, size_t{999}}) {
+      if (i >= n) continue;
+      for (float b : bad) {
+        std::vector<float> w(v);
+        w[i] = b;
+        if (i + 3 < n) w[i + 3] = INFINITY;
+        CHECK(sf::first_nonfinite(w.data(), n) == i);
+      }
+    }
+  }
+  const float big[] = {-3.4028235e38f, 1e-45f, -0.0f};  // finite extremes and a subnormal
+  CHECK(sf::first_nonfinite(big, 3) == 3);
+}
+
 int main() {
   std::printf("simd levels available:");
   for (const std::string& l : sf::simd_available()) std::printf(" %s", l.c_str());
   std::printf("\n");
   test_philox_known_answers();
+  test_first_nonfinite();
   test_kernels_every_level();
   test_unsupported_level();
   test_targets_against_float64();
