@@ -19,7 +19,9 @@ export type ErrorCode =
   | 'ERR_SCOREFIELD_ABORTED'
   | 'ERR_SCOREFIELD_FORMAT'
   | 'ERR_SCOREFIELD_FILE'
-  | 'ERR_SCOREFIELD_LIMIT';
+  | 'ERR_SCOREFIELD_LIMIT'
+  | 'ERR_SCOREFIELD_REMOTE'
+  | 'ERR_SCOREFIELD_SHARDS';
 
 /** Base class of every error scorefield throws. */
 export class ScorefieldError extends Error {
@@ -102,6 +104,18 @@ export class ScorefieldAbortError extends ScorefieldError {
  */
 export class ScorefieldFileError extends ScorefieldError {
   constructor(message: string, code: 'ERR_SCOREFIELD_FORMAT' | 'ERR_SCOREFIELD_FILE' = 'ERR_SCOREFIELD_FORMAT', options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/**
+ * The distributed estimator (`scorefield/distributed`): Redis unreachable or lost, a job that
+ * failed on a worker or did not finish in time, a malformed payload (`ERR_SCOREFIELD_REMOTE`,
+ * with the cause); shards that do not tile the set exactly once, disagree on dim, or whose
+ * content hash differs from the one expected (`ERR_SCOREFIELD_SHARDS`).
+ */
+export class ScorefieldRemoteError extends ScorefieldError {
+  constructor(message: string, code: 'ERR_SCOREFIELD_REMOTE' | 'ERR_SCOREFIELD_SHARDS' = 'ERR_SCOREFIELD_REMOTE', options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

@@ -141,6 +141,21 @@ function resultOf<O extends EstimateOutput>(outputs: readonly EstimateOutput[], 
   return r as EstimateResult<O>;
 }
 
+/**
+ * @internal The validated query, outputs and output buffers of an estimate call against sets of
+ * `dim` (the distributed set validates with the same rules as ReferenceSet).
+ */
+export function estimatePlan(x: unknown, dim: number, options: unknown) {
+  const q = query(x, dim, options);
+  const outputs = outputList(q.o.outputs, q.kernel);
+  return { q, outputs };
+}
+
+/** @internal Whether any of these outputs needs the weighted sums. */
+export function needsWeighted(outputs: readonly EstimateOutput[]): boolean {
+  return outputs.some((o) => o !== 'logDensity' && o !== 'ess');
+}
+
 const CREATE = Symbol('create');
 
 /**

@@ -2,7 +2,7 @@
  * NumPy .npy files: 2-d float32/float64 arrays in C order in, float32 out. The header is parsed
  * by the native core (native/core/npy.cpp, fuzzable on its own); the data conversion is here.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { ScorefieldFileError, ScorefieldShapeError } from './errors';
 import * as is from './is';
 import { writeAtomic } from './files';
@@ -80,6 +80,57 @@ export function read(path: string): NpyMatrix {
     throw new ScorefieldFileError(`Expected a readable .npy file for ${path} but received ${why}`, 'ERR_SCOREFIELD_FILE', { cause: err });
   }
   return parse(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), path);
+}
+
+/**
+ * Reads rows [begin, end) of a 2-d .npy file without reading the rest (a shard of a file larger
+ * than memory); the header is checked as {@link parse} does. `end` defaults to the last row.
+ */
+export function readRows(path: string, begin = 0, end?: number): NpyMatrix & { totalRows: number } {
+  if (typeof path !== 'string') throw is.typeError('a file path string', 'path', path);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === 'ENOENT' ? 'no such file' : String((err as Error).message);
+    throw new ScorefieldFileError(`Expected a readable .npy file for ${path} but received ${why}`, 'ERR_SCOREFIELD_FILE', { cause: err });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ScorefieldFileError(`Expected a regular .npy file for ${path} but received not a regular file`, 'ERR_SCOREFIELD_FILE');
+    const head = Buffer.alloc(Math.min(st.size, 65536 + 16));
+    readSync(fd, head, 0, head.length, 0);
+    const h = callSync(() => native().parseNpyHeader(new Uint8Array(head.buffer, head.byteOffset, head.length)));
+    if (h.kind !== 'f' || (h.itemSize !== 4 && h.itemSize !== 8) || h.fortranOrder || h.shape.length !== 2) {
+      // the whole-file parser says precisely what is wrong
+      parse(new Uint8Array(head.buffer, head.byteOffset, head.length), path);
+    }
+    const [rows, cols] = h.shape;
+    const e = end ?? rows;
+    is.integer(begin, 'begin', 0, rows);
+    is.integer(e, 'end', begin + 1, rows);
+    if (h.dataBytes > st.size - h.dataOffset) {
+      throw new ScorefieldFileError(`Expected ${h.dataBytes} bytes of data in ${path} but received ${st.size - h.dataOffset} (truncated file)`);
+    }
+    const n = (e - begin) * cols;
+    const bytes = Buffer.alloc(n * h.itemSize);
+    let got = 0;
+    while (got < bytes.length) {
+      const r = readSync(fd, bytes, got, bytes.length - got, h.dataOffset + begin * cols * h.itemSize + got);
+      if (r === 0) throw new ScorefieldFileError(`Expected ${bytes.length} bytes of rows ${begin}:${e} in ${path} but the file ended`);
+      got += r;
+    }
+    const little = h.byteOrder !== '>';
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    const data = alloc.f32(n, 'the rows read');
+    if (h.itemSize === 4 && little && HOST_LITTLE) data.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
+    else if (h.itemSize === 4) for (let i = 0; i < n; i++) data[i] = view.getFloat32(4 * i, little);
+    else for (let i = 0; i < n; i++) data[i] = view.getFloat64(8 * i, little);
+    return { data, rows: e - begin, cols, dtype: h.descr, totalRows: rows };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

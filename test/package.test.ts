@@ -21,6 +21,8 @@ test('the tarball holds the build inputs, the command, the README pictures and n
     'dist/cjs/index.js',
     'dist/esm/index.mjs',
     'dist/cjs/cli/main.js',
+    'dist/cjs/distributed/index.js',
+    'dist/esm/distributed.mjs',
   ];
   // every picture the README shows
   for (const m of readFileSync(join(root, 'README.md'), 'utf8').matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)) needed.push(m[1]);
@@ -29,4 +31,14 @@ test('the tarball holds the build inputs, the command, the README pictures and n
   t.false([...files].some((f) => f.startsWith('test/') || f.startsWith('build/')), 'no tests or build output');
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   t.is(pkg.bin.scorefield, './dist/cjs/cli/main.js');
+});
+
+test('scorefield/distributed: a subpath of its own, the only one that loads bullmq and ioredis', (t) => {
+  const run = (src: string, type = 'commonjs') =>
+    execFileSync(process.execPath, ['--input-type=' + type, '-e', src], { cwd: root, encoding: 'utf8' }).trim();
+  const loaded = "const ids = Object.keys(require.cache); console.log(JSON.stringify([ids.some((f) => f.includes('/node_modules/bullmq/')), ids.some((f) => f.includes('/node_modules/ioredis/'))]))";
+  t.is(run(`require('scorefield'); ${loaded}`), '[false,false]');
+  t.is(run(`require('scorefield/distributed'); ${loaded}`), '[true,true]');
+  // ESM and CommonJS share one module instance (one error class)
+  t.is(run("import * as d from 'scorefield/distributed'; import { createRequire } from 'node:module'; const c = createRequire(import.meta.url)('scorefield/distributed'); console.log(d.ShardedReferenceSet === c.ShardedReferenceSet && d.ScorefieldRemoteError === c.ScorefieldRemoteError)", 'module'), 'true');
 });

@@ -26,6 +26,12 @@ export type SolverName = 'euler' | 'heun';
 export interface SampleJob {
   /** A .npy file (2-d float32/float64, C order) used instead of `dataset`. */
   data?: string;
+  /** Sample a sharded set served by `scorefield worker`s through this Redis (with `name`) instead of local data. */
+  redis?: string;
+  /** The sharded set's name (with `redis`). */
+  name?: string;
+  /** With `redis`: how long to wait for workers covering the whole set (ms). */
+  wait?: number;
   dataset: DatasetName;
   /** Use only the first `limit` rows of the dataset. */
   limit?: number;
@@ -67,8 +73,8 @@ export interface SampleSummary {
   /** Denoiser (estimator) evaluations per sample. */
   nfe: number;
   samplesPerSecond: number;
-  /** Distance of each sample to its nearest training row: mean and minimum over the batch. */
-  nearest: { mean: number; min: number };
+  /** Distance of each sample to its nearest training row: mean and minimum over the batch (null for a sharded set, whose rows stay on the workers). */
+  nearest: { mean: number; min: number } | null;
   /** Median ESS over the batch at the last three evaluations (the smallest noise levels). */
   essLastSteps: number[];
   /** The files written (together); a picture that could not be drawn is null, and said so in warnings. */
@@ -122,9 +128,15 @@ export interface Run {
   path: Float32Array[];
 }
 
+/** What a sampling run needs of a set: in-process (ReferenceSet) or sharded (ShardedReferenceSet). */
+export interface EstimatorSet {
+  readonly dim: number;
+  estimateAsync(x: Float32Array, options: { sigma: number; kernel: Kernel; outputs: ['mean', 'ess'] }, signal?: AbortSignal): Promise<{ mean: Float32Array; ess: Float32Array }>;
+}
+
 /** One sampling run driven step by step from JS (progress, ESS and trajectories per step). */
 export async function run(
-  ref: ReferenceSet,
+  ref: EstimatorSet,
   kernel: Kernel,
   solver: SolverName,
   sigmas: Float64Array,
@@ -138,7 +150,7 @@ export async function run(
   const ess: number[] = [];
   let nfe = 0;
   const denoiser = async (x: Float32Array, sigma: number) => {
-    const r = await ref.estimateAsync(x, { sigma, kernel, outputs: ['mean', 'ess'] });
+    const r = await ref.estimateAsync(x, { sigma, kernel, outputs: ['mean', 'ess'] }, opts.signal);
     nfe++;
     ess.push(median(r.ess));
     return r.mean;
@@ -204,6 +216,7 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
   validate(job);
   checkOutDir(job.out);  // before any work: a run must not end with nowhere to write
   if (job.threads !== undefined) setThreads(job.threads);
+  if (job.redis !== undefined) return sampleSharded(job, opts, start);
   const set = loadDataset(job);
   if (job.batch * set.dim > 2 ** 32) {
     throw new ScorefieldRangeError(`Expected --batch x dim (${set.dim}) at most 2^32 values for --batch but received ${job.batch}`);
@@ -272,6 +285,61 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
     pictureSize: picture ? { width: picture.width, height: picture.height } : null,
     warnings,
   };
+}
+
+/** `scorefield sample --redis URL --name NAME`: the same job against a sharded set (no nearest-row distances). */
+async function sampleSharded(job: SampleJob, opts: RunOptions, start: number): Promise<SampleSummary> {
+  // loaded here only: bullmq and ioredis are not needed by anything else
+  const { ShardedReferenceSet } = await import('../distributed/index');
+  const set = await ShardedReferenceSet.connect({ connection: job.redis!, name: job.name ?? '', wait: job.wait ?? 0 });
+  try {
+    if (job.batch * set.dim > 2 ** 32) {
+      throw new ScorefieldRangeError(`Expected --batch x dim (${set.dim}) at most 2^32 values for --batch but received ${job.batch}`);
+    }
+    const kernel = makeKernel(job.kernel, job.D);
+    const sigmas = gridFor(kernel, job.steps, set.dim);
+    const r = await run(set, kernel, job.solver, sigmas, job.batch, job.seed, 0, opts);
+    const files = { samples: join(job.out, 'samples.npy'), picture: join(job.out, 'samples.png') as string | null, trajectories: null as string | null };
+    const outputs: Array<[string, Uint8Array]> = [[files.samples, npy.encode(r.x, job.batch, set.dim)]];
+    const warnings: string[] = [];
+    const side = Math.round(Math.sqrt(set.dim));
+    let picture: Image | null = null;
+    try {
+      picture =
+        side * side === set.dim && side >= 8
+          ? imageGrid(r.x, job.batch, side, Math.max(1, Math.round(112 / side)))
+          : scatterPanels([{ title: `${job.name}: first two coordinates`, subtitle: `${job.kernel} kernel, ${job.solver}, ${r.nfe} evaluations`, data: new Float32Array(0), samples: firstTwo(r.x, set.dim) }]);
+    } catch (err) {
+      warnings.push(`samples.png could not be drawn: ${(err as Error).message}`);
+    }
+    if (picture) outputs.push([files.picture!, picture.png]);
+    else files.picture = null;
+    checkAborted(opts.signal);
+    writeGroup(outputs);
+    return {
+      command: 'sample',
+      dataset: { name: `${job.name} (sharded: ${set.shards.length} shards on ${job.redis!.replace(/\/\/[^@/]*@/, '//')})`, n: set.size, dim: set.dim },
+      kernel: job.kernel,
+      D: job.kernel === 'poisson' ? job.D : null,
+      solver: job.solver,
+      steps: job.steps,
+      batch: job.batch,
+      seed: job.seed,
+      threads: capabilities().threads,
+      simd: capabilities().simd,
+      seconds: (performance.now() - start) / 1000,
+      samplingSeconds: r.seconds,
+      nfe: r.nfe,
+      samplesPerSecond: job.batch / r.seconds,
+      nearest: null,
+      essLastSteps: r.ess.slice(-3),
+      files,
+      pictureSize: picture ? { width: picture.width, height: picture.height } : null,
+      warnings,
+    };
+  } finally {
+    await set.close();
+  }
 }
 
 export function firstTwo(x: Float32Array, dim: number): Float32Array {

@@ -7,9 +7,11 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { resolve } from 'node:path';
-import { ScorefieldError } from '../errors';
+import { ScorefieldError, ScorefieldRangeError, ScorefieldTypeError } from '../errors';
+import type { ShardSource } from '../distributed/worker';
+import { setThreads } from '../runtime';
 import { compare, type CompareSummary } from './compare';
-import { sample, type RunOptions, type SampleSummary } from './jobs';
+import { loadDataset, sample, type DatasetName, type RunOptions, type SampleSummary } from './jobs';
 
 /** An integer option at least `min` (1: "a positive integer", 0: "a non-negative integer"). */
 function intOption(name: string, min: 0 | 1) {
@@ -102,7 +104,7 @@ function printSample(s: SampleSummary): void {
     `  time               ${fmt(s.seconds)} s in all, ${fmt(s.samplingSeconds)} s sampling (${s.threads} threads, ${s.simd})`,
     `  evaluations        ${s.nfe} per sample`,
     `  samples per second ${fmt(s.samplesPerSecond)}`,
-    `  nearest training   mean distance ${fmt(s.nearest.mean)}, minimum ${fmt(s.nearest.min)}`,
+    ...(s.nearest ? [`  nearest training   mean distance ${fmt(s.nearest.mean)}, minimum ${fmt(s.nearest.min)}`] : []),
     `  median ESS         ${s.essLastSteps.map((v) => fmt(v)).join(', ')} at the last ${s.essLastSteps.length} evaluations`,
     `  wrote              ${[s.files.samples, s.files.picture, s.files.trajectories].filter(Boolean).join(', ')}`,
     ...s.warnings.map((w) => `  warning            ${w}`),
@@ -122,6 +124,65 @@ function printCompare(s: CompareSummary): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+function rowRange(v: string): [number, number] {
+  const m = /^(\d+):(\d+)$/.exec(v.trim());
+  const a = m ? Number(m[1]) : NaN;
+  const b = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isSafeInteger(a) || !Number.isSafeInteger(b) || b <= a) throw new InvalidArgumentError('Expected a:b with integers a < b for --rows.');
+  return [a, b];
+}
+
+/** --redis goes with --name, and replaces --data / --dataset / --limit. */
+function checkRemote(o: { redis?: string; name?: string; data?: string; limit?: number }): string | undefined {
+  if (o.redis === undefined) {
+    if (o.name !== undefined) throw new InvalidArgumentError('Expected --redis with --name.');
+    return undefined;
+  }
+  if (o.name === undefined) throw new InvalidArgumentError('Expected --name (the sharded set) with --redis.');
+  if (o.data !== undefined || o.limit !== undefined) throw new InvalidArgumentError('Expected no --data or --limit with --redis (the rows are on the workers).');
+  return o.redis;
+}
+
+/** `scorefield worker`: serves until SIGINT or SIGTERM, then deregisters and exits 0. */
+async function serveShard(o: { redis: string; name: string; data?: string; dataset?: DatasetName; rows?: [number, number]; threads?: number; lockMs: number; stalledMs: number; json?: boolean }): Promise<void> {
+  if ((o.data === undefined) === (o.dataset === undefined)) throw new ScorefieldTypeError('Expected exactly one of --data or --dataset for scorefield worker but received ' + (o.data === undefined ? 'neither' : 'both'));
+  if (o.threads !== undefined) setThreads(o.threads);
+  const { ShardWorker } = await import('../distributed/index');
+  let shard: ShardSource;
+  if (o.data !== undefined) {
+    shard = { file: resolve(o.data), rows: o.rows };
+  } else {
+    const set = loadDataset({ dataset: o.dataset!, seed: 0 });
+    const [a, b] = o.rows ?? [0, set.n];
+    if (b > set.n) throw new ScorefieldRangeError(`Expected --rows within the ${set.n} rows of ${set.name} but received ${a}:${b}`);
+    shard = { data: set.data.subarray(a * set.dim, b * set.dim), dim: set.dim, begin: a };
+  }
+  const worker = await ShardWorker.start({
+    connection: o.redis,
+    name: o.name,
+    shards: [shard],
+    lockDuration: o.lockMs,
+    stalledInterval: o.stalledMs,
+    onError: (err) => process.stderr.write(`scorefield worker: ${err.message}\n`),
+  });
+  const s = worker.shards[0];
+  const where = o.redis.replace(/\/\/[^@/]*@/, '//');
+  if (o.json) process.stdout.write(JSON.stringify({ event: 'serving', id: worker.id, pid: process.pid, name: o.name, ...s }) + '\n');
+  else process.stdout.write(`scorefield worker: serving rows ${s.begin}:${s.end} (dim ${s.dim}, content ${s.hash.slice(0, 16)}) of set ${o.name} on ${where}; Ctrl-C stops\n`);
+  await new Promise<void>((resolveStop) => {
+    const stop = () => {
+      process.removeListener('SIGINT', stop);
+      process.removeListener('SIGTERM', stop);
+      resolveStop();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await worker.close();
+  if (o.json) process.stdout.write(JSON.stringify({ event: 'stopped', id: worker.id }) + '\n');
+  process.exit(0);
+}
+
 function fail(err: unknown): never {
   if ((err as { name?: string }).name === 'AbortError') {
     process.stderr.write('scorefield: interrupted between steps; no files were written\n');
@@ -137,7 +198,7 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
-const COMMANDS = ['sample', 'compare', 'help'];
+const COMMANDS = ['sample', 'worker', 'compare', 'help'];
 
 function version(): string {
   try {
@@ -171,10 +232,16 @@ export function program(): Command {
     .option('--threads <n>', 'native worker threads (default: all cores)', positiveInt('--threads'))
     .option('--out <dir>', 'output directory', '.')
     .option('--json', 'print a machine-readable summary on stdout (no progress bar)')
+    .option('--redis <url>', 'sample a sharded set served by `scorefield worker`s through this Redis (redis:// or rediss://), with --name')
+    .option('--name <name>', 'the sharded set (with --redis)')
+    .option('--wait <ms>', 'with --redis: wait this long for workers covering the whole set', nonNegativeInt('--wait'), 0)
     .action((o) =>
       runJob(o.json, printSample, (run) =>
         sample(
           {
+            redis: checkRemote(o),
+            name: o.name,
+            wait: o.wait,
             data: o.data === undefined ? undefined : resolve(o.data),
             dataset: o.dataset,
             limit: o.limit,
@@ -191,6 +258,20 @@ export function program(): Command {
         ),
       ),
     );
+
+  cmd
+    .command('worker')
+    .description('serve rows of an .npy file as a shard of a sharded set (BullMQ on Redis) until interrupted')
+    .requiredOption('--redis <url>', 'the Redis server (redis:// or rediss://, password and TLS pass through)')
+    .requiredOption('--name <name>', 'the set this shard belongs to')
+    .option('--data <file.npy>', 'a 2-d float32/float64 C-order .npy array (rows x dims)')
+    .addOption(new Option('--dataset <name>', 'a built-in dataset instead of --data (as `sample` loads it)').choices(['mnist', 'moons', 'spirals', 'gmm']))
+    .option('--rows <a:b>', 'serve rows a..b-1 of the file (they are rows a..b-1 of the set); default all', rowRange)
+    .option('--threads <n>', 'native worker threads (default: all cores)', positiveInt('--threads'))
+    .option('--lock-ms <n>', "BullMQ lock of a running job: a job whose worker died runs again after it", positiveInt('--lock-ms'), 30000)
+    .option('--stalled-ms <n>', 'how often the stalled-job check runs', positiveInt('--stalled-ms'), 30000)
+    .option('--json', 'print one JSON line when serving (and on stop)')
+    .action((o) => serveShard(o).catch(fail));
 
   cmd
     .command('compare')

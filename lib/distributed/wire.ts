@@ -1,0 +1,125 @@
+/**
+ * The binary payloads of the distributed estimator. Queries and partial states travel as raw
+ * little-endian Float32 / Float64 bytes behind a 32-byte header, stored under their own Redis
+ * keys; a BullMQ job carries only small JSON (scalars, key names, the shard's identity). Every
+ * decoder checks the magic, the version, the sizes against the header and against limits the
+ * caller gives, and throws ScorefieldRemoteError on anything else: nothing in a payload is
+ * evaluated, and a malformed one never reaches the native code.
+ */
+import { ScorefieldRemoteError } from '../errors';
+import type { PartialState } from '../estimator';
+
+const QUERY_MAGIC = 0x31514653; // 'SFQ1' little-endian
+const STATE_MAGIC = 0x31534653; // 'SFS1'
+const HEADER = 32;
+
+/** A batch of queries with its per-sample coefficients (scalars travel in the job's JSON). */
+export interface QueryPayload {
+  x: Float32Array;
+  batch: number;
+  dim: number;
+  /** Per-sample sigma / alpha, or null when the job's scalar applies. */
+  sigma: Float32Array | null;
+  alpha: Float32Array | null;
+}
+
+function bad(what: string): never {
+  throw new ScorefieldRemoteError(`Expected a well-formed payload but received ${what}`);
+}
+
+function header(magic: number, batch: number, dim: number, flags: number, count = 0): Buffer {
+  const h = Buffer.alloc(HEADER);
+  h.writeUInt32LE(magic, 0);
+  h.writeUInt32LE(batch, 4);
+  h.writeUInt32LE(dim, 8);
+  h.writeUInt32LE(flags, 12);
+  h.writeDoubleLE(count, 16);
+  return h;
+}
+
+const bytesOf = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+export function encodeQuery(q: QueryPayload): Buffer {
+  const flags = (q.sigma ? 1 : 0) | (q.alpha ? 2 : 0);
+  const parts = [header(QUERY_MAGIC, q.batch, q.dim, flags), bytesOf(q.x)];
+  if (q.sigma) parts.push(bytesOf(q.sigma));
+  if (q.alpha) parts.push(bytesOf(q.alpha));
+  return Buffer.concat(parts);
+}
+
+/** Copies `n` values of type T from buf at offset into a new aligned array. */
+function f32At(buf: Buffer, offset: number, n: number): Float32Array {
+  const out = new Float32Array(n);
+  new Uint8Array(out.buffer).set(buf.subarray(offset, offset + 4 * n));
+  return out;
+}
+function f64At(buf: Buffer, offset: number, n: number): Float64Array {
+  const out = new Float64Array(n);
+  new Uint8Array(out.buffer).set(buf.subarray(offset, offset + 8 * n));
+  return out;
+}
+
+function readHeader(buf: Buffer, magic: number, what: string) {
+  if (!Buffer.isBuffer(buf)) bad(`${what}: not bytes`);
+  if (buf.length < HEADER) bad(`${what} of ${buf.length} bytes (shorter than its header)`);
+  if (buf.readUInt32LE(0) !== magic) bad(`${what} with an unknown magic or version`);
+  return { batch: buf.readUInt32LE(4), dim: buf.readUInt32LE(8), flags: buf.readUInt32LE(12), count: buf.readDoubleLE(16) };
+}
+
+/** Decodes a query payload, checking it holds exactly `batch` x `dim` queries. */
+export function decodeQuery(buf: Buffer, batch: number, dim: number): QueryPayload {
+  const h = readHeader(buf, QUERY_MAGIC, 'a query payload');
+  if (h.batch !== batch || h.dim !== dim) bad(`a query payload of ${h.batch} x ${h.dim} where the job says ${batch} x ${dim}`);
+  if (h.flags & ~3) bad(`a query payload with unknown flags ${h.flags}`);
+  const n = batch * dim;
+  const want = HEADER + 4 * (n + ((h.flags & 1) ? batch : 0) + ((h.flags & 2) ? batch : 0));
+  if (buf.length !== want) bad(`a query payload of ${buf.length} bytes where ${want} were expected`);
+  let at = HEADER;
+  const x = f32At(buf, at, n);
+  at += 4 * n;
+  let sigma: Float32Array | null = null;
+  let alpha: Float32Array | null = null;
+  if (h.flags & 1) {
+    sigma = f32At(buf, at, batch);
+    at += 4 * batch;
+  }
+  if (h.flags & 2) alpha = f32At(buf, at, batch);
+  // x's values are checked by the estimator itself (a coded ERR_SCOREFIELD_RANGE naming the index)
+  if (sigma) for (let i = 0; i < batch; i++) if (!(sigma[i] > 0 && Number.isFinite(sigma[i]))) bad(`a per-sample sigma ${sigma[i]} at ${i}`);
+  if (alpha) for (let i = 0; i < batch; i++) if (!Number.isFinite(alpha[i])) bad(`a per-sample alpha ${alpha[i]} at ${i}`);
+  return { x, batch, dim, sigma, alpha };
+}
+
+/**
+ * A partial state, every field in float64 (the weighted sums too: shards merge exactly, as in
+ * one process; float32 sums would cost traceCov its cancellation-free accuracy).
+ */
+export function encodeState(s: PartialState): Buffer {
+  const flags = s.weighted ? 1 : 0;
+  const parts = [header(STATE_MAGIC, s.batch, s.dim, flags, s.count), bytesOf(s.origin), bytesOf(s.max), bytesOf(s.sum), bytesOf(s.sumSq), bytesOf(s.sumYY)];
+  if (s.weighted) parts.push(bytesOf(s.weighted));
+  return Buffer.concat(parts);
+}
+
+/** Decodes a partial state, checking its batch, dim, kind and row count against the job's. */
+export function decodeState(buf: Buffer, batch: number, dim: number, weighted: boolean, rows: number): PartialState {
+  const h = readHeader(buf, STATE_MAGIC, 'a partial state');
+  if (h.batch !== batch || h.dim !== dim) bad(`a partial state of ${h.batch} x ${h.dim} where ${batch} x ${dim} was asked for`);
+  if (h.flags !== (weighted ? 1 : 0)) bad(`a partial state ${h.flags ? 'with' : 'without'} weighted sums, unlike the request`);
+  if (h.count !== rows) bad(`a partial state over ${h.count} rows from a shard of ${rows}`);
+  const want = HEADER + 8 * (dim + 4 * batch + (weighted ? batch * dim : 0));
+  if (buf.length !== want) bad(`a partial state of ${buf.length} bytes where ${want} were expected`);
+  let at = HEADER;
+  const next = (n: number) => {
+    const a = f64At(buf, at, n);
+    at += 8 * n;
+    return a;
+  };
+  const origin = next(dim);
+  const max = next(batch);
+  const sum = next(batch);
+  const sumSq = next(batch);
+  const sumYY = next(batch);
+  const w = weighted ? next(batch * dim) : null;
+  return { batch, dim, count: h.count, origin, max, sum, sumSq, sumYY, weighted: w };
+}
