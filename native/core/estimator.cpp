@@ -174,7 +174,7 @@ void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutpu
   r.sum_squares = out.ess != nullptr;
   r.sum_yy = out.trace_cov || out.divergence;
   const PartialState st = estimate_partial(ref, r, inline_ok, stats);
-  finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out);
+  finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out, inline_ok);
 }
 
 void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequest& req, float* score, bool inline_ok) {
@@ -211,7 +211,7 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
   st.count += 1;
   EstimateOutputs out;
   out.score = score;
-  finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out);
+  finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out, inline_ok);
 }
 
 size_t estimate_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum) {

@@ -134,8 +134,9 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
 void merge_partial(PartialState& into, const PartialState& other);
 
 // Turns a (merged) state into outputs. total_count is N for logDensity's -log N.
+// On the pool, like every other step (inline_ok as in ThreadPool::parallel_for).
 void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
-                      EstimateOutputs out);
+                      EstimateOutputs out, bool inline_ok = true);
 
 // estimate_partial over the whole set (split into shards when B is small) + finalize.
 void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutputs out, bool inline_ok,

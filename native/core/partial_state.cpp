@@ -11,6 +11,7 @@
 #include "estimator_kernels.hpp"
 #include "finite.hpp"
 #include "limits.hpp"
+#include "thread_pool.hpp"
 
 namespace sf {
 using namespace est;
@@ -66,50 +67,55 @@ void merge_partial(PartialState& into, const PartialState& o) {
 }
 
 void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
-                      EstimateOutputs out) {
+                      EstimateOutputs out, bool inline_ok) {
   const size_t d = st.d;
   if (st.B > 0 && !(st.count > 0)) {
     throw Error(code::kRange, "Expected a partial state covering at least one reference for state but received one over no "
                               "references (an empty shard: merge it with others before finalising)");
   }
   const double log_n = std::log(std::max(st.count, 1.0));
-  std::vector<double> m(d);
-  for (size_t q = 0; q < st.B; ++q) {
-    const double al = alpha.at(q), sg = sigma.at(q);
-    const double s0 = st.sum[q], inv_s0 = 1.0 / s0;
-    double mm = 0;
-    if (!st.acc.empty()) {
-      const double* a = st.acc.data() + q * d;
-      for (size_t k = 0; k < d; ++k) m[k] = a[k] * inv_s0;
-      double m0 = 0, m1 = 0, m2 = 0, m3 = 0;  // four chains: the sum is not one long dependency
-      size_t k = 0;
-      for (; k + 4 <= d; k += 4) {
-        m0 += m[k] * m[k];
-        m1 += m[k + 1] * m[k + 1];
-        m2 += m[k + 2] * m[k + 2];
-        m3 += m[k + 3] * m[k + 3];
+  // queries in fixed groups on the pool (each query's outputs depend on it alone)
+  constexpr size_t kGroup = 16;
+  const size_t groups = (st.B + kGroup - 1) / kGroup;
+  ThreadPool::global().parallel_for(groups, [&](size_t gi) {
+    std::vector<double> m(d);
+    for (size_t q = gi * kGroup; q < std::min(st.B, (gi + 1) * kGroup); ++q) {
+      const double al = alpha.at(q), sg = sigma.at(q);
+      const double s0 = st.sum[q], inv_s0 = 1.0 / s0;
+      double mm = 0;
+      if (!st.acc.empty()) {
+        const double* a = st.acc.data() + q * d;
+        for (size_t k = 0; k < d; ++k) m[k] = a[k] * inv_s0;
+        double m0 = 0, m1 = 0, m2 = 0, m3 = 0;  // four chains: the sum is not one long dependency
+        size_t k = 0;
+        for (; k + 4 <= d; k += 4) {
+          m0 += m[k] * m[k];
+          m1 += m[k + 1] * m[k + 1];
+          m2 += m[k + 2] * m[k + 2];
+          m3 += m[k + 3] * m[k + 3];
+        }
+        for (; k < d; ++k) m0 += m[k] * m[k];
+        mm = (m0 + m1) + (m2 + m3);
       }
-      for (; k < d; ++k) m0 += m[k] * m[k];
-      mm = (m0 + m1) + (m2 + m3);
+      const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
+      if (out.mean) {
+        float* o = out.mean + q * d;
+        for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>(st.origin[k] + m[k]);
+      }
+      if (out.score) {
+        // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
+        const double inv = 1.0 / (sg * sg);
+        const float* xq = x + q * d;
+        float* o = out.score + q * d;
+        for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>((al * m[k] - (static_cast<double>(xq[k]) - al * st.origin[k])) * inv);
+      }
+      const double norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
+      if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
+      if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
+      if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
+      if (out.divergence) out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
     }
-    const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
-    if (out.mean) {
-      float* o = out.mean + q * d;
-      for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>(st.origin[k] + m[k]);
-    }
-    if (out.score) {
-      // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
-      const double inv = 1.0 / (sg * sg);
-      const float* xq = x + q * d;
-      float* o = out.score + q * d;
-      for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>((al * m[k] - (static_cast<double>(xq[k]) - al * st.origin[k])) * inv);
-    }
-    const double norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
-    if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
-    if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
-    if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
-    if (out.divergence) out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
-  }
+  }, inline_ok);
   // The first query with an output that is not finite (extreme but valid inputs: a kernel
   // parameter or noise level beyond what the float32 results can hold): a coded error, never
   // a silent NaN. Outputs are checked after they are written, in one vectorised scan each.
