@@ -82,8 +82,8 @@ export interface PartialOptions extends Omit<EstimateOptions, 'outputs' | 'out'>
 interface Query {
   x: Float32Array;
   B: number;
-  alpha: PerSample;
-  sigma: PerSample;
+  alpha: is.Coefficient;
+  sigma: is.Coefficient;
   kernel: KernelArg;
 }
 

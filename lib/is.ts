@@ -86,25 +86,41 @@ export function scalar(v: unknown, name: string, domain: Domain): number {
 }
 
 /**
- * A per-sample coefficient: one number for the batch, or a Float32Array with one value per
- * sample. Every element is checked against the domain (O(B)).
+ * A per-sample coefficient: one number for the batch, or one value per sample as a
+ * Float32Array (used as is, zero-copy), a Float64Array or a plain array of numbers (copied into
+ * a new Float32Array: the core reads per-sample coefficients in float32). Every element is
+ * checked against the domain (O(B)), after the conversion too (a positive double below the
+ * float32 range would become 0).
  */
 export type Coefficient = number | Float32Array;
 
 export function coefficient(v: unknown, name: string, domain: Domain): Coefficient {
   if (typeof v === 'number') return scalar(v, name, domain);
-  if (!(v instanceof Float32Array)) {
-    throw typeError(`a number or a Float32Array of per-sample values`, name, v);
+  let out: Float32Array;
+  if (v instanceof Float32Array) {
+    out = f32(v, name);  // a detached buffer: ERR_SCOREFIELD_DETACHED
+  } else if (v instanceof Float64Array || Array.isArray(v)) {
+    if (v instanceof Float64Array && v.length === 0 && native().isDetached(v)) {
+      throw new ScorefieldShapeError(`Expected an attached buffer for ${name} but received a Float64Array whose ArrayBuffer is detached`, 'ERR_SCOREFIELD_DETACHED');
+    }
+    const src = v as ArrayLike<unknown>;
+    for (let i = 0; i < src.length; i++) {
+      if (typeof src[i] !== 'number') throw typeError('numbers', `${name}[${i}]`, src[i]);
+      if (!inDomain(src[i] as number, domain)) {
+        throw new ScorefieldRangeError(`Expected ${domainText[domain]} for ${name}[${i}] but received ${describe(src[i])}`);
+      }
+    }
+    out = Float32Array.from(src as ArrayLike<number>);
+  } else {
+    throw typeError(`a number, or per-sample values as a Float32Array, Float64Array or array of numbers`, name, v);
   }
-  f32(v, name);  // a detached buffer: ERR_SCOREFIELD_DETACHED
-  for (let i = 0; i < v.length; i++) {
-    if (!inDomain(v[i], domain)) {
-      throw new ScorefieldRangeError(
-        `Expected ${domainText[domain]} for ${name}[${i}] but received ${describe(v[i])}`,
-      );
+  for (let i = 0; i < out.length; i++) {
+    if (!inDomain(out[i], domain)) {
+      const was = out === v ? '' : ` (${describe((v as ArrayLike<number>)[i])} in float32)`;
+      throw new ScorefieldRangeError(`Expected ${domainText[domain]} for ${name}[${i}] but received ${describe(out[i])}${was}`);
     }
   }
-  return v;
+  return out;
 }
 
 /**

@@ -48,8 +48,8 @@ interface Plan {
   D: Float32Array | null;
   xp: Float32Array | null;
   Dp: Float32Array | null;
-  a: PerSample;
-  b: PerSample;
+  a: is.Coefficient;
+  b: is.Coefficient;
   sNoise: number;
   seed: bigint;
   seeds: BigUint64Array | null;

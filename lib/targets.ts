@@ -19,7 +19,11 @@ export type Parameterization = 'eps' | 'x0' | 'v' | 'score';
 const PARAMS: readonly Parameterization[] = ['eps', 'x0', 'v', 'score'];
 
 /** One value for the whole batch, or a Float32Array of length B (per sample). */
-export type PerSample = number | Float32Array;
+/**
+ * A per-sample coefficient: one number for the whole batch, or one value per sample (a
+ * Float32Array is read in place; a Float64Array or an array of numbers is converted to float32).
+ */
+export type PerSample = number | Float32Array | Float64Array | readonly number[];
 
 interface AffinePlan {
   out: Float32Array;
@@ -27,8 +31,8 @@ interface AffinePlan {
   w: Float32Array;
   B: number;
   d: number;
-  a: PerSample;
-  b: PerSample;
+  a: is.Coefficient;
+  b: is.Coefficient;
 }
 
 function planAffine(
@@ -157,7 +161,7 @@ interface LossPlan {
   target: Float32Array;
   B: number;
   d: number;
-  weight: PerSample;
+  weight: is.Coefficient;
   grad: Float32Array | null;
 }
 
@@ -196,8 +200,8 @@ function planLoss(prediction: unknown, target: unknown, options: unknown): LossP
       'Expected options.dim or a per-sample Float32Array (weight, sigma or alpha) for options but received neither, so the batch size is unknown',
     );
   }
-  const at = (c: PerSample | undefined, i: number) => (c instanceof Float32Array ? c[i] : (c as number));
-  let lambda: PerSample;
+  const at = (c: is.Coefficient | undefined, i: number) => (c instanceof Float32Array ? c[i] : (c as number));
+  let lambda: is.Coefficient;
   switch (named ? weight : 'explicit') {
     case 'uniform':
       lambda = 1;
@@ -217,7 +221,7 @@ function planLoss(prediction: unknown, target: unknown, options: unknown): LossP
           : weightArray(B, (i) => at(alpha, i) ** 2 / at(sigma, i) ** 2);
       break;
     default:
-      lambda = w as PerSample;
+      lambda = w as is.Coefficient;
   }
   let grad: Float32Array | null = null;
   if (o.gradOut !== undefined) {

@@ -7,6 +7,8 @@ import {
   convertAsync,
   perturb,
   perturbAsync,
+  randn,
+  schedules,
   setSimdLevel,
   velocityTarget,
   velocityTargetAsync,
@@ -216,4 +218,24 @@ test('empty inputs are fine', (t) => {
   const e = new Float32Array(0);
   t.is(perturb(e, e, 1, 1).length, 0);
   t.is(conditionalScore(e, e, new Float32Array(0), new Float32Array(0)).length, 0);
+});
+
+test('per-sample coefficients as Float64Array or plain arrays equal the same values as Float32Array (rounded to float32)', async (t) => {
+  const B = 5, d = 7;
+  const x0 = randn(B * d, { seed: 1 });
+  const eps = randn(B * d, { seed: 2 });
+  const s64 = Float64Array.from({ length: B }, (_, i) => 0.1 + Math.PI * i);  // not exact in float32
+  const a64 = Float64Array.from({ length: B }, (_, i) => 1 / (i + 3));
+  const want = perturb(x0, eps, Float32Array.from(a64), Float32Array.from(s64));
+  const same = (a: Float32Array) => a.length === want.length && a.every((v, i) => Object.is(v, want[i]));
+  t.true(same(perturb(x0, eps, a64, s64)));
+  t.true(same(perturb(x0, eps, Array.from(a64), Array.from(s64))));
+  t.true(same(await perturbAsync(x0, eps, a64, s64)));
+  // schedules.karrasSigmas returns a Float64Array: usable as per-sample sigma directly
+  const ks = schedules.karrasSigmas(B, { appendZero: false });
+  t.true(ks instanceof Float64Array);
+  const sc = conditionalScore(perturb(x0, eps, 1, ks), x0, 1, ks);
+  t.is(sc.length, B * d);
+  // the caller's arrays are not changed
+  t.is(s64[1], 0.1 + Math.PI);
 });
