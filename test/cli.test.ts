@@ -92,6 +92,15 @@ test('sample on a 200-digit MNIST subset: an image grid of the stated size, samp
   t.true(s.nearest.mean < 0.5, String(s.nearest.mean));
 });
 
+test('--limit on a generated 2-d set generates that many points (more than the default 2000 too)', (t) => {
+  for (const n of [150, 2500]) {
+    const out = tmp();
+    const r = cli(['sample', '--dataset', 'gmm', '--limit', String(n), '--batch', '8', '--steps', '4', '--out', out, '--json']);
+    t.is(r.status, 0, r.stderr);
+    t.deepEqual(JSON.parse(r.stdout).dataset, { name: 'gmm', n, dim: 2 });
+  }
+});
+
 test('--data reads a float64 .npy (the samples come from it); bad files and options give clear errors', (t) => {
   const dir = tmp();
   // float64 data: 300 points on a circle of radius 5

@@ -222,7 +222,7 @@ export function program(): Command {
     .description('sample the empirical score of a dataset (default: 10,000 MNIST digits) and write samples.npy and samples.png')
     .option('--data <file.npy>', 'a 2-d float32/float64 C-order .npy array (rows x dims) instead of --dataset')
     .addOption(new Option('--dataset <name>', 'built-in dataset').choices(['mnist', 'moons', 'spirals', 'gmm']).default('mnist'))
-    .option('--limit <n>', 'use only the first n rows of the data', positiveInt('--limit'))
+    .option('--limit <n>', 'mnist and --data: use the first n rows; moons, spirals, gmm: generate n points (default 2000)', positiveInt('--limit'))
     .addOption(new Option('--kernel <name>', 'kernel of the noising process').choices(['gaussian', 'poisson', 'tanh', 'exp']).default('gaussian'))
     .option('--D <n>', "Poisson kernel's extra dimensions", positiveNumber('--D'), 1)
     .addOption(new Option('--solver <name>', 'ODE solver').choices(['euler', 'heun']).default('heun'))
