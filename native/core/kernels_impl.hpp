@@ -613,10 +613,10 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
     const __m512 y0 = _mm512_add_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(c + k));
     const __m512 y1 = _mm512_add_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(c + k + 16));
     const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
-    const __m512d t0 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_castps512_ps256(y0)), _mm512_cvtps_pd(_mm512_castps512_ps256(x0)));
-    const __m512d t1 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y0, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(x0, 1)));
-    const __m512d t2 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_castps512_ps256(y1)), _mm512_cvtps_pd(_mm512_castps512_ps256(x1)));
-    const __m512d t3 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y1, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(x1, 1)));
+    const __m512d t0 = _mm512_fnmadd_pd(va, x512::cvt_lo_pd(y0), x512::cvt_lo_pd(x0));
+    const __m512d t1 = _mm512_fnmadd_pd(va, x512::cvt_hi_pd(y0), x512::cvt_hi_pd(x0));
+    const __m512d t2 = _mm512_fnmadd_pd(va, x512::cvt_lo_pd(y1), x512::cvt_lo_pd(x1));
+    const __m512d t3 = _mm512_fnmadd_pd(va, x512::cvt_hi_pd(y1), x512::cvt_hi_pd(x1));
     acc0 = _mm512_fmadd_pd(t0, t0, acc0);
     acc1 = _mm512_fmadd_pd(t1, t1, acc1);
     acc2 = _mm512_fmadd_pd(t2, t2, acc2);
@@ -627,12 +627,12 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
   for (; k + 16 <= d; k += 16) {
     const __m512 y = _mm512_add_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(c + k));
     const __m512 xv = _mm512_loadu_ps(x + k);
-    const __m512d t0 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_castps512_ps256(y)), _mm512_cvtps_pd(_mm512_castps512_ps256(xv)));
-    const __m512d t1 = _mm512_fnmadd_pd(va, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)));
+    const __m512d t0 = _mm512_fnmadd_pd(va, x512::cvt_lo_pd(y), x512::cvt_lo_pd(xv));
+    const __m512d t1 = _mm512_fnmadd_pd(va, x512::cvt_hi_pd(y), x512::cvt_hi_pd(xv));
     acc0 = _mm512_fmadd_pd(t0, t0, acc0);
     acc1 = _mm512_fmadd_pd(t1, t1, acc1);
   }
-  total = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+  total = x512::reduce_add_pd(_mm512_add_pd(acc0, acc1));
 #elif defined(__AVX2__) && defined(__FMA__)
   const __m256d va = _mm256_set1_pd(a);
   __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -670,11 +670,6 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
 // the FMA latency.
 #if defined(__GNUC__)
 typedef double v8d __attribute__((vector_size(64)));
-inline v8d load_v8d(const double* p) {
-  v8d v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
 
 template <size_t NR, size_t NV>  // NR vectors, NV x 8 columns
 inline void project_block(const double* V, size_t d, const double* U, size_t k, double* out) {
@@ -684,7 +679,7 @@ inline void project_block(const double* V, size_t d, const double* U, size_t k, 
   for (size_t i = 0; i < d; ++i) {
     const double* u = U + i * k;
     v8d ut[NV];
-    for (size_t t = 0; t < NV; ++t) ut[t] = load_v8d(u + 8 * t);
+    for (size_t t = 0; t < NV; ++t) __builtin_memcpy(&ut[t], u + 8 * t, sizeof(v8d));  // an unaligned load
     for (size_t r = 0; r < NR; ++r) {
       const double vi = V[r * d + i];
       for (size_t t = 0; t < NV; ++t) a[r][t] += vi * ut[t];
@@ -757,8 +752,10 @@ void k_rank1(double* G, const double* z, size_t d, const double* t, size_t k) {
     size_t c = 0;
 #if defined(__GNUC__)
     for (; c + 8 <= k; c += 8) {
-      v8d a = load_v8d(g + c);
-      a += zi * load_v8d(t + c);
+      v8d a, tc;
+      __builtin_memcpy(&a, g + c, sizeof a);
+      __builtin_memcpy(&tc, t + c, sizeof tc);
+      a += zi * tc;
       __builtin_memcpy(g + c, &a, sizeof a);
     }
 #endif
