@@ -1,5 +1,5 @@
 /**
- * The self-normalized estimator engine (MATH.md section 2): the ideal denoiser, the score
+ * The self-normalized estimator engine (docs/math.md section 2): the ideal denoiser, the score
  * of the noised empirical distribution and its diagnostics over a reference set, in one
  * fused native pass that never materialises the B x N matrix.
  */
@@ -432,7 +432,7 @@ export interface StableTargetOptions {
 }
 
 /**
- * Stable target field training targets (Xu et al. 2023; MATH.md section 2): for each pair
+ * Stable target field training targets (Xu et al. 2023; docs/math.md section 2): for each pair
  * (x0_i, x_i) the score at x_i estimated over `ref` plus x0_i itself. A lower-variance
  * replacement for the conditional score -(x - alpha x0)/sigma^2, biased by O(1/N).
  */

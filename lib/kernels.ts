@@ -1,6 +1,6 @@
 /**
  * Kernels of the self-normalized estimator: a kernel is its log-weight as a function of the
- * squared distance r^2 = ||x - alpha y||^2, with its normalising constant (MATH.md sections 2
+ * squared distance r^2 = ||x - alpha y||^2, with its normalising constant (docs/math.md sections 2
  * and 4). The option called `sigma` is the kernel's scale for every kernel: sigma for the
  * Gaussian, r for Poisson, t for the radial families.
  */
@@ -124,7 +124,7 @@ const methods = (kind: 'gaussian' | 'poisson' | 'radial', D: number, family: 'ta
       return perturb(sh.x0, z, 1, t);
     }
     if (kind === 'poisson') {
-      // x0 + r eps_x / ||eps_D||: ||eps_x|| / ||eps_D|| is the radial law (MATH.md section 4).
+      // x0 + r eps_x / ||eps_D||: ||eps_x|| / ||eps_D|| is the radial law (docs/math.md section 4).
       const norms = chiNorms(sh, D);
       const z = randn(sh.B * sh.d, { seed: sh.seed, stream: 0, dim: sh.d, offset: sh.offset });
       const out = alloc.f32(sh.B * sh.d, 'the output');

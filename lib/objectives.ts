@@ -1,5 +1,5 @@
 /**
- * Score-matching objectives of any model on a dataset (MATH.md section 2): conditional score
+ * Score-matching objectives of any model on a dataset (docs/math.md section 2): conditional score
  * matching (CSM, unbiased), score matching (SM) against the self-normalized estimate of the
  * true score, their model-independent gap, and the Hyvarinen objective. Every estimate is a
  * Monte-Carlo mean over `samples` draws (x0 from the data, x ~ p(. | x0)) with its standard
@@ -72,7 +72,7 @@ export interface ObjectiveComparison {
 export interface HyvarinenOptions extends Omit<ObjectiveOptions, 'reference' | 'kernel'> {
   /**
    * 'exact-empirical': `model` is a ReferenceSet, whose empirical score and exact divergence
-   * (MATH.md: (alpha^2 tr Cov / sigma^2 - d) / sigma^2) are used. 'sliced-fd': `model` is any
+   * (docs/math.md: (alpha^2 tr Cov / sigma^2 - d) / sigma^2) are used. 'sliced-fd': `model` is any
    * function; div s(x) ~ v . (s(x + h v) - s(x - h v)) / (2h) averaged over `projections`
    * draws of v ~ N(0, I).
    */

@@ -214,7 +214,7 @@ export const fromScore = (model: Model): Denoiser => adapt('score', model);
 
 /**
  * Runs a model trained on a VP (or any alpha/sigma) schedule through the samplers, which work
- * in the scaled variables of MATH.md: xs = x / alpha, s = sigma / alpha, where every family is
+ * in the scaled variables of docs/math.md: xs = x / alpha, s = sigma / alpha, where every family is
  * the VE ODE dxs/ds = (xs - D(xs; s)) / s. The model is called as model(x_t, t) with
  * x_t = alpha(t) xs and t = schedule.tOfScaledSigma(s), and returns a `parameterization`
  * output ('eps', 'x0', 'v' or 'score' at (x_t, alpha, sigma)).

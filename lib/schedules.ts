@@ -1,5 +1,5 @@
 /**
- * Noise schedules and sigma grids (MATH.md sections 1 and 3), in double precision.
+ * Noise schedules and sigma grids (docs/math.md sections 1 and 3), in double precision.
  *
  * A schedule maps time t to the Gaussian perturbation `x = alpha(t) x0 + sigma(t) eps` and
  * gives the derivatives the probability-flow ODE and flow-matching targets need. Grids are

@@ -1,5 +1,5 @@
 /**
- * Batched probability-flow ODE and SDE steps (MATH.md section 3) in the EDM denoiser form
+ * Batched probability-flow ODE and SDE steps (docs/math.md section 3) in the EDM denoiser form
  * dx/ds = (x - D(x; s)) / s over a decreasing grid of noise levels s. `sigma` and the other
  * levels are one number for the batch or a Float32Array of length B. Noise is the seeded
  * per-sample Philox noise of `randn`: sample i's noise depends on (seed, stream, offset + i),

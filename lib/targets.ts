@@ -1,5 +1,5 @@
 /**
- * Batched Gaussian score targets (MATH.md section 1). Arrays are row-major B x d
+ * Batched Gaussian score targets (docs/math.md section 1). Arrays are row-major B x d
  * Float32Arrays; alpha and sigma are one number for the batch or a Float32Array with one
  * value per sample (which fixes B; d = length / B). Results go into `out` when given
  * (zero-copy; `out` may be the very same view as an elementwise input, never a partial
@@ -14,7 +14,7 @@ import * as is from './is';
 import { native, operation } from './native';
 import * as alloc from './alloc';
 
-/** The four model parameterisations of MATH.md. */
+/** The four model parameterisations of docs/math.md. */
 export type Parameterization = 'eps' | 'x0' | 'v' | 'score';
 const PARAMS: readonly Parameterization[] = ['eps', 'x0', 'v', 'score'];
 
@@ -115,14 +115,14 @@ const convertOp = operation(
 );
 /**
  * Converts a model output between the eps-, x0-, v- and score-parameterisations at
- * `(x, alpha, sigma)` (MATH.md table; v = alpha*eps - sigma*x0). alpha and sigma must be
+ * `(x, alpha, sigma)` (docs/math.md table; v = alpha*eps - sigma*x0). alpha and sigma must be
  * positive. `out` may be `modelOutput` or `x` itself.
  */
 export const convert = convertOp.sync;
 /** Async form of {@link convert}. */
 export const convertAsync = convertOp.async;
 
-/** Named loss weightings lambda(sigma) (MATH.md section 1). */
+/** Named loss weightings lambda(sigma) (docs/math.md section 1). */
 export type DsmWeighting = 'uniform' | 'sigma2' | 'edm' | 'snr';
 const WEIGHTINGS: readonly DsmWeighting[] = ['uniform', 'sigma2', 'edm', 'snr'];
 

@@ -1,4 +1,4 @@
-// Poisson-flow and radial-CDF kernels in the estimator (MATH.md section 4).
+// Poisson-flow and radial-CDF kernels in the estimator (docs/math.md section 4).
 import test from 'ava';
 import { capabilities, gaussian, poisson, poissonRadii, radial, ReferenceSet, schedules, setSimdLevel, stableTargets, type Kernel, type SimdLevel } from '../lib/index';
 import { noisyQueries, posteriorMoments, refLogWeights, toy2d } from './helpers/estimator-ref';

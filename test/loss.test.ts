@@ -65,7 +65,7 @@ test('named weightings: uniform, sigma2, edm and snr', (t) => {
   t.true(close(dsmLoss(p, q, { weight: 'edm', sigma: s, dim: d }).loss, dsmLoss(p, q, { weight: 'edm', sigma: new Float32Array(B).fill(s) }).loss, 1e-7));
 });
 
-test('sigma2-weighted score loss equals the eps MSE (MATH.md)', (t) => {
+test('sigma2-weighted score loss equals the eps MSE (docs/math.md)', (t) => {
   // score = -eps/sigma, so sigma^2 ||s - s_target||^2 = ||eps_hat - eps||^2.
   const B = 4;
   const d = 50;

@@ -1,4 +1,4 @@
-// Score-matching objectives (lib/objectives.ts, MATH.md section 2).
+// Score-matching objectives (lib/objectives.ts, docs/math.md section 2).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

@@ -9,7 +9,7 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
   return worst <= tol;
 };
 
-test('step kernels follow MATH.md in float64, with per-sample sigmas', (t) => {
+test('step kernels follow docs/math.md in float64, with per-sample sigmas', (t) => {
   const B = 5;
   const d = 17;
   const x = rand(B * d, 1);

@@ -35,7 +35,7 @@ test('variance-preserving families keep alpha^2 + sigma^2 = 1', (t) => {
   }
 });
 
-test('closed forms of MATH.md at sample points', (t) => {
+test('closed forms of docs/math.md at sample points', (t) => {
   const vp = schedules.vp();
   const tt = 0.3;
   const al = Math.exp(-(tt * tt * (20 - 0.1)) / 4 - (tt * 0.1) / 2);

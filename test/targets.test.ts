@@ -111,7 +111,7 @@ test.serial('velocityTarget matches float64 and the rectified-flow special case 
 
 const PARAMS: Parameterization[] = ['eps', 'x0', 'v', 'score'];
 
-test.serial('convert follows the MATH.md table for all 16 pairs on every SIMD path', (t) => {
+test.serial('convert follows the docs/math.md table for all 16 pairs on every SIMD path', (t) => {
   for (const level of LEVELS) {
     setSimdLevel(level);
     for (const d of [1, 17, 1023]) {

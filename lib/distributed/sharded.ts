@@ -4,7 +4,7 @@
  * scatter/gather: the queries are written once as a binary payload, one job per shard is added
  * to the shard's queue, and the partial states the workers write back are merged in the order
  * of the shards' rows (so repeated runs are bit-identical whatever the timing) and finished
- * exactly as the in-process ReferenceSet finishes its own (MATH.md: partial states merge
+ * exactly as the in-process ReferenceSet finishes its own (docs/math.md: partial states merge
  * exactly). Each shard contributes once per evaluation: its result is read from one key per
  * (evaluation, shard), so a job that ran twice after a retry is still merged once.
  */

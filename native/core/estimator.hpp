@@ -1,4 +1,4 @@
-// The self-normalized estimator (MATH.md section 2): for B queries and a reference set of
+// The self-normalized estimator (docs/math.md section 2): for B queries and a reference set of
 // N points, the softmax-weighted posterior mean over the references and what follows from
 // it, in one fused pass that never materialises the B x N matrix.
 //
@@ -52,7 +52,7 @@ class ReferenceSet {
 // Gaussian: l = -r^2 / (2 sigma^2). Poisson (PFGM++ with D augmented dimensions; D = 1 is
 // the gravity model): l = -((d + D)/2) log(r^2 + tau^2). Radial CDF scale families
 // psi_t(r) = F(r/t): l = log F'(r/t) - (d-1) log r, with F = tanh or 1 - exp(-u), r clamped
-// below at kRadialFloor * t. MATH.md section 4.
+// below at kRadialFloor * t. docs/math.md section 4.
 enum class KernelKind : int { Gaussian = 0, Poisson = 1, RadialTanh = 2, RadialExp = 3 };
 
 struct KernelSpec {
@@ -93,7 +93,7 @@ struct EstimateRequest {
   size_t begin = 0, end = static_cast<size_t>(-1);  // reference rows [begin, end)
 };
 
-// Per-query partial state over a set of references, exact to merge (MATH.md "partial
+// Per-query partial state over a set of references, exact to merge (docs/math.md "partial
 // states"). Coordinates are relative to `origin`:
 //   max[q]   = max_j l_j (true log-weight, without the kernel's normalising constant)
 //   sum[q]   = sum_j exp(l_j - max)          sumsq[q] = sum_j exp(2 (l_j - max))
@@ -142,7 +142,7 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
 void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutputs out, bool inline_ok,
               EstimateStats* stats = nullptr);
 
-// Stable target field (MATH.md section 2): for each training pair (x0_i, x_i), the score at
+// Stable target field (docs/math.md section 2): for each training pair (x0_i, x_i), the score at
 // x_i estimated over the reference set plus x0_i itself. Writes B x d scores.
 void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequest& req, float* score,
                     bool inline_ok);

@@ -1,4 +1,4 @@
-// Probability-flow ODE and SDE steps (MATH.md section 3), batched, per-sample noise levels,
+// Probability-flow ODE and SDE steps (docs/math.md section 3), batched, per-sample noise levels,
 // in the EDM denoiser form dx/ds = (x - D(x; s)) / s over a decreasing grid of s.
 #pragma once
 #include <cstddef>

@@ -1,4 +1,4 @@
-// Batched Gaussian score targets (MATH.md section 1). Arrays are row-major B x d float32;
+// Batched Gaussian score targets (docs/math.md section 1). Arrays are row-major B x d float32;
 // per-sample coefficients are either one value for the batch or an array of length B.
 // Shapes and coefficient values are validated by the callers (lib/ and the binding);
 // these functions only compute. `inline_ok` is true for synchronous calls (see ThreadPool).

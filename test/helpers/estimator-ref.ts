@@ -1,4 +1,4 @@
-// Float64 direct-difference reference of the self-normalized estimator (MATH.md section 2),
+// Float64 direct-difference reference of the self-normalized estimator (docs/math.md section 2),
 // written independently of the library: l_j = -||x - alpha y_j||^2 / (2 sigma^2).
 import { randn, type Kernel } from '../../lib/index';
 import { rand } from './reference';
@@ -147,7 +147,7 @@ export function noised(base: Float32Array, sigma: number, seed: number, jitter =
 }
 
 /**
- * Float64 log-weight of each kernel (MATH.md), up to a constant: Gaussian, Poisson
+ * Float64 log-weight of each kernel (docs/math.md), up to a constant: Gaussian, Poisson
  * -((d + D)/2) log(r^2 + tau^2), radial log F'(r/tau) - (d - 1) log r with r clamped at 1e-7 tau
  * (log sech^2 u in its overflow-free form).
  */

@@ -1,4 +1,4 @@
-// Float64 references written from MATH.md, independently of the library's code.
+// Float64 references written from docs/math.md, independently of the library's code.
 export type Coef = number | Float32Array;
 export const at = (c: Coef, i: number): number => (typeof c === 'number' ? c : c[i]);
 

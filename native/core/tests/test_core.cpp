@@ -206,7 +206,7 @@ void test_targets_against_float64() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
-// Float64 conversion written from the MATH.md table, independently of targets.cpp.
+// Float64 conversion written from the docs/math.md table, independently of targets.cpp.
 double ref_convert(int from, int to, double m, double x, double al, double sg) {
   double x0, eps;
   switch (from) {
