@@ -1,18 +1,35 @@
 /**
  * Drop-in ports of diffusers' EulerDiscreteScheduler and HeunDiscreteScheduler (their
  * semantics, camelCase), for pipelines that drive samplers through the diffusers scheduler
- * interface, for example Stable Diffusion on onnxruntime-node. The arithmetic emulates
- * diffusers' float32 tensors (Math.fround after every operation) and its float64 NumPy
- * steps (np.interp, Karras sigmas, sigma-to-t), including NumPy's round-half-to-even.
+ * interface, for example Stable Diffusion on onnxruntime-node. The arithmetic reproduces what
+ * diffusers computes on a CPU with AVX2 or AVX-512 (test/diffusers-parity.test.ts checks 252
+ * configurations bit for bit against diffusers itself, scripts/diffusers-reference.py):
  *
- * Deliberate differences: betas/alphasCumprod are formed in double and rounded to float32
- * (torch.linspace/torch.cumprod may differ in the last float32 bit); churn noise comes from
- * scorefield's seeded Philox generator (`seed` option), not torch's generator; model outputs
- * are Float32Arrays of the whole batch.
+ * - diffusers' float32 tensor arithmetic: Math.fround after every operation;
+ * - torch.linspace for the betas: PyTorch's CPU kernel is compiled with fused multiply-adds on
+ *   such machines (start + step i in one rounding), reproduced with an exact fmaf;
+ * - torch.cumprod: float32 inputs accumulated in double;
+ * - NumPy's float32 log (log of the training sigmas, behind the Karras timesteps): NumPy's
+ *   AVX2/AVX-512 kernel, a rational P5/Q5 approximation evaluated with FMAs, which is not
+ *   correctly rounded (up to about 4 ulp);
+ * - NumPy's float64 steps: np.interp, np.linspace, the Karras sigmas, _sigma_to_t, and
+ *   round-half-to-even.
+ *
+ * On a machine where PyTorch or NumPy take their baseline (non-FMA) paths, diffusers' own values
+ * differ from these in the last bit of some betas and Karras timesteps; `step()` and
+ * `scaleModelInput()` accept a timestep within 1e-4 (relative) of one of the scheduler's, so
+ * timesteps copied from diffusers work either way. PyTorch's CPU sqrt (MKL's vector math, used
+ * by `tensor ** 0.5`) is not correctly rounded on every CPU (1 ulp off for 15% of the training
+ * sigmas on an AMD Zen 5) and cannot be reproduced outside PyTorch: scorefield's square roots are
+ * correctly rounded, so its sigmas may differ from diffusers' by 1 ulp there, its Karras
+ * timesteps by up to 8 ulp and the samples of a whole run by up to 1e-4 relative (measured on
+ * the 252 configurations; with correctly rounded square roots all are bit for bit). Churn noise comes from scorefield's seeded Philox
+ * generator (`seed`) unless `step()` is handed the noise (`options.noise`, the counterpart of
+ * diffusers' generator); model outputs are Float32Arrays of the whole batch.
  */
 import { ScorefieldRangeError, ScorefieldShapeError } from './errors';
 import * as is from './is';
-import { churnStep } from './steps';
+import { randn } from './targets';
 
 const f = Math.fround;
 
@@ -37,20 +54,88 @@ export interface SchedulerStepOutput {
   predOriginalSample: Float32Array;
 }
 
+/**
+ * a * b + c for float32 a, b, c with one rounding to float32 (an FMA instruction). a * b is exact
+ * in double; the sum's rounding error is recovered exactly (TwoSum), and decides the one case
+ * where rounding the double sum would differ: a sum exactly halfway between two floats.
+ */
+export function fmaf(a: number, b: number, c: number): number {
+  const p = a * b;
+  const s = p + c;
+  const r = f(s);
+  if (r === s || !Number.isFinite(s)) return r;
+  const other = 2 * s - r; // the float on the other side of s, when s is a midpoint
+  if (f(other) !== other || other === r) return r;
+  const bv = s - p;
+  const err = p - (s - bv) + (c - bv);
+  if (err === 0) return r; // a true tie: round half to even, as fround did
+  return err > 0 ? Math.max(r, other) : Math.min(r, other);
+}
+
+/** A float32 from its bit pattern. */
+function fromBits(u: number): number {
+  const b = new Uint32Array([u]);
+  return new Float32Array(b.buffer)[0];
+}
+
+// NumPy's float32 log kernel (AVX2 / AVX-512): its coefficients, as float32 bit patterns.
+const LOG_P = [0x00000000, 0x3f800000, 0x4007361c, 0x3fbd70a9, 0x3ec30333, 0x3cd42bcd].map(fromBits);
+const LOG_Q = [0x3f800000, 0x4027361c, 0x401cfe0d, 0x3f7c8ae4, 0x3e1e5bf3, 0x3bc083df].map(fromBits);
+const SQRT1_2F = fromBits(0x3f3504f3);
+const LOGE2F = fromBits(0x3f317218);
+
+/**
+ * np.log of a positive normal float32 on a CPU with AVX2 or AVX-512: x = m 2^e with m in
+ * [sqrt(1/2), sqrt(2)), log(1 + y) for y = m - 1 as P(y)/Q(y) by Horner's rule in FMAs, plus
+ * e ln 2 in one more FMA.
+ */
+export function numpyLogf(x: number): number {
+  const buf = new DataView(new ArrayBuffer(4));
+  buf.setFloat32(0, x, true);
+  const u = buf.getUint32(0, true);
+  let e = ((u >>> 23) & 0xff) - 126;
+  buf.setUint32(0, (u & 0x007fffff) | 0x3f000000, true);
+  let m = buf.getFloat32(0, true); // in [1/2, 1)
+  if (m <= SQRT1_2F) {
+    m = f(m + m);
+    e -= 1;
+  }
+  const y = f(m - 1);
+  let num = fmaf(LOG_P[5], y, LOG_P[4]);
+  for (let k = 3; k >= 0; k--) num = fmaf(num, y, LOG_P[k]);
+  let den = fmaf(LOG_Q[5], y, LOG_Q[4]);
+  for (let k = 3; k >= 0; k--) den = fmaf(den, y, LOG_Q[k]);
+  return fmaf(e, LOGE2F, f(num / den));
+}
+
 /** NumPy's round (half to even). */
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** torch.linspace(start, end, n, dtype=float32) (CPU: float32 step, symmetric halves). */
+/**
+ * torch.linspace(start, end, n, dtype=float32) as PyTorch's CPU kernel computes it with FMA:
+ * a float32 step, start + step i for the first half and end - step (n - 1 - i) for the second,
+ * each in one rounding.
+ */
 function torchLinspace32(start: number, end: number, n: number): Float32Array {
   const out = new Float32Array(n);
   const s = f(start);
   const e = f(end);
-  const step = n > 1 ? f((e - s) / (n - 1)) : 0;
+  const step = n > 1 ? f(f(e - s) / (n - 1)) : 0;
   const half = Math.floor(n / 2);
-  for (let i = 0; i < n; i++) out[i] = i < half ? f(s + f(step * i)) : f(e - f(step * (n - i - 1)));
+  for (let i = 0; i < n; i++) out[i] = i < half ? fmaf(step, i, s) : fmaf(-step, n - i - 1, e);
+  return out;
+}
+
+/** np.linspace(start, stop, num) in float64: arange times the step, plus start; the last is stop. */
+function numpyLinspace(start: number, stop: number, num: number): Float64Array {
+  const out = new Float64Array(num);
+  const div = num - 1;
+  const step = div > 0 ? (stop - start) / div : 0;
+  for (let i = 0; i < num; i++) out[i] = (step === 0 ? ((i / div) * (stop - start)) : i * step) + start;
+  if (num > 1) out[num - 1] = stop;
   return out;
 }
 
@@ -157,9 +242,9 @@ abstract class DiscreteScheduler {
       const rho = 7;
       const a = hi ** (1 / rho);
       const b = lo ** (1 / rho);
-      const m = sigmas.length;
-      sigmas = Float64Array.from({ length: m }, (_, i) => (a + (m > 1 ? i / (m - 1) : 0) * (b - a)) ** rho);
-      const logSigmas = train.map((s) => f(Math.log(s)));
+      const ramp = numpyLinspace(0, 1, sigmas.length);
+      sigmas = Float64Array.from(ramp, (r) => (a + r * (b - a)) ** rho);
+      const logSigmas = train.map((s) => numpyLogf(s));
       ts = Float64Array.from(sigmas, (s) => f(sigmaToT(s, logSigmas)));
     }
     return { timesteps: ts, sigmas };
@@ -179,7 +264,18 @@ abstract class DiscreteScheduler {
   protected indexFor(t: number): number {
     const idx: number[] = [];
     for (let i = 0; i < this.timesteps.length; i++) if (this.timesteps[i] === f(t)) idx.push(i);
-    if (idx.length === 0) throw new ScorefieldRangeError(`Expected one of the scheduler's timesteps for timestep but received ${t}`);
+    if (idx.length === 0) {
+      // a timestep from a diffusers whose sqrt or log rounds differently (module comment;
+      // measured up to 8 ulp for Karras timesteps): the nearest of ours within 1e-4 relative,
+      // far below the spacing of any two timesteps
+      let best = -1;
+      for (let i = 0; i < this.timesteps.length; i++) {
+        const d = Math.abs(this.timesteps[i] - t);
+        if (d <= 1e-4 * Math.max(1, Math.abs(this.timesteps[i])) && (best < 0 || d < Math.abs(this.timesteps[best] - t))) best = i;
+      }
+      if (best < 0) throw new ScorefieldRangeError(`Expected one of the scheduler's timesteps for timestep but received ${t}`);
+      for (let i = 0; i < this.timesteps.length; i++) if (this.timesteps[i] === this.timesteps[best]) idx.push(i);
+    }
     return idx.length > 1 ? idx[1] : idx[0];
   }
 
@@ -263,29 +359,37 @@ export class EulerDiscreteScheduler extends DiscreteScheduler {
 
   /**
    * One Euler step from timestep t: `{ prevSample, predOriginalSample }`. Churn options follow
-   * diffusers' step(); the churn noise is scorefield's seeded noise (this.seed, stream = step).
+   * diffusers' step(). The churn noise is `options.noise` when given (one standard normal value
+   * per element, the counterpart of diffusers' generator), and otherwise scorefield's seeded
+   * noise (this.seed, stream = step index + 1, `options.dim` elements per sample).
    */
   step(
     modelOutput: Float32Array,
     timestep: number,
     sample: Float32Array,
-    options: { sChurn?: number; sTmin?: number; sTmax?: number; sNoise?: number; dim?: number } = {},
+    options: { sChurn?: number; sTmin?: number; sTmax?: number; sNoise?: number; dim?: number; noise?: Float32Array } = {},
   ): SchedulerStepOutput {
     const x = is.f32(sample, 'sample');
     const m = is.f32(modelOutput, 'modelOutput', x.length);
+    const o = is.options<{ sChurn: number; sTmin: number; sTmax: number; sNoise: number; dim: number; noise: Float32Array }>(options, 'options');
     const i = this.current(timestep);
     if (i + 1 >= this.sigmas.length) throw new ScorefieldRangeError(`Expected a timestep before the end of the schedule for timestep but received ${timestep}`);
     const sigma = this.sigmas[i];
-    const sChurn = options.sChurn ?? 0;
-    const sTmin = options.sTmin ?? 0;
-    const sTmax = options.sTmax ?? Infinity;
+    const sChurn = o.sChurn === undefined ? 0 : is.scalar(o.sChurn, 'options.sChurn', 'nonnegative');
+    const sTmin = o.sTmin === undefined ? 0 : is.scalar(o.sTmin, 'options.sTmin', 'nonnegative');
+    const sTmax = o.sTmax === undefined || o.sTmax === Infinity ? Infinity : is.scalar(o.sTmax, 'options.sTmax', 'nonnegative');
+    const sNoise = o.sNoise === undefined ? 1 : is.scalar(o.sNoise, 'options.sNoise', 'nonnegative');
     const gamma = sTmin <= sigma && sigma <= sTmax ? Math.min(sChurn / (this.sigmas.length - 1), Math.SQRT2 - 1) : 0;
     const sigmaHat = f(sigma * f(gamma + 1));
     let s = x;
     if (gamma > 0) {
-      s = churnStep(x, sigma, sigmaHat, { sNoise: options.sNoise ?? 1, noise: { seed: this.seed, stream: i + 1 }, dim: options.dim });
+      // sample + (noise s_noise) (sigma_hat^2 - sigma^2)^0.5, in diffusers' float32 operations
+      const z = o.noise !== undefined ? is.f32(o.noise, 'options.noise', x.length) : randn(x.length, { seed: this.seed, stream: i + 1, dim: o.dim });
+      const c = f(Math.sqrt(f(f(sigmaHat * sigmaHat) - f(sigma * sigma))));
+      s = x.map((v, k) => f(v + f(f(z[k] * sNoise) * c)));
     }
-    const pred = this.predOriginal(m, s, sigmaHat);
+    // diffusers forms the v-prediction's clean sample with sigma, the epsilon one with sigma_hat
+    const pred = this.predOriginal(m, s, this.config.predictionType === 'v_prediction' ? sigma : sigmaHat);
     const dt = f(this.sigmas[i + 1] - sigmaHat);
     const prev = s.map((v, k) => f(v + f(f(f(v - pred[k]) / sigmaHat) * dt)));
     this.stepIndex = i + 1;
