@@ -1,5 +1,5 @@
 // Score matching vs conditional score matching on a 2-d Gaussian mixture, with a family of
-// linear score models s(x) = A x + b (MATH.md section 2; issue 7).
+// linear score models s(x) = A x + b (docs/math.md section 2; issue 7).
 //
 //   node --import tsx examples/objectives.ts
 //

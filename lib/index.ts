@@ -40,6 +40,8 @@ export type { NoiseOptions, StepOptions } from './steps';
 export { sampleEuler, sampleHeun, sampleEulerMaruyama, sampleLangevin, fromEps, fromV, fromScore, fromSchedule } from './samplers';
 export type { Denoiser, Model, SamplerOptions, HeunOptions, LangevinOptions, ChurnOptions } from './samplers';
 export { EulerDiscreteScheduler, HeunDiscreteScheduler, diffusersSigmas } from './diffusers';
+export { onnxDenoiser } from './onnx';
+export type { OnnxDenoiserOptions, OnnxSessionLike, OnnxTensorConstructor, OnnxTensorLike } from './onnx';
 export type { DiffusersSchedulerConfig, SchedulerStepOutput, BetaSchedule, PredictionType, TimestepSpacing } from './diffusers';
 import * as schedules from './schedules';
 export { schedules };

@@ -52,7 +52,7 @@ function run(c: Case) {
   s.setTimesteps(c.steps);
   const h = createHash('sha256');
   const sigma0 = s.initNoiseSigma;
-  let x = Float32Array.from({ length: N }, (_, k) => f(f((((k * 13) % 17) - 8) / 4) * sigma0));
+  let x: Float32Array = Float32Array.from({ length: N }, (_, k) => f(f((((k * 13) % 17) - 8) / 4) * sigma0));
   let final = x;
   Array.from(s.timesteps).forEach((t, i) => {
     const inp = s.scaleModelInput(x, t);
