@@ -1,33 +1,10 @@
 import test from 'ava';
 import { capabilities, poisson, radial, ReferenceSet, setSimdLevel, setThreads, stableTargets, type SimdLevel } from '../lib/index';
 import { mnistLike, noisyQueries, referenceEstimate, relErr, toy2d } from './helpers/estimator-ref';
+import { SIGMAS, sweep, type Worst } from './helpers/precision';
 import { bitsEqual, rand } from './helpers/reference';
 
-const SIGMAS = [0.002, 0.01, 0.05, 0.2, 1, 3, 10, 80];
 const ALL = ['mean', 'score', 'logDensity', 'ess', 'traceCov', 'divergence'] as const;
-
-interface Worst {
-  mean: number;
-  score: number;
-  logDensity: number;
-}
-
-function sweep(Y: Float32Array, d: number, B: number, sigmas: number[], alpha = 1): Worst {
-  const ref = new ReferenceSet(Y, d);
-  const worst: Worst = { mean: 0, score: 0, logDensity: 0 };
-  for (const sigma of sigmas) {
-    const x = noisyQueries(Y, d, B, alpha, sigma, Math.round(sigma * 1000) + 7);
-    const r = ref.estimate(x, { sigma, alpha, outputs: ['mean', 'score', 'logDensity'] });
-    for (let i = 0; i < B; i++) {
-      const want = referenceEstimate(Y, d, x.subarray(i * d, (i + 1) * d), alpha, sigma);
-      worst.mean = Math.max(worst.mean, relErr(r.mean, want.mean, i * d));
-      worst.score = Math.max(worst.score, relErr(r.score, want.score, i * d));
-      const ld = Math.abs(r.logDensity[i] - want.logDensity) / Math.max(1, Math.abs(want.logDensity));
-      worst.logDensity = Math.max(worst.logDensity, ld);
-    }
-  }
-  return worst;
-}
 
 function within(t: import('ava').ExecutionContext, w: Worst, bar: number, what: string) {
   t.log(`${what}: worst relative error mean ${w.mean.toExponential(2)}, score ${w.score.toExponential(2)}, logDensity ${w.logDensity.toExponential(2)}`);
