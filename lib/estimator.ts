@@ -4,8 +4,7 @@
  * fused native pass that never materialises the B x N matrix.
  */
 import { ScorefieldAbortError, ScorefieldShapeError, ScorefieldUnsupportedError } from './errors';
-import { checkSigmas, churnOf, prior, type ChurnOptions } from './sampling';
-import { seed64, seedArray } from './steps';
+import { sampleRun, type SampleOptions } from './sampling';
 import * as is from './is';
 import { isGaussian, kernelArg, type Kernel } from './kernels';
 import { callAsync, callSync, native, operation, type KernelArg, type NativeState, type QueryRequest, type RefHandle } from './native';
@@ -314,35 +313,9 @@ export class ReferenceSet {
    * sampleHeun / sampleEuler driven by `estimate` with the same options.
    */
   async sample(options: SampleOptions): Promise<SampleResult> {
-    const o = is.options<SampleOptions>(options, 'options');
-    const sigmas = checkSigmas(o.sigmas, 'options.sigmas');
-    const solver = o.solver ?? 'heun';
-    if (solver !== 'euler' && solver !== 'heun') throw is.typeError("'euler' or 'heun'", 'options.solver', solver);
-    const seed = seed64(o.seed, 'options.seed');
-    const offset = o.offset === undefined ? 0 : is.integer(o.offset, 'options.offset');
-    let given: Float32Array | undefined;
-    let B: number;
-    if (o.x !== undefined) {
-      given = is.f32(o.x, 'options.x');
-      if (given.length === 0 || given.length % this.dim !== 0) {
-        throw new ScorefieldShapeError(`Expected a non-empty length divisible by dim ${this.dim} for options.x but received ${is.describe(given)}`);
-      }
-      if (o.batch !== undefined && o.batch * this.dim !== given.length) {
-        throw new ScorefieldShapeError(`Expected options.batch = ${given.length / this.dim} (the rows of options.x) for options.batch but received ${o.batch}`);
-      }
-      B = given.length / this.dim;
-    } else {
-      B = o.batch === undefined ? 1 : is.integer(o.batch, 'options.batch', 1, 2 ** 31);
-    }
-    const seeds = seedArray(o.seeds, B, 'options.seeds');
-    const kernel = kernelArg(o.kernel, 'options.kernel');
-    // the caller's start (copied: x is written) or a draw from the kernel's prior
-    const x = given ? given.slice() : prior(o.kernel, B, this.dim, sigmas[0], { seed, seeds, offset });
-    const churn = churnOf(o.churn, 'options.churn');
+    const { o, sigmas, solver, seed, seeds, offset, B, x, churn, kernel } = sampleRun(options, this.dim);
     const { sChurn, sTmin, sNoise } = churn;
     const sTmax = churn.sTmax === Infinity ? 1e300 : churn.sTmax;
-    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw is.typeError('a function', 'options.onProgress', o.onProgress);
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw is.typeError('an AbortSignal', 'options.signal', o.signal);
     if (o.signal?.aborted) throw new ScorefieldAbortError('The sampler was aborted', { cause: o.signal.reason });
     const token = native().newAbortToken();
     const onAbort = () => native().abortToken(token);
@@ -390,29 +363,7 @@ export class ReferenceSet {
   }
 }
 
-export interface SampleOptions {
-  /** Decreasing noise grid, usually ending with 0 (e.g. schedules.karrasSigmas(18)). */
-  sigmas: ArrayLike<number>;
-  /** 'heun' (default; 2n - 1 evaluations for n steps) or 'euler'. */
-  solver?: 'euler' | 'heun';
-  /** Number of samples when `x` is not given (default 1). */
-  batch?: number;
-  /** Initial points (batch x dim); copied, never written. Default: sigmas[0] times seeded noise. */
-  x?: Float32Array;
-  /** Seed of the prior draw (stream 0) and of the churn noise (stream i + 1 at step i). */
-  seed?: number | bigint;
-  /** One seed per sample instead of `seed`. */
-  seeds?: BigUint64Array | ReadonlyArray<number | bigint>;
-  /** Index of the first sample (noise of sample i uses offset + i); default 0. */
-  offset?: number;
-  kernel?: Kernel | 'gaussian';
-  /** EDM stochastic churn. */
-  churn?: ChurnOptions;
-  /** Called on the main thread after each step (step count, total), without blocking the loop. */
-  onProgress?: (step: number, total: number) => void;
-  /** Stops the native loop between evaluations; the promise rejects with an AbortError. */
-  signal?: AbortSignal;
-}
+export type { SampleOptions } from './sampling';
 
 export interface SampleResult {
   /** The samples (batch x dim). */

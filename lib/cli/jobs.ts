@@ -263,10 +263,24 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
   }
   checkAborted(opts.signal);
   writeGroup(outputs);
-  const seconds = (performance.now() - start) / 1000;
+  const nearest = { mean: near.reduce((a, b) => a + b, 0) / near.length, min: near.reduce((a, b) => Math.min(a, b), Infinity) };
+  return summary(job, { name: set.name, n: set.n, dim: set.dim }, r, start, nearest, files, picture, warnings);
+}
+
+/** The summary of a `scorefield sample` run (printed, or with --json as one JSON object). */
+function summary(
+  job: SampleJob,
+  dataset: SampleSummary['dataset'],
+  r: { seconds: number; nfe: number; ess: number[] },
+  start: number,
+  nearest: SampleSummary['nearest'],
+  files: SampleSummary['files'],
+  picture: Image | null,
+  warnings: string[],
+): SampleSummary {
   return {
     command: 'sample',
-    dataset: { name: set.name, n: set.n, dim: set.dim },
+    dataset,
     kernel: job.kernel,
     D: job.kernel === 'poisson' ? job.D : null,
     solver: job.solver,
@@ -275,11 +289,11 @@ export async function sample(job: SampleJob, opts: RunOptions = {}): Promise<Sam
     seed: job.seed,
     threads: capabilities().threads,
     simd: capabilities().simd,
-    seconds,
+    seconds: (performance.now() - start) / 1000,
     samplingSeconds: r.seconds,
     nfe: r.nfe,
     samplesPerSecond: job.batch / r.seconds,
-    nearest: { mean: near.reduce((a, b) => a + b, 0) / near.length, min: near.reduce((a, b) => Math.min(a, b), Infinity) },
+    nearest,
     essLastSteps: r.ess.slice(-3),
     files,
     pictureSize: picture ? { width: picture.width, height: picture.height } : null,
@@ -316,27 +330,8 @@ async function sampleSharded(job: SampleJob, opts: RunOptions, start: number): P
     else files.picture = null;
     checkAborted(opts.signal);
     writeGroup(outputs);
-    return {
-      command: 'sample',
-      dataset: { name: `${job.name} (sharded: ${set.shards.length} shards on ${job.redis!.replace(/\/\/[^@/]*@/, '//')})`, n: set.size, dim: set.dim },
-      kernel: job.kernel,
-      D: job.kernel === 'poisson' ? job.D : null,
-      solver: job.solver,
-      steps: job.steps,
-      batch: job.batch,
-      seed: job.seed,
-      threads: capabilities().threads,
-      simd: capabilities().simd,
-      seconds: (performance.now() - start) / 1000,
-      samplingSeconds: r.seconds,
-      nfe: r.nfe,
-      samplesPerSecond: job.batch / r.seconds,
-      nearest: null,
-      essLastSteps: r.ess.slice(-3),
-      files,
-      pictureSize: picture ? { width: picture.width, height: picture.height } : null,
-      warnings,
-    };
+    const where = job.redis!.replace(/\/\/[^@/]*@/, '//'); // no password in the summary
+    return summary(job, { name: `${job.name} (sharded: ${set.shards.length} shards on ${where})`, n: set.size, dim: set.dim }, r, start, null, files, picture, warnings);
   } finally {
     await set.close();
   }

@@ -14,10 +14,8 @@ import { Queue, QueueEvents, type Job } from 'bullmq';
 import { ScorefieldAbortError, ScorefieldDenoiserError, ScorefieldError, ScorefieldRemoteError, ScorefieldUnsupportedError } from '../errors';
 import { estimatePlan, needsWeighted, ReferenceSet, type EstimateOptions, type EstimateOutput, type EstimateResult, type PartialState } from '../estimator';
 import * as is from '../is';
-import type { Kernel } from '../kernels';
-import { checkSigmas, churnOf, prior, type ChurnOptions } from '../sampling';
+import { sampleRun, type SampleOptions } from '../sampling';
 import { sampleEuler, sampleHeun } from '../samplers';
-import { seed64, seedArray } from '../steps';
 import {
   checkName,
   describeConnection,
@@ -56,22 +54,11 @@ export interface ConnectOptions {
   attempts?: number;
 }
 
-export interface ShardedSampleOptions {
-  /** Decreasing noise grid, usually ending with 0. */
-  sigmas: ArrayLike<number>;
-  solver?: 'euler' | 'heun';
-  batch?: number;
-  /** Initial points (batch x dim); copied. Default: the kernel's prior at sigmas[0], seeded. */
-  x?: Float32Array;
-  seed?: number | bigint;
-  seeds?: BigUint64Array | ReadonlyArray<number | bigint>;
-  offset?: number;
-  kernel?: Kernel | 'gaussian';
-  churn?: ChurnOptions;
-  onProgress?: (step: number, total: number) => void;
-  /** Aborts between and during evaluations; outstanding jobs are cancelled. */
-  signal?: AbortSignal;
-}
+/**
+ * The options of ReferenceSet.sample; `signal` also aborts an evaluation in flight and cancels
+ * its outstanding jobs.
+ */
+export type ShardedSampleOptions = SampleOptions;
 
 export interface ShardedSampleResult {
   x: Float32Array;
@@ -400,27 +387,8 @@ export class ShardedReferenceSet {
    */
   async sample(options: ShardedSampleOptions): Promise<ShardedSampleResult> {
     this.checkOpen();
-    const o = is.options<ShardedSampleOptions>(options, 'options');
-    const sigmas = checkSigmas(o.sigmas, 'options.sigmas');
-    const solver = o.solver ?? 'heun';
-    if (solver !== 'euler' && solver !== 'heun') throw is.typeError("'euler' or 'heun'", 'options.solver', solver);
-    const seed = seed64(o.seed, 'options.seed');
-    const offset = o.offset === undefined ? 0 : is.integer(o.offset, 'options.offset');
-    let B: number;
-    let given: Float32Array | undefined;
-    if (o.x !== undefined) {
-      given = is.f32(o.x, 'options.x');
-      if (given.length === 0 || given.length % this.dim !== 0) throw is.typeError(`a non-empty length divisible by dim ${this.dim}`, 'options.x', given);
-      B = given.length / this.dim;
-    } else {
-      B = o.batch === undefined ? 1 : is.integer(o.batch, 'options.batch', 1, 2 ** 31);
-    }
-    const seeds = seedArray(o.seeds, B, 'options.seeds');
-    const churn = churnOf(o.churn, 'options.churn');
+    const { o, sigmas, solver, seed, seeds, offset, x: x0, churn } = sampleRun(options, this.dim);
     if (offset !== 0 && churn.sChurn > 0) throw new ScorefieldUnsupportedError('Expected no options.offset with churn for a sharded sample (use per-sample seeds) but received both');
-    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw is.typeError('a function', 'options.onProgress', o.onProgress);
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw is.typeError('an AbortSignal', 'options.signal', o.signal);
-    const x0 = given ? given.slice() : prior(o.kernel, B, this.dim, sigmas[0], { seed, seeds, offset });
     const kernel = o.kernel;
     let nfe = 0;
     let remote = 0;
