@@ -163,7 +163,8 @@ export class ShardedReferenceSet {
       last = err;
     });
     const unreachable = (cause?: unknown) =>
-      remoteError(`Expected a reachable Redis at ${where} within ${timeout} ms but received ${String((cause as Error | undefined)?.message ?? last?.message ?? 'no answer')}`, cause ?? last ?? undefined);
+      // the connection's own error (ECONNREFUSED, NOAUTH, ...) says more than "Connection is closed."
+      remoteError(`Expected a reachable Redis at ${where} within ${timeout} ms but received ${String((last as Error | null)?.message ?? (cause as Error | undefined)?.message ?? 'no answer')}`, last ?? cause ?? undefined);
     try {
       await withTimeout(redis.connect(), timeout, () => unreachable());
     } catch (err) {
