@@ -44,16 +44,7 @@ static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req
   for (size_t q = 0; q < req.B; ++q) {
     // the query as the tiles see it: x' = x - alpha centre (make_lane)
     const double alpha = req.alpha.at(q);
-    const float* x = req.x + q * d;
-    double x4[4] = {0, 0, 0, 0};  // four chains, kept in registers: not one long dependency
-    size_t k = 0;
-    for (; k + 4 <= d; k += 4)
-      for (size_t t = 0; t < 4; ++t) {
-        const double v = static_cast<double>(x[k + t]) - alpha * c[k + t];
-        x4[t] += v * v;
-      }
-    for (; k < d; ++k) x4[0] += (static_cast<double>(x[k]) - alpha * c[k]) * (static_cast<double>(x[k]) - alpha * c[k]);
-    const double xx = (x4[0] + x4[1]) + (x4[2] + x4[3]);
+    const double xx = centred_sq(req.x + q * d, c, alpha, d);
     const double a = std::fabs(alpha), sg = req.sigma.at(q);
     const double xn = std::sqrt(xx);
     const double r2max = (xn + a * yn) * (xn + a * yn);

@@ -8,6 +8,7 @@
 
 #include "dispatch.hpp"
 #include "estimator_kernels.hpp"
+#include "finite.hpp"
 #include "philox.hpp"
 #include "thread_pool.hpp"
 
@@ -183,23 +184,7 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
     const double al = bl.lane[q].alpha;
     const float* x = req.x + (q0 + q) * d;
     double* xq = xd.data() + q * d;
-    double x0 = 0, x1 = 0, x2 = 0, x3 = 0;  // four chains in registers
-    size_t i = 0;
-    for (; i + 4 <= d; i += 4) {
-      xq[i] = static_cast<double>(x[i]) - al * c[i];
-      xq[i + 1] = static_cast<double>(x[i + 1]) - al * c[i + 1];
-      xq[i + 2] = static_cast<double>(x[i + 2]) - al * c[i + 2];
-      xq[i + 3] = static_cast<double>(x[i + 3]) - al * c[i + 3];
-      x0 += xq[i] * xq[i];
-      x1 += xq[i + 1] * xq[i + 1];
-      x2 += xq[i + 2] * xq[i + 2];
-      x3 += xq[i + 3] * xq[i + 3];
-    }
-    for (; i < d; ++i) {
-      xq[i] = static_cast<double>(x[i]) - al * c[i];
-      x0 += xq[i] * xq[i];
-    }
-    xxs[q] = (x0 + x1) + (x2 + x3);
+    xxs[q] = centred_sq(x, c, al, d, xq);
   }
   kt.project(xd.data(), nq, d, px.U.data(), k, bs.data());
   for (size_t q = 0; q < nq; ++q) {
@@ -436,25 +421,7 @@ class PrunedBlock {
       ln[q] = lane_constants(req, q0 + q, d);
       const float* x = req.x + (q0 + q) * d;
       float* xq = xs.data() + q * d;
-      // float32 x' and ||x'||^2 in double: a heuristic's inputs, so the float sum is enough
-      const double al = ln[q].alpha;
-      float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-      size_t k = 0;
-      for (; k + 4 <= d; k += 4) {
-        xq[k] = static_cast<float>(static_cast<double>(x[k]) - al * c[k]);
-        xq[k + 1] = static_cast<float>(static_cast<double>(x[k + 1]) - al * c[k + 1]);
-        xq[k + 2] = static_cast<float>(static_cast<double>(x[k + 2]) - al * c[k + 2]);
-        xq[k + 3] = static_cast<float>(static_cast<double>(x[k + 3]) - al * c[k + 3]);
-        f0 += xq[k] * xq[k];
-        f1 += xq[k + 1] * xq[k + 1];
-        f2 += xq[k + 2] * xq[k + 2];
-        f3 += xq[k + 3] * xq[k + 3];
-      }
-      for (; k < d; ++k) {
-        xq[k] = static_cast<float>(static_cast<double>(x[k]) - al * c[k]);
-        f0 += xq[k] * xq[k];
-      }
-      xx[q] = static_cast<double>((f0 + f1) + (f2 + f3));
+      xx[q] = centred_sq(x, c, ln[q].alpha, d, xq);  // x' in float32 for the GEMM
     }
     kt.dot_rows(xs.data(), nq, ys.data(), kSample, d, S.data());
     double r2[kSample];
