@@ -358,8 +358,7 @@ export class ReferenceSet {
   /** Peak extra memory (bytes) one estimate call of `batch` queries allocates: O(threads x tile + B d). */
   workingMemory(batch: number, outputs: readonly EstimateOutput[] = ['mean', 'score']): number {
     is.integer(batch, 'batch', 0);
-    const weighted = outputList(outputs).some((o) => o !== 'logDensity' && o !== 'ess');
-    return native().scratchBytes(this.handle, batch, weighted);
+    return native().scratchBytes(this.handle, batch, needsWeighted(outputList(outputs)));
   }
 }
 

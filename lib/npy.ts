@@ -47,18 +47,21 @@ export function parse(bytes: Uint8Array, name = 'the .npy data'): NpyMatrix {
   if (!Number.isSafeInteger(n) || n > 2 ** 32) {
     throw new ScorefieldShapeError(`Expected at most 2^32 elements${where} but received ${rows} x ${cols}`);
   }
-  const start = bytes.byteOffset + h.dataOffset;
-  const view = new DataView(bytes.buffer, start, h.dataBytes);
-  const little = h.byteOrder !== '>';
-  const data = alloc.f32(n, 'the array read');
-  if (h.itemSize === 4 && little && HOST_LITTLE && start % 4 === 0) {
-    data.set(new Float32Array(bytes.buffer, start, n));  // the common case: a plain copy
-  } else if (h.itemSize === 4) {
-    for (let i = 0; i < n; i++) data[i] = view.getFloat32(4 * i, little);
-  } else {
-    for (let i = 0; i < n; i++) data[i] = view.getFloat64(8 * i, little);
-  }
+  const data = toFloat32(bytes.subarray(h.dataOffset, h.dataOffset + n * h.itemSize), n, h.itemSize, h.byteOrder !== '>', 'the array read');
   return { data, rows, cols, dtype: h.descr };
+}
+
+/** n float32 or float64 values of either byte order, as a new Float32Array. */
+function toFloat32(bytes: Uint8Array, n: number, itemSize: number, little: boolean, what: string): Float32Array {
+  const data = alloc.f32(n, what);
+  if (itemSize === 4 && little && HOST_LITTLE && bytes.byteOffset % 4 === 0) {
+    data.set(new Float32Array(bytes.buffer, bytes.byteOffset, n)); // the common case: a plain copy
+    return data;
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (itemSize === 4) for (let i = 0; i < n; i++) data[i] = view.getFloat32(4 * i, little);
+  else for (let i = 0; i < n; i++) data[i] = view.getFloat64(8 * i, little);
+  return data;
 }
 
 /** Reads a .npy file (see {@link parse}); a missing or unreadable file throws ERR_SCOREFIELD_FILE. */
@@ -121,12 +124,7 @@ export function readRows(path: string, begin = 0, end?: number): NpyMatrix & { t
       if (r === 0) throw new ScorefieldFileError(`Expected ${bytes.length} bytes of rows ${begin}:${e} in ${path} but the file ended`);
       got += r;
     }
-    const little = h.byteOrder !== '>';
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-    const data = alloc.f32(n, 'the rows read');
-    if (h.itemSize === 4 && little && HOST_LITTLE) data.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)));
-    else if (h.itemSize === 4) for (let i = 0; i < n; i++) data[i] = view.getFloat32(4 * i, little);
-    else for (let i = 0; i < n; i++) data[i] = view.getFloat64(8 * i, little);
+    const data = toFloat32(bytes, n, h.itemSize, h.byteOrder !== '>', 'the rows read');
     return { data, rows: e - begin, cols, dtype: h.descr, totalRows: rows };
   } finally {
     closeSync(fd);

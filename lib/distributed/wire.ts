@@ -39,6 +39,11 @@ function header(magic: number, batch: number, dim: number, flags: number, count 
 
 const bytesOf = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
+/** Bytes of a query payload: header, the queries, and the per-sample coefficients it carries. */
+export function queryBytes(batch: number, dim: number, perSampleSigma: boolean, perSampleAlpha: boolean): number {
+  return HEADER + 4 * (batch * dim + (perSampleSigma ? batch : 0) + (perSampleAlpha ? batch : 0));
+}
+
 export function encodeQuery(q: QueryPayload): Buffer {
   const flags = (q.sigma ? 1 : 0) | (q.alpha ? 2 : 0);
   const parts = [header(QUERY_MAGIC, q.batch, q.dim, flags), bytesOf(q.x)];
@@ -72,7 +77,7 @@ export function decodeQuery(buf: Buffer, batch: number, dim: number): QueryPaylo
   if (h.batch !== batch || h.dim !== dim) bad(`a query payload of ${h.batch} x ${h.dim} where the job says ${batch} x ${dim}`);
   if (h.flags & ~3) bad(`a query payload with unknown flags ${h.flags}`);
   const n = batch * dim;
-  const want = HEADER + 4 * (n + ((h.flags & 1) ? batch : 0) + ((h.flags & 2) ? batch : 0));
+  const want = queryBytes(batch, dim, (h.flags & 1) !== 0, (h.flags & 2) !== 0);
   if (buf.length !== want) bad(`a query payload of ${buf.length} bytes where ${want} were expected`);
   let at = HEADER;
   const x = f32At(buf, at, n);

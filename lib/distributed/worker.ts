@@ -31,7 +31,7 @@ import {
   type ShardInfo,
   type WorkerRecord,
 } from './common';
-import { decodeQuery, encodeState } from './wire';
+import { decodeQuery, encodeState, queryBytes } from './wire';
 
 /** One shard a worker serves: rows of an .npy file, or rows handed in. */
 export type ShardSource =
@@ -237,7 +237,7 @@ export class ShardWorker {
     if (typeof j.weighted !== 'boolean') fail('a job without a boolean weighted');
     const B = j.batch!;
     const dim = s.info.dim;
-    const want = 32 + 4 * (B * dim + (sigma === null ? B : 0) + (alpha === null ? B : 0));
+    const want = queryBytes(B, dim, sigma === null, alpha === null);
     if (want > this.o.maxPayloadBytes) fail(`a query payload of ${want} bytes, above this worker's limit of ${this.o.maxPayloadBytes}`);
     const size = await this.redis!.strlen(j.query);
     if (size === 0) fail(`no query payload under ${j.query} (expired, or the run was aborted)`);
