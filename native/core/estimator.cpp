@@ -61,82 +61,88 @@ static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req
 
 namespace {
 
+// The rows of a PartialState as a sink.
+class StateRows final : public StateSink {
+ public:
+  explicit StateRows(PartialState& st) : st_(st) {}
+  void put(size_t g, const QueryState& s) override {
+    st_.max[g] = s.max;
+    st_.sum[g] = s.sum;
+    st_.sumsq[g] = s.sumsq;
+    st_.sumyy[g] = s.sumyy;
+    if (s.acc) std::copy(s.acc, s.acc + st_.d, st_.acc.begin() + g * st_.d);
+  }
+
+ private:
+  PartialState& st_;
+};
+
+// Finished queries straight into the outputs of estimate.
+class OutputRows final : public StateSink {
+ public:
+  OutputRows(const ReferenceSet& ref, const EstimateRequest& req, const EstimateOutputs& out, double count)
+      : ref_(ref), req_(req), out_(out), log_n_(std::log(std::max(count, 1.0))),
+        origin_(ref.centre(), ref.centre() + ref.dim()) {}
+  void put(size_t g, const QueryState& s) override {
+    std::vector<double> m(ref_.dim());
+    finalize_query(s, origin_.data(), ref_.dim(), req_.x + g * ref_.dim(), req_.alpha.at(g), req_.sigma.at(g), req_.kernel,
+                   log_n_, out_, g, m.data());
+  }
+
+ private:
+  const ReferenceSet& ref_;
+  const EstimateRequest& req_;
+  const EstimateOutputs& out_;
+  const double log_n_;
+  const std::vector<double> origin_;
+};
+
 // Exact pruning first (prune.hpp); the queries it hands back run the fused pass as one
-// smaller batch (or as the whole request when it finished none), and the states are put
-// together in query order.
-PartialState pruned_partial(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin,
-                            size_t end, bool inline_ok, EstimateStats* stats) {
+// smaller batch (or as the whole request when it finished none), and every query's state goes
+// to the sink.
+void pruned_into(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
+                 StateSink& sink, bool inline_ok, EstimateStats* stats) {
   const size_t d = ref.dim();
-  PrunedRows pr;
+  std::vector<char> finished;
   PruneStats ps;
-  pruned_pass(ref, px, req, begin, end, pr, &ps, inline_ok);
+  pruned_pass(ref, px, req, begin, end, sink, finished, &ps, inline_ok);
   if (stats) {
     stats->exact_pairs += ps.exact_pairs;
     stats->sparse_queries += ps.sparse_queries;
     stats->decide_ns += ps.decide_ns;
   }
-  if (pr.query.empty()) return fused_partial(ref, req, begin, end, inline_ok, stats);
-  if (pr.query.size() == req.B) {  // every query finished (in query order): the rows are the state
-    PartialState st;
-    st.B = req.B;
-    st.d = d;
-    st.count = static_cast<double>(end - begin);
-    st.origin.assign(ref.centre(), ref.centre() + d);
-    st.max = std::move(pr.max);
-    st.sum = std::move(pr.sum);
-    st.sumsq = std::move(pr.sumsq);
-    st.sumyy = std::move(pr.sumyy);
-    st.acc = std::move(pr.acc);
-    return st;
-  }
-  PartialState st = empty_state(ref, req.B, req.weighted_sum);
-  st.count = static_cast<double>(end - begin);
-  // row i of a compact state (the pruned rows, or the fused pass's sub-batch) into query g
-  const auto put = [&](size_t g, size_t i, const auto& from) {
-    st.max[g] = from.max[i];
-    st.sum[g] = from.sum[i];
-    st.sumsq[g] = from.sumsq[i];
-    st.sumyy[g] = from.sumyy[i];
-    if (!st.acc.empty()) std::copy(from.acc.begin() + i * d, from.acc.begin() + (i + 1) * d, st.acc.begin() + g * d);
-  };
-  std::vector<char> dense(req.B, 1);
-  for (size_t i = 0; i < pr.query.size(); ++i) {
-    dense[pr.query[i]] = 0;
-    put(pr.query[i], i, pr);
-  }
   std::vector<size_t> ids;
   for (size_t q = 0; q < req.B; ++q)
-    if (dense[q]) ids.push_back(q);
-  if (ids.empty()) return st;
+    if (!finished[q]) ids.push_back(q);
+  if (ids.empty()) return;
   EstimateRequest sub = req;
   sub.B = ids.size();
-  std::vector<float> x(sub.B * d), al, sg;
-  for (size_t i = 0; i < sub.B; ++i) std::copy(req.x + ids[i] * d, req.x + (ids[i] + 1) * d, x.begin() + i * d);
-  sub.x = x.data();
-  if (!req.alpha.uniform()) {
-    for (size_t q : ids) al.push_back(req.alpha.per[q]);
-    sub.alpha.per = al.data();
-  }
-  if (!req.sigma.uniform()) {
-    for (size_t q : ids) sg.push_back(req.sigma.per[q]);
-    sub.sigma.per = sg.data();
+  std::vector<float> x, al, sg;
+  if (ids.size() < req.B) {
+    x.resize(sub.B * d);
+    for (size_t i = 0; i < sub.B; ++i) std::copy(req.x + ids[i] * d, req.x + (ids[i] + 1) * d, x.begin() + i * d);
+    sub.x = x.data();
+    if (!req.alpha.uniform()) {
+      for (size_t q : ids) al.push_back(req.alpha.per[q]);
+      sub.alpha.per = al.data();
+    }
+    if (!req.sigma.uniform()) {
+      for (size_t q : ids) sg.push_back(req.sigma.per[q]);
+      sub.sigma.per = sg.data();
+    }
   }
   const PartialState ds = fused_partial(ref, sub, begin, end, inline_ok, stats);
-  for (size_t i = 0; i < ids.size(); ++i) put(ids[i], i, ds);
-  return st;
+  constexpr size_t kGroup = 16;  // fixed groups on the pool, as in finalize_partial
+  ThreadPool::global().parallel_for((ids.size() + kGroup - 1) / kGroup, [&](size_t gi) {
+    for (size_t i = gi * kGroup; i < std::min(ids.size(), (gi + 1) * kGroup); ++i) sink.put(ids[i], state_row(ds, i));
+  }, inline_ok);
 }
 
-}  // namespace
-
-PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok, EstimateStats* stats) {
-  const size_t begin = std::min(req.begin, ref.size());
-  const size_t end = std::min(req.end, ref.size());
+// The checks of every estimate request; false when there is nothing to compute.
+bool check_request(const ReferenceSet& ref, const EstimateRequest& req, size_t begin, size_t end) {
   if (begin > end) throw Error(code::kRange, "Expected begin <= end for the reference range but received begin > end");
   checked_mul(req.B, ref.dim(), "batch x dim");
-  if (req.B == 0 || begin == end) {
-    PartialState st = empty_state(ref, req.B, req.weighted_sum);
-    return st;
-  }
+  if (req.B == 0 || begin == end) return false;
   check_memory(estimate_scratch_bytes(ref, req.B, req.weighted_sum), "the estimator's working memory");
   if (const size_t i = first_nonfinite(req.x, req.B * ref.dim()); i != req.B * ref.dim()) {
     throw Error(code::kRange, "Expected finite values for x but received a non-finite value at index " + std::to_string(i));
@@ -149,10 +155,28 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
     }
   }
   check_magnitudes(ref, req);
-  if (stats) stats->pairs += static_cast<uint64_t>(req.B) * (end - begin);
+  return true;
+}
+
+// The set's pruning index when this range of this request gets the pruned pass.
+const PruneIndex* pruning_for(const ReferenceSet& ref, size_t begin, size_t end) {
   const PruneIndex* px = ref.prune_index();
-  if (px && pruning() && end - begin >= kPruneMinRows) {
-    return pruned_partial(ref, *px, req, begin, end, inline_ok, stats);
+  return px && pruning() && end - begin >= kPruneMinRows ? px : nullptr;
+}
+
+}  // namespace
+
+PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& req, bool inline_ok, EstimateStats* stats) {
+  const size_t begin = std::min(req.begin, ref.size());
+  const size_t end = std::min(req.end, ref.size());
+  if (!check_request(ref, req, begin, end)) return empty_state(ref, req.B, req.weighted_sum);
+  if (stats) stats->pairs += static_cast<uint64_t>(req.B) * (end - begin);
+  if (const PruneIndex* px = pruning_for(ref, begin, end)) {
+    PartialState st = empty_state(ref, req.B, req.weighted_sum);
+    st.count = static_cast<double>(end - begin);
+    StateRows rows(st);
+    pruned_into(ref, *px, req, begin, end, rows, inline_ok, stats);
+    return st;
   }
   return fused_partial(ref, req, begin, end, inline_ok, stats);
 }
@@ -164,6 +188,13 @@ void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutpu
   r.weighted_sum = (out.mean || out.score || out.trace_cov || out.divergence);
   r.sum_squares = out.ess != nullptr;
   r.sum_yy = out.trace_cov || out.divergence;
+  if (const PruneIndex* px = pruning_for(ref, 0, ref.size()); px && check_request(ref, r, 0, ref.size())) {
+    if (stats) stats->pairs += static_cast<uint64_t>(r.B) * ref.size();
+    OutputRows rows(ref, r, out, static_cast<double>(ref.size()));
+    pruned_into(ref, *px, r, 0, ref.size(), rows, inline_ok, stats);
+    check_outputs(out, r.B, ref.dim(), r.sigma);
+    return;
+  }
   const PartialState st = estimate_partial(ref, r, inline_ok, stats);
   finalize_partial(st, req.x, req.alpha, req.sigma, req.kernel, out, inline_ok);
 }

@@ -105,6 +105,23 @@ struct PartialState {
   std::vector<double> origin, max, sum, sumsq, sumyy, acc;
 };
 
+// One query's state (a row of a PartialState), acc pointing at its d weighted sums (nullptr
+// without them).
+struct QueryState {
+  double max = 0, sum = 0, sumsq = 0, sumyy = 0;
+  const double* acc = nullptr;
+};
+
+// Where the states of finished queries go: the rows of a PartialState, or straight into the
+// outputs (estimate). put may be called from several threads at once, for different queries.
+class StateSink {
+ public:
+  virtual void put(size_t q, const QueryState& s) = 0;
+
+ protected:
+  ~StateSink() = default;
+};
+
 struct EstimateOutputs {
   float* mean = nullptr;
   float* score = nullptr;
@@ -133,12 +150,20 @@ PartialState estimate_partial(const ReferenceSet& ref, const EstimateRequest& re
 // Merges `other` into `into` (re-centring it onto into's origin). Shapes must agree.
 void merge_partial(PartialState& into, const PartialState& other);
 
-// Turns a (merged) state into outputs. total_count is N for logDensity's -log N.
-// On the pool, like every other step (inline_ok as in ThreadPool::parallel_for).
+// One query's outputs from its state (row q of out; m: d doubles of scratch; log_n the log of
+// the references covered, for logDensity's -log N), and the check that every output of a batch
+// is finite (a coded error otherwise).
+void finalize_query(const QueryState& s, const double* origin, size_t d, const float* xq, double al, double sg,
+                    KernelSpec kernel, double log_n, const EstimateOutputs& out, size_t q, double* m);
+QueryState state_row(const PartialState& st, size_t q);
+void check_outputs(const EstimateOutputs& out, size_t B, size_t d, Coef sigma);
+// Turns a (merged) state into outputs: finalize_query for every query, on the pool like every
+// other step (inline_ok as in ThreadPool::parallel_for), then check_outputs.
 void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
                       EstimateOutputs out, bool inline_ok = true);
 
-// estimate_partial over the whole set (split into shards when B is small) + finalize.
+// estimate_partial over the whole set (split into shards when B is small) + finalize; the
+// queries the pruned pass finishes go straight to their outputs, without a B x d state.
 void estimate(const ReferenceSet& ref, const EstimateRequest& req, EstimateOutputs out, bool inline_ok,
               EstimateStats* stats = nullptr);
 

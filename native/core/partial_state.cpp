@@ -66,6 +66,78 @@ void merge_partial(PartialState& into, const PartialState& o) {
   into.count += o.count;
 }
 
+void finalize_query(const QueryState& s, const double* origin, size_t d, const float* xq, double al, double sg,
+                    KernelSpec kernel, double log_n, const EstimateOutputs& out, size_t q, double* m) {
+  const double s0 = s.sum, inv_s0 = 1.0 / s0;
+  double mm = 0;
+  if (s.acc) {
+    for (size_t k = 0; k < d; ++k) m[k] = s.acc[k] * inv_s0;
+    double m0 = 0, m1 = 0, m2 = 0, m3 = 0;  // four chains: the sum is not one long dependency
+    size_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+      m0 += m[k] * m[k];
+      m1 += m[k + 1] * m[k + 1];
+      m2 += m[k + 2] * m[k + 2];
+      m3 += m[k + 3] * m[k + 3];
+    }
+    for (; k < d; ++k) m0 += m[k] * m[k];
+    mm = (m0 + m1) + (m2 + m3);
+  }
+  const double trace = std::max(0.0, s.sumyy / s0 - mm);
+  if (out.mean) {
+    float* o = out.mean + q * d;
+    for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>(origin[k] + m[k]);
+  }
+  if (out.score) {
+    // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
+    const double inv = 1.0 / (sg * sg);
+    float* o = out.score + q * d;
+    for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>((al * m[k] - (static_cast<double>(xq[k]) - al * origin[k])) * inv);
+  }
+  const double norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
+  if (out.log_density) out.log_density[q] = static_cast<float>(s.max + std::log(s0) + norm - log_n);
+  if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / s.sumsq);
+  if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
+  if (out.divergence) out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
+}
+
+QueryState state_row(const PartialState& st, size_t q) {
+  QueryState s;
+  s.max = st.max[q];
+  s.sum = st.sum[q];
+  s.sumsq = st.sumsq[q];
+  s.sumyy = st.sumyy[q];
+  s.acc = st.acc.empty() ? nullptr : st.acc.data() + q * st.d;
+  return s;
+}
+
+void check_outputs(const EstimateOutputs& out, size_t B, size_t d, Coef sigma) {
+  // The first query with an output that is not finite (extreme but valid inputs: a kernel
+  // parameter or noise level beyond what the float32 results can hold): a coded error, never
+  // a silent NaN. Outputs are checked after they are written, in one vectorised scan each.
+  size_t bad_q = B;
+  const char* bad_what = "";
+  const auto scan = [&](const float* v, size_t per_query, const char* what) {
+    if (!v) return;
+    const size_t n = B * per_query, i = first_nonfinite(v, n);
+    if (i != n && i / per_query < bad_q) {  // ties keep the earlier output
+      bad_q = i / per_query;
+      bad_what = what;
+    }
+  };
+  scan(out.mean, d, "mean");
+  scan(out.score, d, "score");
+  scan(out.log_density, 1, "logDensity");
+  scan(out.ess, 1, "ess");
+  scan(out.trace_cov, 1, "traceCov");
+  scan(out.divergence, 1, "divergence");
+  if (bad_q != B) {
+    throw Error(code::kRange, std::string("Expected inputs whose ") + bad_what + " is finite in float32 but query " +
+                                  std::to_string(bad_q) + "'s is not (sigma " + num(sigma.at(bad_q)) +
+                                  "): the noise level or kernel parameter is beyond what the results can represent");
+  }
+}
+
 void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,
                       EstimateOutputs out, bool inline_ok) {
   const size_t d = st.d;
@@ -79,67 +151,10 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
   const size_t groups = (st.B + kGroup - 1) / kGroup;
   ThreadPool::global().parallel_for(groups, [&](size_t gi) {
     std::vector<double> m(d);
-    for (size_t q = gi * kGroup; q < std::min(st.B, (gi + 1) * kGroup); ++q) {
-      const double al = alpha.at(q), sg = sigma.at(q);
-      const double s0 = st.sum[q], inv_s0 = 1.0 / s0;
-      double mm = 0;
-      if (!st.acc.empty()) {
-        const double* a = st.acc.data() + q * d;
-        for (size_t k = 0; k < d; ++k) m[k] = a[k] * inv_s0;
-        double m0 = 0, m1 = 0, m2 = 0, m3 = 0;  // four chains: the sum is not one long dependency
-        size_t k = 0;
-        for (; k + 4 <= d; k += 4) {
-          m0 += m[k] * m[k];
-          m1 += m[k + 1] * m[k + 1];
-          m2 += m[k + 2] * m[k + 2];
-          m3 += m[k + 3] * m[k + 3];
-        }
-        for (; k < d; ++k) m0 += m[k] * m[k];
-        mm = (m0 + m1) + (m2 + m3);
-      }
-      const double trace = std::max(0.0, st.sumyy[q] / s0 - mm);
-      if (out.mean) {
-        float* o = out.mean + q * d;
-        for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>(st.origin[k] + m[k]);
-      }
-      if (out.score) {
-        // (alpha m - x) / s^2 with m and x relative to the origin: no cancellation of large values.
-        const double inv = 1.0 / (sg * sg);
-        const float* xq = x + q * d;
-        float* o = out.score + q * d;
-        for (size_t k = 0; k < d; ++k) o[k] = static_cast<float>((al * m[k] - (static_cast<double>(xq[k]) - al * st.origin[k])) * inv);
-      }
-      const double norm = visit_kernel(kernel.kind, [&](auto unit) { return decltype(unit)::log_norm(sg, d, kernel.D); });
-      if (out.log_density) out.log_density[q] = static_cast<float>(st.max[q] + std::log(s0) + norm - log_n);
-      if (out.ess) out.ess[q] = static_cast<float>(s0 * s0 / st.sumsq[q]);
-      if (out.trace_cov) out.trace_cov[q] = static_cast<float>(trace);
-      if (out.divergence) out.divergence[q] = static_cast<float>((al * al * trace / (sg * sg) - static_cast<double>(d)) / (sg * sg));
-    }
+    for (size_t q = gi * kGroup; q < std::min(st.B, (gi + 1) * kGroup); ++q)
+      finalize_query(state_row(st, q), st.origin.data(), d, x + q * d, alpha.at(q), sigma.at(q), kernel, log_n, out, q, m.data());
   }, inline_ok);
-  // The first query with an output that is not finite (extreme but valid inputs: a kernel
-  // parameter or noise level beyond what the float32 results can hold): a coded error, never
-  // a silent NaN. Outputs are checked after they are written, in one vectorised scan each.
-  size_t bad_q = st.B;
-  const char* bad_what = "";
-  const auto scan = [&](const float* v, size_t per_query, const char* what) {
-    if (!v) return;
-    const size_t n = st.B * per_query, i = first_nonfinite(v, n);
-    if (i != n && i / per_query < bad_q) {  // ties keep the earlier output
-      bad_q = i / per_query;
-      bad_what = what;
-    }
-  };
-  scan(out.mean, d, "mean");
-  scan(out.score, d, "score");
-  scan(out.log_density, 1, "logDensity");
-  scan(out.ess, 1, "ess");
-  scan(out.trace_cov, 1, "traceCov");
-  scan(out.divergence, 1, "divergence");
-  if (bad_q != st.B) {
-    throw Error(code::kRange, std::string("Expected inputs whose ") + bad_what + " is finite in float32 but query " +
-                                  std::to_string(bad_q) + "'s is not (sigma " + num(sigma.at(bad_q)) +
-                                  "): the noise level or kernel parameter is beyond what the results can represent");
-  }
+  check_outputs(out, st.B, d, sigma);
 }
 
 }  // namespace sf

@@ -149,6 +149,9 @@ constexpr size_t kPilotSlack = kPruneTile / 8;
 // goes to the full pass), so the working memory is O(B), whatever N: on sets of over about
 // 60,000 rows this, not N/64, caps the exact pairs.
 constexpr size_t kMaxCandidates = 2048;
+// Before a lane with many candidates is judged, the exact r^2 of this many of its best-bounded
+// candidates tighten its threshold.
+constexpr size_t kTightenRows = 8;
 
 float round_up(double v) {
   if (!(v < 3.0e38)) return std::numeric_limits<float>::infinity();
@@ -293,9 +296,14 @@ class PrunedBlock {
       for (size_t q = 0; q < nq; ++q) {
         if (!active[q] || !(cnt[q] > allowed)) continue;
         cnt[q] = static_cast<float>(compact(q));  // the count under the threshold as it is now
+        if (cnt[q] > allowed) cnt[q] = static_cast<float>(tighten_best(q));
         if (cnt[q] > allowed) retire(q);
       }
     }
+    // the rows with the smallest bounds of a lane with many candidates are the likeliest to be
+    // its nearest: their exact r^2 tighten the threshold before the cap is chosen
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && cand[q].size() > kMinCandidates) tighten_best(q);
     stats.decide_ns += elapsed_ns(t0);
   }
 
@@ -308,21 +316,25 @@ class PrunedBlock {
   }
 
   // Phase 2: lanes over the cap go to the full pass; the others compute their candidates
-  // under the threshold exactly, in row order (the threshold tightening as better rows are
-  // found), and their partial states are formed in double.
-  void finish(float cap, PrunedRows& out) {
+  // exactly in order of increasing bound (ties by row), the threshold tightening as better
+  // rows are found: the first candidate whose bound exceeds the threshold ends the lane, since
+  // every later one's bound does too. The state is then formed in double, in row order.
+  void finish(float cap, StateSink& sink, std::vector<char>& finished) {
     for (size_t q = 0; q < nq; ++q)
       if (active[q] && count(q) > cap) retire(q);
+    std::vector<Candidate> cs;
+    std::vector<std::pair<uint32_t, double>> done;  // (row, r^2)
     std::vector<uint32_t> cj;
     std::vector<double> cl;
-    if (req.weighted_sum) out.acc.reserve(live * d);
+    std::vector<double> acc(req.weighted_sum ? d : 0);
     for (size_t q = 0; q < nq; ++q) {
       if (!active[q]) continue;
-      cj.clear();
-      cl.clear();
-      const std::vector<Candidate>& cs = cand[q];
-      for (size_t i = 0; i < cs.size(); ++i) {
-        if (!(cs[i].bound <= T[q])) continue;
+      cs.clear();
+      for (const Candidate& e : cand[q])
+        if (e.bound <= T[q]) cs.push_back(e);
+      std::sort(cs.begin(), cs.end(), by_bound);
+      done.clear();
+      for (size_t i = 0; i < cs.size() && cs[i].bound <= T[q]; ++i) {
 #if defined(__GNUC__)
         if (i + 1 < cs.size()) {  // the next candidate row's first lines
           const char* next = reinterpret_cast<const char*>(ref.rows() + static_cast<size_t>(cs[i + 1].row) * d);
@@ -330,11 +342,18 @@ class PrunedBlock {
         }
 #endif
         const double r2 = exact(q, cs[i].row);
-        cj.push_back(cs[i].row);
-        cl.push_back(K::logw(r2, bl.lane[q]));
+        done.emplace_back(cs[i].row, r2);
         improve(q, r2);
       }
-      write_state(q, cj, cl, out);
+      std::sort(done.begin(), done.end());
+      cj.clear();
+      cl.clear();
+      for (const auto& [row, r2] : done) {
+        cj.push_back(row);
+        cl.push_back(K::logw(r2, bl.lane[q]));
+      }
+      write_state(q, cj, cl, acc, sink);
+      finished[q0 + q] = 1;
     }
     cand.clear();
   }
@@ -346,6 +365,7 @@ class PrunedBlock {
     uint32_t row;
     float bound;
   };
+  static bool by_bound(const Candidate& a, const Candidate& b) { return a.bound < b.bound || (a.bound == b.bound && a.row < b.row); }
 
   static uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -384,6 +404,15 @@ class PrunedBlock {
       lbest2[q] = lmin2[q];
       tighten(q, jt + larg2[q]);
     }
+  }
+  // The exact r^2 of a lane's kTightenRows best-bounded candidates tighten its threshold;
+  // returns the count of candidates left under it.
+  size_t tighten_best(size_t q) {
+    std::vector<Candidate>& cs = cand[q];
+    Candidate top[kTightenRows];
+    const size_t m = static_cast<size_t>(std::partial_sort_copy(cs.begin(), cs.end(), top, top + kTightenRows, by_bound) - top);
+    for (size_t i = 0; i < m && top[i].bound <= T[q]; ++i) tighten(q, top[i].row);
+    return compact(q);
   }
   size_t compact(size_t q) {  // drops the candidates the tightened threshold excludes
     std::vector<Candidate>& cs = cand[q];
@@ -445,14 +474,14 @@ class PrunedBlock {
     --live;
     if (q < cand.size()) std::vector<Candidate>().swap(cand[q]);
   }
-  // The partial state of one query from its exactly computed rows, in double.
-  void write_state(size_t q, const std::vector<uint32_t>& cj, const std::vector<double>& cl, PrunedRows& out) {
+  // The partial state of one query from its exactly computed rows, in double, into the sink.
+  void write_state(size_t q, const std::vector<uint32_t>& cj, const std::vector<double>& cl, std::vector<double>& accbuf,
+                   StateSink& sink) {
     double mx = -std::numeric_limits<double>::infinity();
     for (double l : cl) mx = std::max(mx, l);
     double s0 = 0, s1 = 0, s2 = 0;
-    out.query.push_back(static_cast<uint32_t>(q0 + q));
-    if (req.weighted_sum) out.acc.resize(out.acc.size() + d, 0.0);
-    double* acc = req.weighted_sum ? out.acc.data() + out.acc.size() - d : nullptr;
+    double* acc = req.weighted_sum ? accbuf.data() : nullptr;
+    if (acc) std::fill(accbuf.begin(), accbuf.end(), 0.0);
     for (size_t i = 0; i < cj.size(); ++i) {
       // weights below e^-40 of the top are dropped, as in the fused pass (together at most
       // N e^-40 of the sum; w^2 and w y stay normal)
@@ -473,10 +502,13 @@ class PrunedBlock {
         s2 += w * static_cast<double>(ref.sqnorms()[cj[i]]);
       }
     }
-    out.max.push_back(mx);
-    out.sum.push_back(s0);
-    out.sumsq.push_back(req.sum_squares ? s1 : 0.0);
-    out.sumyy.push_back(req.sum_yy ? s2 : 0.0);
+    QueryState qs;
+    qs.max = mx;
+    qs.sum = s0;
+    qs.sumsq = req.sum_squares ? s1 : 0.0;
+    qs.sumyy = req.sum_yy ? s2 : 0.0;
+    qs.acc = acc;
+    sink.put(q0 + q, qs);
     stats.exact_pairs += cj.size();  // the best-bounded rows of phase 1 are among them
     stats.sparse_queries += 1;
   }
@@ -507,7 +539,7 @@ class PrunedBlock {
 // up to N/4.
 template <class K>
 void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
-                   PrunedRows& out, PruneStats* stats, bool inline_ok) {
+                   StateSink& sink, std::vector<char>& finished, PruneStats* stats, bool inline_ok) {
   const KernelTable& kt = kernels();
   const size_t QB = kt.qblock, nqb = (req.B + QB - 1) / QB, rows_in = end - begin;
   std::vector<std::unique_ptr<PrunedBlock<K>>> blocks(nqb);
@@ -529,22 +561,8 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
   }
   double cap = base_cap;
   if (to_full > 0 && to_full < QB) cap = std::min(base_cap * static_cast<double>(QB) / static_cast<double>(to_full), max_cap);
-  std::vector<PrunedRows> rows(nqb);
-  pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->finish(static_cast<float>(cap), rows[bi]); }, inline_ok);
-  if (nqb == 1) {
-    out = std::move(rows[0]);
-  } else {  // blocks in query order
-    size_t total = 0;
-    for (const PrunedRows& r : rows) total += r.query.size();
-    out.query.reserve(total);
-    out.acc.reserve(req.weighted_sum ? total * ref.dim() : 0);
-    for (PrunedRows& r : rows) {
-      out.query.insert(out.query.end(), r.query.begin(), r.query.end());
-      for (auto [dst, src] : {std::pair{&out.max, &r.max}, {&out.sum, &r.sum}, {&out.sumsq, &r.sumsq}, {&out.sumyy, &r.sumyy},
-                              {&out.acc, &r.acc}})
-        dst->insert(dst->end(), src->begin(), src->end());
-    }
-  }
+  finished.assign(req.B, 0);
+  pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->finish(static_cast<float>(cap), sink, finished); }, inline_ok);
   if (stats) {
     for (const auto& b : blocks) {
       stats->exact_pairs += b->stats.exact_pairs;
@@ -569,8 +587,9 @@ size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t /*n: the boun
 }
 
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
-                 PrunedRows& out, PruneStats* stats, bool inline_ok) {
-  visit_kernel(req.kernel.kind, [&](auto unit) { pruned_pass_t<decltype(unit)>(ref, px, req, begin, end, out, stats, inline_ok); });
+                 StateSink& sink, std::vector<char>& finished, PruneStats* stats, bool inline_ok) {
+  visit_kernel(req.kernel.kind,
+               [&](auto unit) { pruned_pass_t<decltype(unit)>(ref, px, req, begin, end, sink, finished, stats, inline_ok); });
 }
 
 }  // namespace sf

@@ -54,18 +54,12 @@ struct PruneStats {
   uint64_t decide_ns = 0;       // thread time of the bounds and the selection
 };
 
-// The queries the pruned pass finished, in query order, with their partial states (the
-// layout of PartialState, one row per listed query; acc empty without weighted sums).
-struct PrunedRows {
-  std::vector<uint32_t> query;
-  std::vector<double> max, sum, sumsq, sumyy, acc;
-};
-
-// Every query of req over rows [begin, end): either finished by the pruned pass (listed in
-// out), or left out when too many pairs survive its bound for pruning to gain (the caller runs
-// the fused full pass for those queries).
+// Every query of req over rows [begin, end): either finished by the pruned pass (its state
+// handed to sink, finished[q] set), or left out when too many pairs survive its bound for
+// pruning to gain (the caller runs the fused full pass for those queries). The sink is called
+// from the pool's threads, once per finished query, never twice for one query.
 void pruned_pass(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req, size_t begin, size_t end,
-                 PrunedRows& out, PruneStats* stats, bool inline_ok);
+                 StateSink& sink, std::vector<char>& finished, PruneStats* stats, bool inline_ok);
 
 // An upper bound of what pruned_pass allocates for B queries over n rows of dim d (the kept
 // bounds, per-block vectors, the finished queries' states).
