@@ -108,6 +108,14 @@ struct KernelTable {
                       const float* eG, const float* eB, const float* eC, const float* thr, float tol,
                       uint32_t* rowbits);
 
+  // The pruned pass's first level in the rows layout (a few queries), vectorised over rows: one
+  // query's bounds out[j] = cA sum_t b[t] At[t * stride + j] + (cB aa[j] + cC), j < nt, against
+  // a column-major block of the index; returns the smallest.
+  float (*bounds_col)(const float* At, size_t stride, size_t nt, size_t kp, const float* b, float cA, float cB, float cC,
+                      const float* aa, float* out);
+  // rowbits[j] |= bit where s[j] <= T (never for NaN), j < nt; returns how many.
+  size_t (*select_col)(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits);
+
   // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
   // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).
   float (*fma_loop)(size_t iters);

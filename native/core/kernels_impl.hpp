@@ -7,6 +7,7 @@
 // linkage and could be emitted with the wrong instruction set); only V, builtins and
 // plain arithmetic.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -813,6 +814,72 @@ void k_refine_bounds(float* S, size_t nt, const uint32_t* rowbits, const float* 
   }
 }
 
+// The rows layout's first level, vectorised over rows: one query's bounds
+// out[j] = cA sum_t b[t] At[t * stride + j] + (cB aa[j] + cC) for j < nt against a column-major
+// block of the index (column t of the tile at At + t * stride); returns the smallest.
+float k_bounds_col(const float* At, size_t stride, size_t nt, size_t kp, const float* b, float cA, float cB, float cC,
+                   const float* aa, float* out) {
+  typedef typename V::reg R;
+  const R va = V::set1(cA), vb = V::set1(cB), vc = V::set1(cC);
+  R lo = V::set1(3.0e38f);
+  size_t j = 0;
+  for (; j + 4 * W <= nt; j += 4 * W) {
+    R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    for (size_t t = 0; t < kp; ++t) {
+      const R bt = V::set1(b[t]);
+      const float* col = At + t * stride + j;
+      a0 = V::fma(bt, V::load(col), a0);
+      a1 = V::fma(bt, V::load(col + W), a1);
+      a2 = V::fma(bt, V::load(col + 2 * W), a2);
+      a3 = V::fma(bt, V::load(col + 3 * W), a3);
+    }
+    const R l0 = V::fma(va, a0, V::fma(vb, V::load(aa + j), vc));
+    const R l1 = V::fma(va, a1, V::fma(vb, V::load(aa + j + W), vc));
+    const R l2 = V::fma(va, a2, V::fma(vb, V::load(aa + j + 2 * W), vc));
+    const R l3 = V::fma(va, a3, V::fma(vb, V::load(aa + j + 3 * W), vc));
+    V::store(out + j, l0);
+    V::store(out + j + W, l1);
+    V::store(out + j + 2 * W, l2);
+    V::store(out + j + 3 * W, l3);
+    lo = V::min(lo, V::min(V::min(l0, l1), V::min(l2, l3)));
+  }
+  for (; j + W <= nt; j += W) {
+    R a0 = V::zero();
+    for (size_t t = 0; t < kp; ++t) a0 = V::fma(V::set1(b[t]), V::load(At + t * stride + j), a0);
+    const R l0 = V::fma(va, a0, V::fma(vb, V::load(aa + j), vc));
+    V::store(out + j, l0);
+    lo = V::min(lo, l0);
+  }
+  float lanes[W];
+  V::store(lanes, lo);
+  float m = lanes[0];
+  for (size_t i = 1; i < W; ++i) m = lanes[i] < m ? lanes[i] : m;
+  for (; j < nt; ++j) {  // the tail in scalar, with the same operations
+    float a = 0.0f;
+    for (size_t t = 0; t < kp; ++t) a = std::fma(b[t], At[t * stride + j], a);
+    out[j] = std::fma(cA, a, std::fma(cB, aa[j], cC));
+    m = out[j] < m ? out[j] : m;
+  }
+  return m;
+}
+
+// rowbits[j] |= bit where s[j] <= T (NaN never), j < nt; returns how many.
+size_t k_select_col(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits) {
+  const typename V::reg vt = V::set1(T);
+  size_t n = 0, j = 0;
+  for (; j + W <= nt; j += W)
+    for (unsigned m = V::mask_le(V::load(s + j), vt); m; m &= m - 1) {
+      rowbits[j + static_cast<size_t>(__builtin_ctz(m))] |= bit;
+      ++n;
+    }
+  for (; j < nt; ++j)
+    if (s[j] <= T) {
+      rowbits[j] |= bit;
+      ++n;
+    }
+  return n;
+}
+
 float k_fma_loop(size_t iters) {
   typename V::reg a[12];
   for (size_t i = 0; i < 12; ++i) a[i] = V::set1(static_cast<float>(i) * 1e-3f);
@@ -833,6 +900,7 @@ void k_exp_inplace(float* v, size_t n) {
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_fma_loop,    k_exp_inplace};
+                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,
+                                k_fma_loop,      k_exp_inplace};
 
 }  // namespace

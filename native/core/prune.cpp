@@ -128,6 +128,11 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
       if (k1) px->aa1[j] = augmented(k1, px->A1.data() + j * kp1);
     }
   }, inline_ok);
+  const size_t kf = k1 ? kp1 : kp;
+  const std::vector<float>& Afirst = k1 ? px->A1 : px->A;
+  px->Af.assign(kf * n, 0.0f);
+  for (size_t j = 0; j < n; ++j)
+    for (size_t t = 0; t < kf; ++t) px->Af[t * n + j] = Afirst[j * kf + t];
   return px;
 }
 
@@ -217,18 +222,14 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
   return bl;
 }
 
-// First-level bounds of one tile of rows [jt, jt + nt) for the block's lanes into S (nt x QB),
-// with each lane's smallest into lane_min.
-void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t nq, bool lanes, size_t jt,
-                 size_t nt, float* S, float* lane_min) {
+// First-level bounds of one tile of rows [jt, jt + nt) for the block's lanes (the lanes
+// layout) into S (nt x QB), with each lane's smallest into lane_min.
+void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t jt, size_t nt, float* S,
+                 float* lane_min) {
   const bool two = px.k1 > 0;
   const size_t kp1 = two ? px.kp1 : px.kp;
   const float* Ab = (two ? px.A1.data() : px.A.data()) + jt * kp1;
-  if (lanes) {
-    kt.dot_lanes(bl.X.data(), Ab, nt, kp1, S);
-  } else {
-    kt.dot_rows(bl.X.data(), nq, Ab, nt, kp1, S);
-  }
+  kt.dot_lanes(bl.X.data(), Ab, nt, kp1, S);
   kt.logits_gauss(S, nt, (two ? px.aa1.data() : px.aa.data()) + jt, bl.cA.data(), bl.cB.data(),
                   (two ? bl.cC1 : bl.cC).data(), nullptr, lane_min);
 }
@@ -275,20 +276,25 @@ class PrunedBlock {
     cand.assign(nq, {});
     const size_t rows_in = end - begin;
     size_t seen = 0;
+    std::vector<float> col(lanes ? 0 : nq * kPruneTile);
     for (size_t t = 0; t < tiles && live > 0; ++t) {
       const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
-      std::fill(tmin.begin(), tmin.end(), kInf);
-      tile_bounds(px, kt, bl, nq, lanes, jt, nt, S.get(), tmin.data());  // and each lane's smallest bound
       seen += nt;
-      for (size_t q = 0; q < nq && (t == 0 || !px.k1); ++q) {
-        if (!active[q] || !(tmin[q] < lbest[q])) continue;
-        size_t jm = 0;
-        while (jm + 1 < nt && !(S[jm * QB + q] == tmin[q])) ++jm;
-        lbest[q] = tmin[q];
-        tighten(q, jt + jm);
+      if (!lanes) {
+        rows_tile(S.get(), col.data(), jt, nt, t, lbest, cnt);
+      } else {
+        std::fill(tmin.begin(), tmin.end(), kInf);
+        tile_bounds(px, kt, bl, jt, nt, S.get(), tmin.data());  // and each lane's smallest bound
+        for (size_t q = 0; q < nq && (t == 0 || !px.k1); ++q) {
+          if (!active[q] || !(tmin[q] < lbest[q])) continue;
+          size_t jm = 0;
+          while (jm + 1 < nt && !(S[jm * QB + q] == tmin[q])) ++jm;
+          lbest[q] = tmin[q];
+          tighten(q, jt + jm);
+        }
+        if (select_under_threshold(S.get(), nt)) second_level(S.get(), jt, nt);
+        if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
       }
-      if (select_under_threshold(S.get(), nt)) second_level(S.get(), jt, nt);
-      if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
       const float allowed = std::min(
           static_cast<float>(2.0 * base_cap * static_cast<double>(seen) / static_cast<double>(rows_in)) +
               static_cast<float>(kMinCandidates + kPilotSlack),
@@ -305,6 +311,59 @@ class PrunedBlock {
     for (size_t q = 0; q < nq; ++q)
       if (active[q] && cand[q].size() > kMinCandidates) tighten_best(q);
     stats.decide_ns += elapsed_ns(t0);
+  }
+
+  // One tile in the rows layout (fewer queries than a vector has lanes): each lane's first-level
+  // bounds as one contiguous column (vectorised over rows), its selection under its threshold,
+  // the same decisions as select_under_threshold; only the selected pairs are copied into S
+  // for the second level and the candidates (the rest of S is never read).
+  void rows_tile(float* S, float* col, size_t jt, size_t nt, size_t t, std::vector<float>& lbest, std::vector<float>& cnt) {
+    const bool two = px.k1 > 0;
+    const size_t kf = two ? px.kp1 : px.kp;
+    const float* aaf = (two ? px.aa1.data() : px.aa.data()) + jt;
+    const float* cC = (two ? bl.cC1 : bl.cC).data();
+    std::fill(rowbits.begin(), rowbits.begin() + static_cast<std::ptrdiff_t>(nt), 0u);
+    bool any = false;
+    for (size_t q = 0; q < nq; ++q) {
+      if (!active[q]) continue;
+      float* cq = col + q * kPruneTile;
+      const float lo = kt.bounds_col(px.Af.data() + jt, ref.size(), nt, kf, bl.X.data() + q * kf, bl.cA[q], bl.cB[q], cC[q],
+                                     aaf, cq);
+      if ((t == 0 || !two) && lo < lbest[q]) {
+        size_t jm = 0;
+        while (jm + 1 < nt && !(cq[jm] == lo)) ++jm;
+        lbest[q] = lo;
+        tighten(q, jt + jm);
+      }
+      const uint32_t bit = 1u << q;
+      const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data());
+      if (static_cast<float>(n) > 0.875f * static_cast<float>(nt)) {  // as in select_under_threshold
+        retire(q);
+        for (size_t j = 0; j < nt; ++j) rowbits[j] &= ~bit;
+        continue;
+      }
+      if (n == 0) continue;
+      any = true;
+      for (size_t j = 0; j < nt; ++j)
+        if (rowbits[j] & bit) S[j * QB + q] = cq[j];
+    }
+    if (!any) return;
+    second_level(S, jt, nt);
+    // the pairs still under the (tightened) threshold, counted as select_le counts them
+    bool kept = false;
+    for (size_t j = 0; j < nt; ++j) {
+      uint32_t keep = 0;
+      for (uint32_t m = rowbits[j]; m; m &= m - 1) {
+        const size_t q = ctz32(m);
+        if (active[q] && S[j * QB + q] <= T[q]) {
+          keep |= 1u << q;
+          cnt[q] += 1.0f;
+        }
+      }
+      rowbits[j] = keep;
+      kept = kept || keep != 0;
+    }
+    if (kept) keep_candidates(S, jt, nt);
   }
 
   // Rows a lane would compute exactly (-1: already handed to the full pass).
@@ -580,7 +639,8 @@ size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t /*n: the boun
   // per block: a tile's bounds and the lanes' operands; per query at most kMaxCandidates
   // candidates after a tile's check plus one tile's worth, (row, bound) pairs, twice over for
   // the vectors' growth
-  const size_t per_block = (kPruneTile + 12) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (2 * px.kp + 5) * QB * sizeof(float);
+  // (a tile of bounds, and in the rows layout one column per lane)
+  const size_t per_block = (2 * kPruneTile + 12) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (2 * px.kp + 5) * QB * sizeof(float);
   const size_t candidates = B * (kMaxCandidates + kPruneTile) * 2 * (sizeof(uint32_t) + sizeof(float));
   const size_t states = B * (4 + (weighted_sum ? d : 0)) * sizeof(double) * 2;  // rows and their merge
   return nqb * per_block + candidates + states + B * d * sizeof(double);

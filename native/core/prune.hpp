@@ -36,8 +36,12 @@ struct PruneIndex {
   std::vector<float> aa;   // ||A_j||^2 in double of the float A, rounded
   std::vector<float> A1;   // n x kp1: [first k1 of U^T y'_j, rho1_j] (rho1 after k1 directions)
   std::vector<float> aa1;  // ||A1_j||^2
+  // The first level's matrix (A1, or A with one level) column-major, kpf x n: column t of row
+  // j at Af[t * n + j] (the rows layout, a few queries, vectorised over rows)
+  std::vector<float> Af;
   size_t bytes() const {
-    return sizeof(double) * U.capacity() + sizeof(float) * (A.capacity() + aa.capacity() + A1.capacity() + aa1.capacity());
+    return sizeof(double) * U.capacity() +
+           sizeof(float) * (A.capacity() + aa.capacity() + A1.capacity() + aa1.capacity() + Af.capacity());
   }
 };
 

@@ -736,18 +736,21 @@ void test_npy_header() {
 // training points, sigma from 0.01 to 50: the pruned pass agrees with the full scan, prunes
 // at small sigma, hands large sigma back to the full scan, and the
 // kernels raise no denormal or underflow flag with FTZ/DAZ off.
-void test_pruning() {
-  const size_t N = 3000, d = 48, B = 37;
+// Two shapes: d = 48 (one level of bounds; 37 queries, a block in the lanes layout and 5 in
+// the rows layout) and d = 160 (two levels; 5 queries, the rows layout alone).
+void test_pruning_shape(size_t d, size_t B) {
+  const size_t N = 3000;
   std::vector<float> C = random_vec(64 * d, 501, -3, 3), Z = random_vec(N * d, 502, -0.1, 0.1), Y(N * d);
   for (size_t i = 0; i < N; ++i)
     for (size_t k = 0; k < d; ++k) Y[i * d + k] = C[(i % 64) * d + k] + Z[i * d + k];
   auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
   CHECK(ref->prune_index() != nullptr);
   CHECK(ref->prune_index()->k == d / 4);
+  CHECK((ref->prune_index()->k1 > 0) == (d / 4 >= 32));
   sf::set_flush_denormals(false);
   for (const std::string& level : sf::simd_available()) {
     sf::set_simd_level(level);
-    g_context = "pruning " + level;
+    g_context = "pruning " + level + " d " + std::to_string(d) + " B " + std::to_string(B);
     for (double sigma : {0.01, 0.1, 0.5, 5.0, 50.0}) {
       std::vector<float> X = random_vec(B * d, 503, -1, 1);
       for (size_t q = 0; q < B; ++q)
@@ -783,6 +786,11 @@ void test_pruning() {
   // Too few rows or dimensions: no index, the full scan runs.
   auto small = sf::ReferenceSet::build(Y.data(), sf::kPruneMinRows - 1, d, true);
   CHECK(small->prune_index() == nullptr);
+}
+
+void test_pruning() {
+  test_pruning_shape(48, 37);
+  test_pruning_shape(160, 5);
 }
 
 void test_first_nonfinite() {
