@@ -280,8 +280,18 @@ void dot_rows_block(const float* X, const float* Y, size_t nt, size_t d, float* 
   }
 }
 
+// Four queries per pass over the tile where the registers allow it (16 accumulators), then
+// three, two or one: each pass reads the tile's rows once.
+constexpr size_t kRowsQueries = V::W >= 16 ? 4 : 2;
+
 void k_dot_rows(const float* X, size_t nq, const float* Y, size_t nt, size_t d, float* S) {
   size_t q = 0;
+  if constexpr (kRowsQueries >= 4)
+    for (; q + 4 <= nq; q += 4) dot_rows_block<4>(X + q * d, Y, nt, d, S + q);
+  if (kRowsQueries >= 4 && nq - q == 3) {
+    dot_rows_block<3>(X + q * d, Y, nt, d, S + q);
+    return;
+  }
   for (; q + 2 <= nq; q += 2) dot_rows_block<2>(X + q * d, Y, nt, d, S + q);
   if (q < nq) dot_rows_block<1>(X + q * d, Y, nt, d, S + q);
 }
@@ -330,6 +340,12 @@ void acc_rows_block(double* Acc, const float* P, const float* Y, size_t nt, size
 
 void k_acc_rows(double* Acc, size_t nq, const float* P, const float* Y, size_t nt, size_t d) {
   size_t q = 0;
+  if constexpr (kRowsQueries >= 4)
+    for (; q + 4 <= nq; q += 4) acc_rows_block<4>(Acc + q * d, P + q, Y, nt, d);
+  if (kRowsQueries >= 4 && nq - q == 3) {
+    acc_rows_block<3>(Acc + q * d, P + q, Y, nt, d);
+    return;
+  }
   for (; q + 2 <= nq; q += 2) acc_rows_block<2>(Acc + q * d, P + q, Y, nt, d);
   if (q < nq) acc_rows_block<1>(Acc + q * d, P + q, Y, nt, d);
 }

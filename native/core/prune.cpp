@@ -337,7 +337,7 @@ class PrunedBlock {
       }
       const uint32_t bit = 1u << q;
       const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data());
-      if (static_cast<float>(n) > 0.875f * static_cast<float>(nt)) {  // as in select_under_threshold
+      if (static_cast<float>(n) > 0.875f * static_cast<float>(nt) && broad(q)) {  // as in select_under_threshold
         retire(q);
         for (size_t j = 0; j < nt; ++j) rowbits[j] &= ~bit;
         continue;
@@ -445,12 +445,17 @@ class PrunedBlock {
     if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return false;
     bool retired = false;
     for (size_t q = 0; q < nq; ++q)
-      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt)) {
+      if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt) && broad(q)) {
         retire(q);
         retired = true;
       }
     return !retired || kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data());
   }
+  // Whether a lane's window is wide against its best r^2 (over 1% of it): then most of a tile
+  // under its first-level bound means a broad posterior. A narrow window over a distant
+  // query (a held-out digit far from every reference) means loose first-level bounds instead:
+  // the second level still prunes it.
+  bool broad(size_t q) const { return static_cast<double>(T[q]) - best[q] > 0.01 * best[q]; }
   // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
   // lane's smallest so far tightens its threshold.
   void second_level(float* S, size_t jt, size_t nt) {
@@ -609,19 +614,35 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
   const double base_cap = static_cast<double>(std::max<size_t>(kMinCandidates, rows_in / kDenseRatio));
   ThreadPool& pool = ThreadPool::global();
   const double max_cap = std::max(base_cap, static_cast<double>(rows_in) / 4.0);
-  pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->bounds(base_cap); }, inline_ok);
-  size_t to_full = 0;
-  for (size_t bi = 0; bi < nqb; ++bi) {
+  // Phase 1 for every block; a block none of whose lanes is over the base cap finishes at once
+  // (the cap chosen below is never smaller, so it cannot change that block's outcome), which
+  // saves the pool a second hand-off when every block is sparse.
+  finished.assign(req.B, 0);
+  std::vector<size_t> over(nqb, 0);
+  std::vector<char> done(nqb, 0);
+  pool.parallel_for(nqb, [&](size_t bi) {
+    PrunedBlock<K>& b = *blocks[bi];
+    b.bounds(base_cap);
     const size_t nq = std::min(QB, req.B - bi * QB);
     for (size_t q = 0; q < nq; ++q) {
-      const float n = blocks[bi]->count(q);
-      to_full += (n < 0 || n > base_cap) ? 1 : 0;
+      const float n = b.count(q);
+      over[bi] += (n < 0 || n > base_cap) ? 1 : 0;
     }
+    if (over[bi] == 0) {
+      b.finish(static_cast<float>(base_cap), sink, finished);
+      done[bi] = 1;
+    }
+  }, inline_ok);
+  size_t to_full = 0;
+  std::vector<size_t> rest;
+  for (size_t bi = 0; bi < nqb; ++bi) {
+    to_full += over[bi];
+    if (!done[bi]) rest.push_back(bi);
   }
   double cap = base_cap;
   if (to_full > 0 && to_full < QB) cap = std::min(base_cap * static_cast<double>(QB) / static_cast<double>(to_full), max_cap);
-  finished.assign(req.B, 0);
-  pool.parallel_for(nqb, [&](size_t bi) { blocks[bi]->finish(static_cast<float>(cap), sink, finished); }, inline_ok);
+  if (!rest.empty())
+    pool.parallel_for(rest.size(), [&](size_t i) { blocks[rest[i]]->finish(static_cast<float>(cap), sink, finished); }, inline_ok);
   if (stats) {
     for (const auto& b : blocks) {
       stats->exact_pairs += b->stats.exact_pairs;
