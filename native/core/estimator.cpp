@@ -65,7 +65,7 @@ namespace {
 class StateRows final : public StateSink {
  public:
   explicit StateRows(PartialState& st) : st_(st) {}
-  void put(size_t g, const QueryState& s) override {
+  void put(size_t g, const QueryState& s, double*) override {
     st_.max[g] = s.max;
     st_.sum[g] = s.sum;
     st_.sumsq[g] = s.sumsq;
@@ -83,10 +83,9 @@ class OutputRows final : public StateSink {
   OutputRows(const ReferenceSet& ref, const EstimateRequest& req, const EstimateOutputs& out, double count)
       : ref_(ref), req_(req), out_(out), log_n_(std::log(std::max(count, 1.0))),
         origin_(ref.centre(), ref.centre() + ref.dim()) {}
-  void put(size_t g, const QueryState& s) override {
-    std::vector<double> m(ref_.dim());
+  void put(size_t g, const QueryState& s, double* scratch) override {
     finalize_query(s, origin_.data(), ref_.dim(), req_.x + g * ref_.dim(), req_.alpha.at(g), req_.sigma.at(g), req_.kernel,
-                   log_n_, out_, g, m.data());
+                   log_n_, out_, g, scratch);
   }
 
  private:
@@ -134,7 +133,8 @@ void pruned_into(const ReferenceSet& ref, const PruneIndex& px, const EstimateRe
   const PartialState ds = fused_partial(ref, sub, begin, end, inline_ok, stats);
   constexpr size_t kGroup = 16;  // fixed groups on the pool, as in finalize_partial
   ThreadPool::global().parallel_for((ids.size() + kGroup - 1) / kGroup, [&](size_t gi) {
-    for (size_t i = gi * kGroup; i < std::min(ids.size(), (gi + 1) * kGroup); ++i) sink.put(ids[i], state_row(ds, i));
+    std::vector<double> scratch(d);
+    for (size_t i = gi * kGroup; i < std::min(ids.size(), (gi + 1) * kGroup); ++i) sink.put(ids[i], state_row(ds, i), scratch.data());
   }, inline_ok);
 }
 

@@ -113,10 +113,11 @@ struct QueryState {
 };
 
 // Where the states of finished queries go: the rows of a PartialState, or straight into the
-// outputs (estimate). put may be called from several threads at once, for different queries.
+// outputs (estimate). put may be called from several threads at once, for different queries;
+// scratch is d doubles of the caller's that put may overwrite.
 class StateSink {
  public:
-  virtual void put(size_t q, const QueryState& s) = 0;
+  virtual void put(size_t q, const QueryState& s, double* scratch) = 0;
 
  protected:
   ~StateSink() = default;

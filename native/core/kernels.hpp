@@ -115,6 +115,13 @@ struct KernelTable {
                       const float* aa, float* out);
   // rowbits[j] |= bit where s[j] <= T (never for NaN), j < nt; returns how many.
   size_t (*select_col)(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits);
+  // The first level in the lanes layout, fused (one pass over the tile, the same bits as
+  // dot_lanes + logits_gauss + select_le): S[j * qblock + q] = cA[q] sum_k XT[k * qblock + q]
+  // A[j * kp + k] + (cB[q] aa[j] + cC[q]) and lane_min[q] its smallest over the tile; with T,
+  // also rowbits[j] bit q where S <= T[q] and counts[q] += those rows (returns whether any).
+  bool (*bounds_lanes)(const float* XT, const float* A, size_t nt, size_t kp, const float* aa, const float* cA,
+                       const float* cB, const float* cC, const float* T, float* S, uint32_t* rowbits, float* counts,
+                       float* lane_min);
 
   // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
   // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).

@@ -830,6 +830,100 @@ void k_refine_bounds(float* S, size_t nt, const uint32_t* rowbits, const float* 
   }
 }
 
+// The pruned pass's first level in the lanes layout in one pass over the tile: the dot products
+// of dot_lanes_block, the transform of logits_gauss and the selection of select_le, with the
+// same operations in the same order (so the same bits), without re-reading the tile's bounds.
+struct LaneBounds {
+  typename V::reg a0, a1, b0, b1, c0, c1, t0, t1, mn0, mn1, n0, n1;
+  bool select;
+  uint32_t any;
+};
+
+template <size_t RR>
+void bounds_lanes_block(const float* XT, const float* A, size_t kp, const float* aa, float* S, uint32_t* rowbits,
+                        LaneBounds& lb) {
+  typename V::reg a0[RR], a1[RR];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < RR; ++r) {
+    a0[r] = V::zero();
+    a1[r] = V::zero();
+  }
+  for (size_t k = 0; k < kp; ++k) {
+    const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
+#pragma GCC unroll 16
+    for (size_t r = 0; r < RR; ++r) {
+      const typename V::reg b = V::set1(A[r * kp + k]);
+      a0[r] = V::fma(x0, b, a0[r]);
+      a1[r] = V::fma(x1, b, a1[r]);
+    }
+  }
+  // the running values in locals: the vector types may alias floats, so fields of lb would be
+  // reloaded after every store to S
+  const typename V::reg one = V::set1(1.0f), ca0 = lb.a0, ca1 = lb.a1, cb0 = lb.b0, cb1 = lb.b1, cc0 = lb.c0, cc1 = lb.c1;
+  const typename V::reg t0 = lb.t0, t1 = lb.t1;
+  typename V::reg mn0 = lb.mn0, mn1 = lb.mn1, n0 = lb.n0, n1 = lb.n1;
+  uint32_t any = 0;
+  const bool select = lb.select;
+#pragma GCC unroll 16
+  for (size_t r = 0; r < RR; ++r) {
+    const typename V::reg y = V::set1(aa[r]);
+    const typename V::reg l0 = V::fma(ca0, a0[r], V::fma(cb0, y, cc0));
+    const typename V::reg l1 = V::fma(ca1, a1[r], V::fma(cb1, y, cc1));
+    V::store(S + r * QB, l0);
+    V::store(S + r * QB + W, l1);
+    mn0 = V::min(mn0, l0);
+    mn1 = V::min(mn1, l1);
+    if (select) {  // as select_le (which adds the counts only for rows with a bit: the same sums)
+      const uint32_t m = V::mask_le(l0, t0) | (V::mask_le(l1, t1) << W);
+      rowbits[r] = m;
+      any |= m;
+      n0 = V::add(n0, V::keep_ge(one, t0, l0));
+      n1 = V::add(n1, V::keep_ge(one, t1, l1));
+    }
+  }
+  lb.mn0 = mn0;
+  lb.mn1 = mn1;
+  lb.n0 = n0;
+  lb.n1 = n1;
+  lb.any |= any;
+}
+
+constexpr size_t kBoundRows = 8;
+
+bool k_bounds_lanes(const float* XT, const float* A, size_t nt, size_t kp, const float* aa, const float* cA, const float* cB,
+                    const float* cC, const float* T, float* S, uint32_t* rowbits, float* counts, float* lane_min) {
+  LaneBounds lb;
+  lb.a0 = V::load(cA);
+  lb.a1 = V::load(cA + W);
+  lb.b0 = V::load(cB);
+  lb.b1 = V::load(cB + W);
+  lb.c0 = V::load(cC);
+  lb.c1 = V::load(cC + W);
+  lb.select = T != nullptr;
+  lb.t0 = lb.select ? V::load(T) : V::zero();
+  lb.t1 = lb.select ? V::load(T + W) : V::zero();
+  lb.n0 = lb.select ? V::load(counts) : V::zero();
+  lb.n1 = lb.select ? V::load(counts + W) : V::zero();
+  lb.mn0 = V::set1(3.0e38f);
+  lb.mn1 = lb.mn0;
+  lb.any = 0;
+  size_t j = 0;
+  for (; j + kBoundRows <= nt; j += kBoundRows)
+    bounds_lanes_block<kBoundRows>(XT, A + j * kp, kp, aa + j, S + j * QB, rowbits + j, lb);
+  if (j < nt) {
+    Unroll<kBoundRows>::dispatch(nt - j, [&](auto rr) {
+      bounds_lanes_block<decltype(rr)::value>(XT, A + j * kp, kp, aa + j, S + j * QB, rowbits + j, lb);
+    });
+  }
+  V::store(lane_min, lb.mn0);
+  V::store(lane_min + W, lb.mn1);
+  if (lb.select) {
+    V::store(counts, lb.n0);
+    V::store(counts + W, lb.n1);
+  }
+  return lb.any != 0;
+}
+
 // The rows layout's first level, vectorised over rows: one query's bounds
 // out[j] = cA sum_t b[t] At[t * stride + j] + (cB aa[j] + cC) for j < nt against a column-major
 // block of the index (column t of the tile at At + t * stride); returns the smallest.
@@ -916,7 +1010,7 @@ void k_exp_inplace(float* v, size_t n) {
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,
+                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,   k_bounds_lanes,
                                 k_fma_loop,      k_exp_inplace};
 
 }  // namespace

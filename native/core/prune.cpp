@@ -141,6 +141,21 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // The pruned pass.
 
+// ||y||^2 of a float row in double, in four chains (no one long dependency).
+double sq_norm_d(const float* y, size_t d) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  size_t t = 0;
+  for (; t + 4 <= d; t += 4) {
+    const double v0 = y[t], v1 = y[t + 1], v2 = y[t + 2], v3 = y[t + 3];
+    a0 += v0 * v0;
+    a1 += v1 * v1;
+    a2 += v2 * v2;
+    a3 += v3 * v3;
+  }
+  for (; t < d; ++t) a0 += static_cast<double>(y[t]) * y[t];
+  return (a0 + a1) + (a2 + a3);
+}
+
 constexpr size_t kPruneTile = 1024;  // rows per tile of bounds
 // A query goes to the full pass when more than 1/kDenseRatio of the rows survive its bound:
 // an exact pair (double, a row fetched on its own) costs about 20 pairs of the fused GEMM
@@ -223,15 +238,15 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
 }
 
 // First-level bounds of one tile of rows [jt, jt + nt) for the block's lanes (the lanes
-// layout) into S (nt x QB), with each lane's smallest into lane_min.
-void tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t jt, size_t nt, float* S,
-                 float* lane_min) {
+// layout) into S (nt x QB), with each lane's smallest into lane_min; with T, also the pairs
+// under it into rowbits and counts (returns whether any).
+bool tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t jt, size_t nt, const float* T,
+                 float* S, uint32_t* rowbits, float* counts, float* lane_min) {
   const bool two = px.k1 > 0;
   const size_t kp1 = two ? px.kp1 : px.kp;
-  const float* Ab = (two ? px.A1.data() : px.A.data()) + jt * kp1;
-  kt.dot_lanes(bl.X.data(), Ab, nt, kp1, S);
-  kt.logits_gauss(S, nt, (two ? px.aa1.data() : px.aa.data()) + jt, bl.cA.data(), bl.cB.data(),
-                  (two ? bl.cC1 : bl.cC).data(), nullptr, lane_min);
+  return kt.bounds_lanes(bl.X.data(), (two ? px.A1.data() : px.A.data()) + jt * kp1, nt, kp1,
+                         (two ? px.aa1.data() : px.aa.data()) + jt, bl.cA.data(), bl.cB.data(), (two ? bl.cC1 : bl.cC).data(),
+                         T, S, rowbits, counts, lane_min);
 }
 
 // One query block of the pruned pass, in two phases so that the cap on exact pairs can be
@@ -283,17 +298,28 @@ class PrunedBlock {
       if (!lanes) {
         rows_tile(S.get(), col.data(), jt, nt, t, lbest, cnt);
       } else {
-        std::fill(tmin.begin(), tmin.end(), kInf);
-        tile_bounds(px, kt, bl, jt, nt, S.get(), tmin.data());  // and each lane's smallest bound
-        for (size_t q = 0; q < nq && (t == 0 || !px.k1); ++q) {
-          if (!active[q] || !(tmin[q] < lbest[q])) continue;
-          size_t jm = 0;
-          while (jm + 1 < nt && !(S[jm * QB + q] == tmin[q])) ++jm;
-          lbest[q] = tmin[q];
-          tighten(q, jt + jm);
+        // The first tile's smallest bound (every tile's with one level) tightens T before the
+        // selection; otherwise the selection runs in the same pass as the bounds.
+        const bool first = t == 0 || !px.k1;
+        std::fill(scratch.begin(), scratch.end(), 0.0f);
+        bool any = tile_bounds(px, kt, bl, jt, nt, first ? nullptr : T.data(), S.get(), rowbits.data(), scratch.data(),
+                               tmin.data());
+        if (first) {
+          for (size_t q = 0; q < nq; ++q) {
+            if (!active[q] || !(tmin[q] < lbest[q])) continue;
+            size_t jm = 0;
+            while (jm + 1 < nt && !(S[jm * QB + q] == tmin[q])) ++jm;
+            lbest[q] = tmin[q];
+            tighten(q, jt + jm);
+          }
+          any = kt.select_le(S.get(), nt, T.data(), rowbits.data(), scratch.data());
         }
-        if (select_under_threshold(S.get(), nt)) second_level(S.get(), jt, nt);
-        if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
+        if (any && retire_broad(nt)) any = reselect(S.get(), nt);
+        if (any) {
+          second_level(S.get(), jt, nt);
+          // with many pairs per row (held-out digits) one vector pass beats the sparse recount
+          if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
+        }
       }
       const float allowed = std::min(
           static_cast<float>(2.0 * base_cap * static_cast<double>(seen) / static_cast<double>(rows_in)) +
@@ -315,7 +341,7 @@ class PrunedBlock {
 
   // One tile in the rows layout (fewer queries than a vector has lanes): each lane's first-level
   // bounds as one contiguous column (vectorised over rows), its selection under its threshold,
-  // the same decisions as select_under_threshold; only the selected pairs are copied into S
+  // the same decisions as retire_broad; only the selected pairs are copied into S
   // for the second level and the candidates (the rest of S is never read).
   void rows_tile(float* S, float* col, size_t jt, size_t nt, size_t t, std::vector<float>& lbest, std::vector<float>& cnt) {
     const bool two = px.k1 > 0;
@@ -337,7 +363,7 @@ class PrunedBlock {
       }
       const uint32_t bit = 1u << q;
       const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data());
-      if (static_cast<float>(n) > 0.875f * static_cast<float>(nt) && broad(q)) {  // as in select_under_threshold
+      if (static_cast<float>(n) > 0.875f * static_cast<float>(nt) && broad(q)) {  // as in retire_broad
         retire(q);
         for (size_t j = 0; j < nt; ++j) rowbits[j] &= ~bit;
         continue;
@@ -349,7 +375,13 @@ class PrunedBlock {
     }
     if (!any) return;
     second_level(S, jt, nt);
-    // the pairs still under the (tightened) threshold, counted as select_le counts them
+    recount_and_keep(S, jt, nt, cnt);
+  }
+
+  // After the second level: the selected pairs still under the (tightened) threshold, counted
+  // per lane as select_le counts them (no other pair of the tile can be: its first-level bound
+  // was over an earlier, looser threshold), kept as candidates.
+  void recount_and_keep(const float* S, size_t jt, size_t nt, std::vector<float>& cnt) {
     bool kept = false;
     for (size_t j = 0; j < nt; ++j) {
       uint32_t keep = 0;
@@ -385,7 +417,7 @@ class PrunedBlock {
     std::vector<std::pair<uint32_t, double>> done;  // (row, r^2)
     std::vector<uint32_t> cj;
     std::vector<double> cl;
-    std::vector<double> acc(req.weighted_sum ? d : 0);
+    std::vector<double> acc(req.weighted_sum ? d : 0), dscratch(d);
     for (size_t q = 0; q < nq; ++q) {
       if (!active[q]) continue;
       cs.clear();
@@ -411,7 +443,7 @@ class PrunedBlock {
         cj.push_back(row);
         cl.push_back(K::logw(r2, bl.lane[q]));
       }
-      write_state(q, cj, cl, acc, sink);
+      write_state(q, cj, cl, acc, dscratch.data(), sink);
       finished[q0 + q] = 1;
     }
     cand.clear();
@@ -436,20 +468,23 @@ class PrunedBlock {
     }
   }
   void tighten(size_t q, size_t row) { improve(q, exact(q, row)); }
-  // The pairs of a tile whose first-level bound is under the threshold, into rowbits; returns
-  // whether there are any. A lane that keeps over 7/8 of the tile has a broad posterior (or
-  // bounds too loose for its data): it goes to the full pass first, before its pairs are
-  // refined or kept one by one (this only decides where the work is done).
-  bool select_under_threshold(const float* S, size_t nt) {
-    std::fill(scratch.begin(), scratch.end(), 0.0f);
-    if (!kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data())) return false;
+  // After a tile's first-level selection (rowbits, per-lane counts in scratch): a lane that
+  // keeps over 7/8 of the tile with a wide window (broad) has a broad posterior: it goes to the
+  // full pass first, before its pairs are refined or kept one by one (this only decides where
+  // the work is done). Returns whether any lane went.
+  bool retire_broad(size_t nt) {
     bool retired = false;
     for (size_t q = 0; q < nq; ++q)
       if (active[q] && scratch[q] > 0.875f * static_cast<float>(nt) && broad(q)) {
         retire(q);
         retired = true;
       }
-    return !retired || kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data());
+    return retired;
+  }
+  // The selection again after lanes retired (their thresholds are now -inf); whether any pair.
+  bool reselect(const float* S, size_t nt) {
+    std::fill(scratch.begin(), scratch.end(), 0.0f);
+    return kt.select_le(S, nt, T.data(), rowbits.data(), scratch.data());
   }
   // Whether a lane's window is wide against its best r^2 (over 1% of it): then most of a tile
   // under its first-level bound means a broad posterior. A narrow window over a distant
@@ -540,7 +575,7 @@ class PrunedBlock {
   }
   // The partial state of one query from its exactly computed rows, in double, into the sink.
   void write_state(size_t q, const std::vector<uint32_t>& cj, const std::vector<double>& cl, std::vector<double>& accbuf,
-                   StateSink& sink) {
+                   double* scratch, StateSink& sink) {
     double mx = -std::numeric_limits<double>::infinity();
     for (double l : cl) mx = std::max(mx, l);
     double s0 = 0, s1 = 0, s2 = 0;
@@ -553,15 +588,11 @@ class PrunedBlock {
       const double w = std::exp(cl[i] - mx);
       s0 += w;
       s1 += w * w;
-      if (acc) {  // ||y'||^2 in double too: traceCov = sumyy / sum - ||mean||^2 cancels
+      if (acc) {
         const float* y = ref.rows() + static_cast<size_t>(cj[i]) * d;
-        double y4[4] = {0, 0, 0, 0};
-        for (size_t t = 0; t < d; ++t) {
-          const double v = y[t];
-          acc[t] += w * v;
-          y4[t & 3] += v * v;
-        }
-        s2 += w * ((y4[0] + y4[1]) + (y4[2] + y4[3]));
+        for (size_t t = 0; t < d; ++t) acc[t] += w * static_cast<double>(y[t]);
+        // ||y'||^2 in double too (traceCov = sumyy / sum - ||mean||^2 cancels), in four chains
+        if (req.sum_yy) s2 += w * sq_norm_d(y, d);
       } else {
         s2 += w * static_cast<double>(ref.sqnorms()[cj[i]]);
       }
@@ -572,7 +603,7 @@ class PrunedBlock {
     qs.sumsq = req.sum_squares ? s1 : 0.0;
     qs.sumyy = req.sum_yy ? s2 : 0.0;
     qs.acc = acc;
-    sink.put(q0 + q, qs);
+    sink.put(q0 + q, qs, scratch);
     stats.exact_pairs += cj.size();  // the best-bounded rows of phase 1 are among them
     stats.sparse_queries += 1;
   }
