@@ -736,8 +736,8 @@ void test_npy_header() {
 // training points, sigma from 0.01 to 50: the pruned pass agrees with the full scan, prunes
 // at small sigma, hands large sigma back to the full scan, and the
 // kernels raise no denormal or underflow flag with FTZ/DAZ off.
-// Two shapes: d = 48 (one level of bounds; 37 queries, a block in the lanes layout and 5 in
-// the rows layout) and d = 160 (two levels; 5 queries, the rows layout alone).
+// Two shapes, 37 queries each (a block of 32 in the lanes layout and 5 in the rows layout):
+// d = 48 (one level of bounds) and d = 160 (two levels: the fused first-level selection).
 void test_pruning_shape(size_t d, size_t B) {
   const size_t N = 3000;
   std::vector<float> C = random_vec(64 * d, 501, -3, 3), Z = random_vec(N * d, 502, -0.1, 0.1), Y(N * d);
@@ -790,7 +790,7 @@ void test_pruning_shape(size_t d, size_t B) {
 
 void test_pruning() {
   test_pruning_shape(48, 37);
-  test_pruning_shape(160, 5);
+  test_pruning_shape(160, 37);
 }
 
 void test_first_nonfinite() {
