@@ -187,11 +187,12 @@ struct BlockLanes {
   std::vector<double> margin;          // rounding allowance of a lane's float bound
 };
 
+// xd, xxs: the block's centred queries x' = x - alpha c (nq x d, double) and their ||x'||^2.
 BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req,
-                            const KernelTable& kt, size_t q0, size_t nq, bool lanes) {
+                            const KernelTable& kt, size_t q0, size_t nq, bool lanes, const std::vector<double>& xd,
+                            const std::vector<double>& xxs) {
   const size_t d = ref.dim(), kp = px.kp, k = px.k, QB = kt.qblock;
   const size_t k1 = px.k1 ? px.k1 : k, kp1 = k1 + 1;  // the GEMM's columns
-  const float* c = ref.centre();
   BlockLanes bl;
   bl.lane.resize(nq);
   bl.X.assign(lanes ? kp1 * QB : nq * kp1, 0.0f);
@@ -201,14 +202,8 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
   bl.cC.assign(QB, 0.0f);
   bl.cC1.assign(QB, 0.0f);
   bl.margin.assign(nq, 0.0);
-  std::vector<double> xd(nq * d), bs(nq * k), xxs(nq);
-  for (size_t q = 0; q < nq; ++q) {
-    bl.lane[q] = lane_constants(req, q0 + q, d);
-    const double al = bl.lane[q].alpha;
-    const float* x = req.x + (q0 + q) * d;
-    double* xq = xd.data() + q * d;
-    xxs[q] = centred_sq(x, c, al, d, xq);
-  }
+  std::vector<double> bs(nq * k);
+  for (size_t q = 0; q < nq; ++q) bl.lane[q] = lane_constants(req, q0 + q, d);
   kt.project(xd.data(), nq, d, px.U.data(), k, bs.data());
   for (size_t q = 0; q < nq; ++q) {
     const double al = bl.lane[q].alpha, s = al < 0 ? -1.0 : 1.0, xx = xxs[q];
@@ -275,15 +270,19 @@ class PrunedBlock {
     active.assign(nq, 1);
     live = nq;
     T.assign(QB, -kInf);
-    broad_posteriors();
+    // the centred queries x' = x - alpha c in double and ||x'||^2, once for both steps below
+    std::vector<double> xd(nq * d), xxs(nq);
+    for (size_t q = 0; q < nq; ++q)
+      xxs[q] = centred_sq(req.x + (q0 + q) * d, c, req.alpha.at(q0 + q), d, xd.data() + q * d);
+    broad_posteriors(xd, xxs);
     if (live == 0) {
       stats.decide_ns += elapsed_ns(t0);
       return;
     }
-    bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes);
-    // zeroed once: in the rows layout the lanes past nq are never written, and garbage there
-    // could be subnormal (the flag tests) even though no result depends on it
-    std::unique_ptr<float[]> S(new float[kPruneTile * QB]());
+    bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes, xd, xxs);
+    // Not initialised: the lanes layout writes every entry of a tile before reading it, and
+    // the rows layout reads only the selected pairs, which it writes first.
+    std::unique_ptr<float[]> S(new float[kPruneTile * QB]);
     std::vector<float> tmin(QB), cnt(QB, 0.0f), lbest(nq, kInf);
     rowbits.assign(kPruneTile, 0);
     best.assign(nq, std::numeric_limits<double>::infinity());
@@ -532,7 +531,7 @@ class PrunedBlock {
   // lie within the window of the best of them, the posterior is broad (large sigma) and the
   // query goes to the full pass without projecting it (a heuristic: it only decides where the
   // work is done, so float rounding in r^2 = |x'|^2 - 2 alpha x'.y' + alpha^2 |y'|^2 is harmless).
-  void broad_posteriors() {
+  void broad_posteriors(const std::vector<double>& xd, const std::vector<double>& xx) {
     constexpr size_t kSample = 16, kBroad = 6;
     const size_t rows_in = end - begin;
     if (rows_in < 4 * kSample) return;
@@ -544,13 +543,8 @@ class PrunedBlock {
       yy[i] = ref.sqnorms()[j];
     }
     std::vector<Lane> ln(nq);
-    std::vector<double> xx(nq);
-    for (size_t q = 0; q < nq; ++q) {
-      ln[q] = lane_constants(req, q0 + q, d);
-      const float* x = req.x + (q0 + q) * d;
-      float* xq = xs.data() + q * d;
-      xx[q] = centred_sq(x, c, ln[q].alpha, d, xq);  // x' in float32 for the GEMM
-    }
+    for (size_t q = 0; q < nq; ++q) ln[q] = lane_constants(req, q0 + q, d);
+    for (size_t i = 0; i < nq * d; ++i) xs[i] = static_cast<float>(xd[i]);  // x' in float32 for the GEMM
     kt.dot_rows(xs.data(), nq, ys.data(), kSample, d, S.data());
     double r2[kSample];
     for (size_t q = 0; q < nq; ++q) {
