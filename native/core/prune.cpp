@@ -202,7 +202,7 @@ struct BlockLanes {
 
 // xd, xxs: the block's centred queries x' = x - alpha c (nq x d, double) and their ||x'||^2.
 BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req,
-                            const KernelTable& kt, size_t q0, size_t nq, bool lanes, const std::vector<double>& xd,
+                            const KernelTable& kt, size_t q0, size_t nq, bool lanes, const double* xd,
                             const std::vector<double>& xxs) {
   const size_t d = ref.dim(), kp = px.kp, k = px.k, QB = kt.qblock;
   const size_t k1 = px.k1 ? px.k1 : k, kp1 = k1 + 1;  // the GEMM's columns
@@ -217,7 +217,7 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
   bl.margin.assign(nq, 0.0);
   std::vector<double> bs(nq * k);
   for (size_t q = 0; q < nq; ++q) bl.lane[q] = lane_constants(req, q0 + q, d);
-  kt.project(xd.data(), nq, d, px.U.data(), k, bs.data());
+  kt.project(xd, nq, d, px.U.data(), k, bs.data());
   for (size_t q = 0; q < nq; ++q) {
     const double al = bl.lane[q].alpha, s = al < 0 ? -1.0 : 1.0, xx = xxs[q];
     const double* b = bs.data() + q * k;
@@ -284,15 +284,16 @@ class PrunedBlock {
     live = nq;
     T.assign(QB, -kInf);
     // the centred queries x' = x - alpha c in double and ||x'||^2, once for both steps below
-    std::vector<double> xd(nq * d), xxs(nq);
+    std::unique_ptr<double[]> xd(new double[nq * d]);  // every entry written below
+    std::vector<double> xxs(nq);
     for (size_t q = 0; q < nq; ++q)
-      xxs[q] = centred_sq(req.x + (q0 + q) * d, c, req.alpha.at(q0 + q), d, xd.data() + q * d);
-    broad_posteriors(xd, xxs);
+      xxs[q] = centred_sq(req.x + (q0 + q) * d, c, req.alpha.at(q0 + q), d, xd.get() + q * d);
+    broad_posteriors(xd.get(), xxs);
     if (live == 0) {
       stats.decide_ns += elapsed_ns(t0);
       return;
     }
-    bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes, xd, xxs);
+    bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes, xd.get(), xxs);
     // Not initialised: the lanes layout writes every entry of a tile before reading it, and
     // the rows layout reads only the selected pairs, which it writes first.
     std::unique_ptr<float[]> S(new float[kPruneTile * QB]);
@@ -545,7 +546,7 @@ class PrunedBlock {
   // lie within the window of the best of them, the posterior is broad (large sigma) and the
   // query goes to the full pass without projecting it (a heuristic: it only decides where the
   // work is done, so float rounding in r^2 = |x'|^2 - 2 alpha x'.y' + alpha^2 |y'|^2 is harmless).
-  void broad_posteriors(const std::vector<double>& xd, const std::vector<double>& xx) {
+  void broad_posteriors(const double* xd, const std::vector<double>& xx) {
     constexpr size_t kSample = 16, kBroad = 6;
     const size_t rows_in = end - begin;
     if (rows_in < 4 * kSample) return;
@@ -588,7 +589,7 @@ class PrunedBlock {
     for (double l : cl) mx = std::max(mx, l);
     double s0 = 0, s1 = 0, s2 = 0;
     double* acc = req.weighted_sum ? accbuf.data() : nullptr;
-    if (acc) std::fill(accbuf.begin(), accbuf.end(), 0.0);
+    bool first = true;  // the first row kept sets acc (no zero fill of d doubles per query)
     for (size_t i = 0; i < cj.size(); ++i) {
       // weights below e^-40 of the top are dropped, as in the fused pass (together at most
       // N e^-40 of the sum; w^2 and w y stay normal)
@@ -598,7 +599,12 @@ class PrunedBlock {
       s1 += w * w;
       if (acc) {
         const float* y = ref.rows() + static_cast<size_t>(cj[i]) * d;
-        for (size_t t = 0; t < d; ++t) acc[t] += w * static_cast<double>(y[t]);
+        if (first) {
+          for (size_t t = 0; t < d; ++t) acc[t] = w * static_cast<double>(y[t]);
+        } else {
+          for (size_t t = 0; t < d; ++t) acc[t] += w * static_cast<double>(y[t]);
+        }
+        first = false;
         // ||y'||^2 in double too (traceCov = sumyy / sum - ||mean||^2 cancels), in four chains
         if (req.sum_yy) s2 += w * sq_norm_d(y, d);
       } else {
@@ -610,6 +616,7 @@ class PrunedBlock {
     qs.sum = s0;
     qs.sumsq = req.sum_squares ? s1 : 0.0;
     qs.sumyy = req.sum_yy ? s2 : 0.0;
+    if (acc && first) std::fill(accbuf.begin(), accbuf.end(), 0.0);  // no row kept (never in practice)
     qs.acc = acc;
     sink.put(q0 + q, qs, scratch);
     stats.exact_pairs += cj.size();  // the best-bounded rows of phase 1 are among them
