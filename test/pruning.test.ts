@@ -150,6 +150,10 @@ test.serial('pruning prunes at small sigma, turns itself off at large sigma, and
     t.is(full.prunedShare, 0);
     if (sigma <= 0.05) t.true(pr.prunedShare > 0.95, `sigma ${sigma}: pruned share ${pr.prunedShare}`);
     if (sigma >= 5) t.is(pr.sparseQueries, 0, `sigma ${sigma}: pruning switched off`);
+    // the working memory is reported whichever pass finished the queries (all pruned, or not)
+    const all = ['mean', 'score', 'logDensity', 'ess', 'traceCov', 'divergence'] as const;
+    t.is(pr.scratchBytes, ref.workingMemory(B, all), `sigma ${sigma}: scratchBytes`);
+    t.true(full.scratchBytes > 0 && full.scratchBytes < pr.scratchBytes, `sigma ${sigma}: the full scan's alone`);
     for (let i = 0; i < B; i++) {
       t.true(relErr(pr.result.mean, Array.from(full.result.mean.subarray(i * d, (i + 1) * d)), i * d) < 1e-5, `mean ${sigma} ${i}`);
       t.true(relErr(pr.result.score, Array.from(full.result.score.subarray(i * d, (i + 1) * d)), i * d) < 1e-4, `score ${sigma} ${i}`);
