@@ -275,9 +275,10 @@ class PrunedBlock {
   // Phase 1: every bound, tile by tile. The exact r^2 of the row with a lane's smallest bound
   // (first level in the first tile, then the second level's) tightens its threshold T. The
   // pairs under T are kept as candidates and counted; T only tightens, so the running count
-  // overestimates the final one: a lane whose count exceeds twice its share of the base cap
-  // goes to the full pass early (at large sigma after the first tile, so the bounds of the
-  // other tiles are not computed in vain).
+  // overestimates the final one: a lane whose count (after tighten_best) exceeds its allowance
+  // (kAllowance2 or kAllowance1 times its share of the base cap) goes to the full pass early
+  // (at large sigma after the first tile, so the bounds of the other tiles are not computed in
+  // vain).
   void bounds(double base_cap) {
     const auto t0 = std::chrono::steady_clock::now();
     active.assign(nq, 1);
