@@ -132,11 +132,7 @@ void pruned_into(const ReferenceSet& ref, const PruneIndex& px, const EstimateRe
     }
   }
   const PartialState ds = fused_partial(ref, sub, begin, end, inline_ok, stats);
-  constexpr size_t kGroup = 16;  // fixed groups on the pool, as in finalize_partial
-  ThreadPool::global().parallel_for((ids.size() + kGroup - 1) / kGroup, [&](size_t gi) {
-    std::vector<double> scratch(d);
-    for (size_t i = gi * kGroup; i < std::min(ids.size(), (gi + 1) * kGroup); ++i) sink.put(ids[i], state_row(ds, i), scratch.data());
-  }, inline_ok);
+  for_query_groups(ids.size(), d, inline_ok, [&](size_t i, double* scratch) { sink.put(ids[i], state_row(ds, i), scratch); });
 }
 
 // The checks of every estimate request; false when there is nothing to compute.

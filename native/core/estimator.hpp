@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -158,6 +159,9 @@ void finalize_query(const QueryState& s, const double* origin, size_t d, const f
                     KernelSpec kernel, double log_n, const EstimateOutputs& out, size_t q, double* m);
 QueryState state_row(const PartialState& st, size_t q);
 void check_outputs(const EstimateOutputs& out, size_t B, size_t d, Coef sigma);
+// f(i, scratch) for every i < n, in fixed groups of queries on the pool (each query's results
+// depend on it alone, so the grouping never shows); scratch: d doubles per group.
+void for_query_groups(size_t n, size_t d, bool inline_ok, const std::function<void(size_t, double*)>& f);
 // Turns a (merged) state into outputs: finalize_query for every query, on the pool like every
 // other step (inline_ok as in ThreadPool::parallel_for), then check_outputs.
 void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef sigma, KernelSpec kernel,

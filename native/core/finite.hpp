@@ -1,5 +1,5 @@
 // Scans of a query that every estimate call makes, written so the compiler vectorises them:
-// first_nonfinite (the input check) and centred_sq (x - alpha c and its squared norm).
+// first_nonfinite (the input check), centred_sq (x - alpha c and its squared norm) and sq_norm.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -30,9 +30,8 @@ inline size_t first_nonfinite(const float* v, size_t n) {
 
 // ||x - alpha c||^2 in double over d coordinates, in eight chains (one long dependency chain
 // of adds would run at a fraction of the speed; eight independent lanes the compiler turns
-// into vector operations); with `out`, also writes x - alpha c into it (as T).
-template <class T = double>
-inline double centred_sq(const float* x, const float* c, double alpha, size_t d, T* out = nullptr) {
+// into vector operations); with `out`, also writes x - alpha c into it.
+inline double centred_sq(const float* x, const float* c, double alpha, size_t d, double* out = nullptr) {
   constexpr size_t kChains = 8;
   double s[kChains] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t k = 0;
@@ -40,7 +39,7 @@ inline double centred_sq(const float* x, const float* c, double alpha, size_t d,
     for (; k + kChains <= d; k += kChains)
       for (size_t u = 0; u < kChains; ++u) {
         const double v = static_cast<double>(x[k + u]) - alpha * c[k + u];
-        out[k + u] = static_cast<T>(v);
+        out[k + u] = v;
         s[u] += v * v;
       }
   } else {
@@ -52,10 +51,25 @@ inline double centred_sq(const float* x, const float* c, double alpha, size_t d,
   }
   for (; k < d; ++k) {
     const double v = static_cast<double>(x[k]) - alpha * c[k];
-    if (out) out[k] = static_cast<T>(v);
+    if (out) out[k] = v;
     s[0] += v * v;
   }
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// ||y||^2 of a float row in double, in four chains.
+inline double sq_norm(const float* y, size_t d) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  size_t t = 0;
+  for (; t + 4 <= d; t += 4) {
+    const double v0 = y[t], v1 = y[t + 1], v2 = y[t + 2], v3 = y[t + 3];
+    a0 += v0 * v0;
+    a1 += v1 * v1;
+    a2 += v2 * v2;
+    a3 += v3 * v3;
+  }
+  for (; t < d; ++t) a0 += static_cast<double>(y[t]) * y[t];
+  return (a0 + a1) + (a2 + a3);
 }
 
 }  // namespace sf

@@ -833,6 +833,8 @@ void k_refine_bounds(float* S, size_t nt, const uint32_t* rowbits, const float* 
 // The pruned pass's first level in the lanes layout in one pass over the tile: the dot products
 // of dot_lanes_block, the transform of logits_gauss and the selection of select_le, with the
 // same operations in the same order (so the same bits), without re-reading the tile's bounds.
+// The k loop repeats dot_lanes_block's on purpose: calling it and reloading its RR rows of S
+// measured 2-5% slower for training digits at sigma <= 0.05.
 struct LaneBounds {
   typename V::reg a0, a1, b0, b1, c0, c1, t0, t1, mn0, mn1, n0, n1;
   bool select;

@@ -146,15 +146,18 @@ void finalize_partial(const PartialState& st, const float* x, Coef alpha, Coef s
                               "references (an empty shard: merge it with others before finalising)");
   }
   const double log_n = std::log(std::max(st.count, 1.0));
-  // queries in fixed groups on the pool (each query's outputs depend on it alone)
-  constexpr size_t kGroup = 16;
-  const size_t groups = (st.B + kGroup - 1) / kGroup;
-  ThreadPool::global().parallel_for(groups, [&](size_t gi) {
-    std::vector<double> m(d);
-    for (size_t q = gi * kGroup; q < std::min(st.B, (gi + 1) * kGroup); ++q)
-      finalize_query(state_row(st, q), st.origin.data(), d, x + q * d, alpha.at(q), sigma.at(q), kernel, log_n, out, q, m.data());
-  }, inline_ok);
+  for_query_groups(st.B, d, inline_ok, [&](size_t q, double* m) {
+    finalize_query(state_row(st, q), st.origin.data(), d, x + q * d, alpha.at(q), sigma.at(q), kernel, log_n, out, q, m);
+  });
   check_outputs(out, st.B, d, sigma);
+}
+
+void for_query_groups(size_t n, size_t d, bool inline_ok, const std::function<void(size_t, double*)>& f) {
+  constexpr size_t kGroup = 16;
+  ThreadPool::global().parallel_for((n + kGroup - 1) / kGroup, [&](size_t gi) {
+    std::vector<double> scratch(d);
+    for (size_t i = gi * kGroup; i < std::min(n, (gi + 1) * kGroup); ++i) f(i, scratch.data());
+  }, inline_ok);
 }
 
 }  // namespace sf

@@ -141,21 +141,6 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // The pruned pass.
 
-// ||y||^2 of a float row in double, in four chains (no one long dependency).
-double sq_norm_d(const float* y, size_t d) {
-  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  size_t t = 0;
-  for (; t + 4 <= d; t += 4) {
-    const double v0 = y[t], v1 = y[t + 1], v2 = y[t + 2], v3 = y[t + 3];
-    a0 += v0 * v0;
-    a1 += v1 * v1;
-    a2 += v2 * v2;
-    a3 += v3 * v3;
-  }
-  for (; t < d; ++t) a0 += static_cast<double>(y[t]) * y[t];
-  return (a0 + a1) + (a2 + a3);
-}
-
 constexpr size_t kPruneTile = 1024;  // rows per tile of bounds
 // A query goes to the full pass when more than 1/kDenseRatio of the rows survive its bound:
 // an exact pair (double, a row fetched on its own) costs about 20 pairs of the fused GEMM
@@ -319,13 +304,8 @@ class PrunedBlock {
         bool any = tile_bounds(px, kt, bl, jt, nt, first ? nullptr : T.data(), S.get(), rowbits.data(), scratch.data(),
                                tmin.data());
         if (first) {
-          for (size_t q = 0; q < nq; ++q) {
-            if (!active[q] || !(tmin[q] < lbest[q])) continue;
-            size_t jm = 0;
-            while (jm + 1 < nt && !(S[jm * QB + q] == tmin[q])) ++jm;
-            lbest[q] = tmin[q];
-            tighten(q, jt + jm);
-          }
+          for (size_t q = 0; q < nq; ++q)
+            if (active[q] && tmin[q] < lbest[q]) tighten_at(q, tmin[q], jt, S.get() + q, QB, nt, lbest);
           any = kt.select_le(S.get(), nt, T.data(), rowbits.data(), scratch.data());
         }
         if (any && retire_broad(nt)) any = reselect(S.get(), nt);
@@ -356,7 +336,7 @@ class PrunedBlock {
 
   // One tile in the rows layout (fewer queries than a vector has lanes): each lane's first-level
   // bounds as one contiguous column (vectorised over rows), its selection under its threshold,
-  // the same decisions as retire_broad; only the selected pairs are copied into S
+  // the same decisions as retire_broad (too_broad); only the selected pairs are copied into S
   // for the second level and the candidates (the rest of S is never read).
   void rows_tile(float* S, float* col, size_t jt, size_t nt, size_t t, std::vector<float>& lbest, std::vector<float>& cnt) {
     const bool two = px.k1 > 0;
@@ -370,15 +350,10 @@ class PrunedBlock {
       float* cq = col + q * kPruneTile;
       const float lo = kt.bounds_col(px.Af.data() + jt, ref.size(), nt, kf, bl.X.data() + q * kf, bl.cA[q], bl.cB[q], cC[q],
                                      aaf, cq);
-      if ((t == 0 || !two) && lo < lbest[q]) {
-        size_t jm = 0;
-        while (jm + 1 < nt && !(cq[jm] == lo)) ++jm;
-        lbest[q] = lo;
-        tighten(q, jt + jm);
-      }
+      if ((t == 0 || !two) && lo < lbest[q]) tighten_at(q, lo, jt, cq, 1, nt, lbest);
       const uint32_t bit = 1u << q;
       const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data());
-      if (static_cast<float>(n) > kBroadShare * static_cast<float>(nt) && broad(q)) {  // as in retire_broad
+      if (too_broad(q, static_cast<float>(n), nt)) {
         retire(q);
         for (size_t j = 0; j < nt; ++j) rowbits[j] &= ~bit;
         continue;
@@ -490,7 +465,7 @@ class PrunedBlock {
   bool retire_broad(size_t nt) {
     bool retired = false;
     for (size_t q = 0; q < nq; ++q)
-      if (active[q] && scratch[q] > kBroadShare * static_cast<float>(nt) && broad(q)) {
+      if (active[q] && too_broad(q, scratch[q], nt)) {
         retire(q);
         retired = true;
       }
@@ -506,6 +481,16 @@ class PrunedBlock {
   // query (a held-out digit far from every reference) means loose first-level bounds instead:
   // the second level still prunes it.
   bool broad(size_t q) const { return static_cast<double>(T[q]) - best[q] > 0.01 * best[q]; }
+  // A lane keeping n of a tile's nt rows under its first-level bound goes to the full pass.
+  bool too_broad(size_t q, float n, size_t nt) const { return n > kBroadShare * static_cast<float>(nt) && broad(q); }
+  // The row of a tile holding a lane's smallest first-level bound lo (the first such row; v:
+  // the lane's bounds, stride apart) tightens its threshold.
+  void tighten_at(size_t q, float lo, size_t jt, const float* v, size_t stride, size_t nt, std::vector<float>& lbest) {
+    size_t jm = 0;
+    while (jm + 1 < nt && !(v[jm * stride] == lo)) ++jm;
+    lbest[q] = lo;
+    tighten(q, jt + jm);
+  }
   // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
   // lane's smallest so far tightens its threshold.
   void second_level(float* S, size_t jt, size_t nt) {
@@ -607,7 +592,7 @@ class PrunedBlock {
         }
         first = false;
         // ||y'||^2 in double too (traceCov = sumyy / sum - ||mean||^2 cancels), in four chains
-        if (req.sum_yy) s2 += w * sq_norm_d(y, d);
+        if (req.sum_yy) s2 += w * sq_norm(y, d);
       } else {
         s2 += w * static_cast<double>(ref.sqnorms()[cj[i]]);
       }
@@ -710,7 +695,7 @@ size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t /*n: the boun
   // (a tile of bounds, and in the rows layout one column per lane)
   const size_t per_block = (2 * kPruneTile + 12) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (2 * px.kp + 5) * QB * sizeof(float);
   const size_t candidates = B * (kMaxCandidates + kPruneTile) * 2 * (sizeof(uint32_t) + sizeof(float));
-  const size_t states = B * (4 + (weighted_sum ? d : 0)) * sizeof(double) * 2;  // rows and their merge
+  const size_t states = B * (4 + (weighted_sum ? d : 0)) * sizeof(double) * 2;  // a state's rows, twice over
   return nqb * per_block + candidates + states + B * d * sizeof(double);
 }
 
