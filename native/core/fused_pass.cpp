@@ -338,17 +338,20 @@ class FusedItem {
   // values are stored as floats relative to it: near the top they then keep their digits even
   // when the offset is huge (small sigma, first tile); the refined pairs get their exact values.
   void move_offsets_to_refined(size_t nt) {
+    if (refined_q.empty()) return;
     for (size_t q = 0; q < nq; ++q) s.lo[q] = -std::numeric_limits<double>::infinity();
     for (size_t i = 0; i < refined_q.size(); ++i) s.lo[refined_q[i]] = std::max(s.lo[refined_q[i]], refined_l[i]);
-    for (size_t q = 0; q < nq; ++q) {
-      if (!lane_refined[q]) continue;
+    double* shift = s.x1.data();  // per lane, 0 where nothing was refined (adding it changes no bit)
+    for (size_t q = 0; q < QB; ++q) {
+      shift[q] = 0.0;
+      if (q >= nq || !lane_refined[q]) continue;
       double top = s.lo[q];
       if (s.M[q] != kEmpty) top = std::max(top, s.off[q] + s.M[q]);
-      const double shift = s.off[q] - top;
-      for (size_t j = 0; j < nt; ++j) s.S[j * QB + q] = static_cast<float>(s.S[j * QB + q] + shift);
-      if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.M[q] + shift);
+      shift[q] = s.off[q] - top;
+      if (s.M[q] != kEmpty) s.M[q] = static_cast<float>(s.M[q] + shift[q]);
       s.off[q] = top;
     }
+    kt.shift_lanes(s.S.data(), nt, shift);  // one contiguous pass, not one strided pass per lane
     for (size_t i = 0; i < refined_q.size(); ++i) {
       s.S[refined_j[i] * QB + refined_q[i]] = static_cast<float>(refined_l[i] - s.off[refined_q[i]]);
     }
@@ -530,19 +533,7 @@ class FusedItem {
     // references, and float sums of a few large terms would cost digits the score
     // amplifies by 1/sigma^2) take their tile sums in double; their recomputed pairs are
     // added to the weighted sum in double and removed from the GEMM.
-    for (size_t q = 0; q < nq; ++q) {
-      if (!lane_refined[q]) continue;
-      double a0 = 0, a1 = 0, a2 = 0;
-      for (size_t j = 0; j < nt; ++j) {
-        const double p = s.P[j * QB + q];
-        a0 += p;
-        a1 += p * p;
-        a2 += p * yy[jt + j];
-      }
-      s.x0[q] = a0;
-      s.x1[q] = a1;
-      s.x2[q] = a2;
-    }
+    if (!refined_q.empty()) kt.lane_sums_d(s.P.data(), nt, yy + jt, s.x0.data(), s.x1.data(), s.x2.data());
     for (size_t q = 0; q < nq; ++q) {
       const double sc = s.scale[q];
       const bool exact = lane_refined[q];
@@ -555,8 +546,7 @@ class FusedItem {
         } else {
           for (size_t k = 0; k < d; ++k) s.acc[q * d + k] *= sc;
         }
-        if (s.exact_used[q])
-          for (size_t k = 0; k < d; ++k) s.exact[q * d + k] *= sc;
+        if (s.exact_used[q]) kt.scale_d(s.exact.data() + q * d, sc, d);
       }
     }
   }
@@ -575,9 +565,7 @@ class FusedItem {
         P = 0.0f;
         if (s.exact.empty()) s.exact.assign(nq * d, 0.0);
         if (!s.exact_used[q]) s.exact_used[q] = 1;
-        const float* y = Y + j * d;
-        double* e = s.exact.data() + q * d;
-        for (size_t k = 0; k < d; ++k) e[k] += p * y[k];
+        kt.axpy_d(s.exact.data() + q * d, p, Y + j * d, d);
       }
     }
     for (size_t i = 0; i < refined_q.size(); ++i) lane_refined[refined_q[i]] = 0;

@@ -123,6 +123,17 @@ struct KernelTable {
                        const float* cB, const float* cC, const float* T, float* S, uint32_t* rowbits, float* counts,
                        float* lane_min);
 
+  // ---- The fused pass's double bookkeeping for recomputed pairs (all in double).
+  // e[k] += p * y[k], k < d.
+  void (*axpy_d)(double* e, double p, const float* y, size_t d);
+  // e[k] *= s, k < n.
+  void (*scale_d)(double* e, double s, size_t n);
+  // S[j * qblock + q] = float(S + shift[q]) (the sum in double), j < nt, every lane.
+  void (*shift_lanes)(float* S, size_t nt, const double* shift);
+  // Per lane (all qblock), in double and in row order: s0 = sum_j P, s1 = sum_j P^2,
+  // s2 = sum_j P yy[j] over P[j * qblock + q], j < nt.
+  void (*lane_sums_d)(const float* P, size_t nt, const float* yy, double* s0, double* s1, double* s2);
+
   // ---- Benchmark probes (bench/): peak FMA throughput and exp throughput of this level.
   // fma_loop runs iters x 12 independent vector FMAs (returns a value so it is not elided).
   float (*fma_loop)(size_t iters);

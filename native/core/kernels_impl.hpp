@@ -679,6 +679,41 @@ double k_exact_r2(const float* x, const float* row, const float* c, size_t d, do
   return total + (a0 + a1);
 }
 
+// ---- The fused pass's double bookkeeping for recomputed pairs: plain loops that each table's
+// compiler flags vectorise (GCC fuses axpy_d's multiply-add where the level has FMA: last-bit
+// differences between levels, as in every kernel).
+
+// e[k] += p * y[k] in double.
+void k_axpy_d(double* e, double p, const float* y, size_t d) {
+  for (size_t k = 0; k < d; ++k) e[k] += p * static_cast<double>(y[k]);
+}
+// e[k] *= s in double.
+void k_scale_d(double* e, double s, size_t n) {
+  for (size_t k = 0; k < n; ++k) e[k] *= s;
+}
+// S[j * qblock + q] = float(S + shift[q]) with the sum in double, j < nt.
+void k_shift_lanes(float* S, size_t nt, const double* shift) {
+  for (size_t j = 0; j < nt; ++j) {
+    float* Sj = S + j * QB;
+    for (size_t q = 0; q < QB; ++q) Sj[q] = static_cast<float>(static_cast<double>(Sj[q]) + shift[q]);
+  }
+}
+// Per lane, in double and in row order: s0[q] = sum_j P, s1[q] = sum_j P^2, s2[q] = sum_j P yy[j]
+// over P[j * qblock + q], j < nt.
+void k_lane_sums_d(const float* P, size_t nt, const float* yy, double* s0, double* s1, double* s2) {
+  for (size_t q = 0; q < QB; ++q) s0[q] = s1[q] = s2[q] = 0.0;
+  for (size_t j = 0; j < nt; ++j) {
+    const float* Pj = P + j * QB;
+    const double y = yy[j];
+    for (size_t q = 0; q < QB; ++q) {
+      const double p = Pj[q];
+      s0[q] += p;
+      s1[q] += p * p;
+      s2[q] += p * y;
+    }
+  }
+}
+
 // ---- Exact pruning (prune.cpp)
 
 // out[v * k + c] = sum_i V[v * d + i] U[i * k + c], in double: 4 vectors by 32 columns at a
@@ -1013,6 +1048,7 @@ const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      
                                 k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
                                 k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,   k_bounds_lanes,
+                                k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,
                                 k_fma_loop,      k_exp_inplace};
 
 }  // namespace
