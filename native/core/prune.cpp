@@ -185,6 +185,14 @@ struct BlockLanes {
   std::vector<double> margin;          // rounding allowance of a lane's float bound
 };
 
+// One level of bounds as the kernels read it: the index's matrix row-major (A, the lanes
+// layout) and column-major (Af, the rows layout), the rows' ||a^||^2, and the block's query
+// operands b^ (XT: kp x qblock, lanes layout; Xr: nq x kp rows) with their ||b^||^2 (cC).
+struct Level {
+  size_t kp = 0;
+  const float *A = nullptr, *aa = nullptr, *Af = nullptr, *XT = nullptr, *Xr = nullptr, *cC = nullptr;
+};
+
 // xd, xxs: the block's centred queries x' = x - alpha c (nq x d, double) and their ||x'||^2.
 BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req,
                             const KernelTable& kt, size_t q0, size_t nq, bool lanes, const double* xd,
@@ -230,16 +238,32 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
   return bl;
 }
 
-// First-level bounds of one tile of rows [jt, jt + nt) for the block's lanes (the lanes
-// layout) into S (nt x QB), with each lane's smallest into lane_min; with T, also the pairs
-// under it into rowbits and counts (returns whether any).
-bool tile_bounds(const PruneIndex& px, const KernelTable& kt, const BlockLanes& bl, size_t jt, size_t nt, const float* T,
-                 float* S, uint32_t* rowbits, float* counts, float* lane_min) {
+// The level the scan starts with: A1 with two levels, A with one.
+Level first_level(const PruneIndex& px, const BlockLanes& bl, bool lanes) {
+  Level L;
   const bool two = px.k1 > 0;
-  const size_t kp1 = two ? px.kp1 : px.kp;
-  return kt.bounds_lanes(bl.X.data(), (two ? px.A1.data() : px.A.data()) + jt * kp1, nt, kp1,
-                         (two ? px.aa1.data() : px.aa.data()) + jt, bl.cA.data(), bl.cB.data(), (two ? bl.cC1 : bl.cC).data(),
-                         T, S, rowbits, counts, lane_min);
+  L.kp = two ? px.kp1 : px.kp;
+  L.A = (two ? px.A1 : px.A).data();
+  L.aa = (two ? px.aa1 : px.aa).data();
+  L.Af = px.Af.data();
+  L.XT = lanes ? bl.X.data() : nullptr;
+  L.Xr = lanes ? nullptr : bl.X.data();
+  L.cC = (two ? bl.cC1 : bl.cC).data();
+  return L;
+}
+
+// One level's bounds of a tile of rows [jt, jt + nt) for the block's lanes (the lanes layout)
+// into S (nt x QB), with each lane's smallest into lane_min; with T, also the pairs under it
+// into rowbits and counts (returns whether any).
+bool tile_bounds(const Level& L, const KernelTable& kt, const BlockLanes& bl, size_t jt, size_t nt, const float* T,
+                 float* S, uint32_t* rowbits, float* counts, float* lane_min) {
+  return kt.bounds_lanes(L.XT, L.A + jt * L.kp, nt, L.kp, L.aa + jt, bl.cA.data(), bl.cB.data(), L.cC, T, S, rowbits,
+                         counts, lane_min);
+}
+// One lane's bounds of the tile as a column (the rows layout) into out; returns the smallest.
+float col_bounds(const Level& L, const KernelTable& kt, const BlockLanes& bl, size_t n, size_t jt, size_t nt, size_t q,
+                 float* out) {
+  return kt.bounds_col(L.Af + jt, n, nt, L.kp, L.Xr + q * L.kp, bl.cA[q], bl.cB[q], L.cC[q], L.aa + jt, out);
 }
 
 // One query block of the pruned pass, in two phases so that the cap on exact pairs can be
@@ -283,7 +307,8 @@ class PrunedBlock {
     // Not initialised: the lanes layout writes every entry of a tile before reading it, and
     // the rows layout reads only the selected pairs, which it writes first.
     std::unique_ptr<float[]> S(new float[kPruneTile * QB]);
-    std::vector<float> tmin(QB), cnt(QB, 0.0f), lbest(nq, kInf);
+    std::vector<float> tmin(QB), cnt(QB, 0.0f);
+    lbest.assign(nq, kInf);
     rowbits.assign(kPruneTile, 0);
     best.assign(nq, std::numeric_limits<double>::infinity());
     lbest2.assign(QB, kInf);
@@ -291,21 +316,27 @@ class PrunedBlock {
     const size_t rows_in = end - begin;
     size_t seen = 0;
     std::vector<float> col(lanes ? 0 : nq * kPruneTile);
+    if (px.k1) pilot(S.get(), col.data(), tmin);
+    const Level L1 = first_level(px, bl, lanes);
     for (size_t t = 0; t < tiles && live > 0; ++t) {
       const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
       seen += nt;
       if (!lanes) {
-        rows_tile(S.get(), col.data(), jt, nt, t, lbest, cnt);
+        rows_tile(L1, S.get(), col.data(), jt, nt, cnt);
       } else {
-        // The first tile's smallest bound (every tile's with one level) tightens T before the
-        // selection; otherwise the selection runs in the same pass as the bounds.
-        const bool first = t == 0 || !px.k1;
+        // With two levels (after the pilot) the selection under T runs in the same pass as
+        // the bounds; with one level a lane's new smallest bound tightens T first.
         std::fill(scratch.begin(), scratch.end(), 0.0f);
-        bool any = tile_bounds(px, kt, bl, jt, nt, first ? nullptr : T.data(), S.get(), rowbits.data(), scratch.data(),
+        bool any = tile_bounds(L1, kt, bl, jt, nt, px.k1 ? T.data() : nullptr, S.get(), rowbits.data(), scratch.data(),
                                tmin.data());
-        if (first) {
+        if (!px.k1) {
+          std::vector<char> lower(nq, 0);
           for (size_t q = 0; q < nq; ++q)
-            if (active[q] && tmin[q] < lbest[q]) tighten_at(q, tmin[q], jt, S.get() + q, QB, nt, lbest);
+            if (tmin[q] < lbest[q]) {
+              lbest[q] = tmin[q];
+              lower[q] = 1;
+            }
+          tighten_at_lanes(S.get(), tmin, jt, nt, lower);
           any = kt.select_le(S.get(), nt, T.data(), rowbits.data(), scratch.data());
         }
         if (any && retire_broad(nt)) any = reselect(S.get(), nt);
@@ -334,23 +365,67 @@ class PrunedBlock {
     stats.decide_ns += elapsed_ns(t0);
   }
 
+  // Two levels: before the scan, the row of each tile with a lane's smallest first-level bound
+  // tightens the lane's threshold. The threshold the scan starts from then does not depend on
+  // where in the set a query's nearest rows lie (a training digit's own row is the smallest
+  // bound of its tile; without the pilot only the tiles after it saw a tight threshold, and a
+  // query whose row lies late in the set kept most of the earlier tiles and went to the full
+  // pass). It costs one more pass of the first level: (k/4 + 1) / d of the full scan's work
+  // (2% at d = 784, at most 7%). With one level (d < 128) a second pass over its k + 1 = d/4 + 1
+  // columns would cost a quarter of a full scan (measured on d = 64 Gaussian data, a separate
+  // pilot level of k/4 directions lost as much as it gained), so a lane's new smallest bound
+  // tightens its threshold during the scan instead.
+  void pilot(float* S, float* col, std::vector<float>& tmin) {
+    const Level L0 = first_level(px, bl, lanes);
+    std::vector<float> pmin(nq, kInf);
+    std::vector<uint32_t> prow(nq, static_cast<uint32_t>(begin)), row(QB);
+    for (size_t t = 0; t < tiles; ++t) {
+      const size_t jt = begin + t * kPruneTile, nt = std::min(kPruneTile, end - jt);
+      if (lanes) {
+        tile_bounds(L0, kt, bl, jt, nt, nullptr, S, rowbits.data(), scratch.data(), tmin.data());
+        uint32_t lower = 0;
+        for (size_t q = 0; q < nq; ++q)
+          if (active[q] && tmin[q] < pmin[q]) lower |= 1u << q;
+        if (!lower) continue;
+        first_rows_at(S, tmin, nt, lower, row.data());
+        for (uint32_t m = lower; m; m &= m - 1) {
+          const size_t q = ctz32(m);
+          pmin[q] = tmin[q];
+          prow[q] = static_cast<uint32_t>(jt + row[q]);
+        }
+      } else {
+        for (size_t q = 0; q < nq; ++q) {
+          if (!active[q]) continue;
+          float* cq = col + q * kPruneTile;
+          const float lo = col_bounds(L0, kt, bl, ref.size(), jt, nt, q, cq);
+          if (!(lo < pmin[q])) continue;
+          size_t jm = 0;
+          while (jm + 1 < nt && !(cq[jm] == lo)) ++jm;
+          pmin[q] = lo;
+          prow[q] = static_cast<uint32_t>(jt + jm);
+        }
+      }
+    }
+    for (size_t q = 0; q < nq; ++q)  // the row with the smallest bound in the whole range (any row is an upper bound)
+      if (active[q]) tighten(q, prow[q]);
+  }
+
+
   // One tile in the rows layout (fewer queries than a vector has lanes): each lane's first-level
   // bounds as one contiguous column (vectorised over rows), its selection under its threshold,
   // the same decisions as retire_broad (too_broad); only the selected pairs are copied into S
   // for the second level and the candidates (the rest of S is never read).
-  void rows_tile(float* S, float* col, size_t jt, size_t nt, size_t t, std::vector<float>& lbest, std::vector<float>& cnt) {
-    const bool two = px.k1 > 0;
-    const size_t kf = two ? px.kp1 : px.kp;
-    const float* aaf = (two ? px.aa1.data() : px.aa.data()) + jt;
-    const float* cC = (two ? bl.cC1 : bl.cC).data();
+  void rows_tile(const Level& L1, float* S, float* col, size_t jt, size_t nt, std::vector<float>& cnt) {
     std::fill(rowbits.begin(), rowbits.begin() + static_cast<std::ptrdiff_t>(nt), 0u);
     bool any = false;
     for (size_t q = 0; q < nq; ++q) {
       if (!active[q]) continue;
       float* cq = col + q * kPruneTile;
-      const float lo = kt.bounds_col(px.Af.data() + jt, ref.size(), nt, kf, bl.X.data() + q * kf, bl.cA[q], bl.cB[q], cC[q],
-                                     aaf, cq);
-      if ((t == 0 || !two) && lo < lbest[q]) tighten_at(q, lo, jt, cq, 1, nt, lbest);
+      const float lo = col_bounds(L1, kt, bl, ref.size(), jt, nt, q, cq);
+      if (!px.k1 && lo < lbest[q]) {  // one level, as in the lanes layout
+        lbest[q] = lo;
+        tighten_at(q, lo, jt, cq, nt);
+      }
       const uint32_t bit = 1u << q;
       const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data());
       if (too_broad(q, static_cast<float>(n), nt)) {
@@ -485,12 +560,40 @@ class PrunedBlock {
   bool too_broad(size_t q, float n, size_t nt) const { return n > kBroadShare * static_cast<float>(nt) && broad(q); }
   // The row of a tile holding a lane's smallest first-level bound lo (the first such row; v:
   // the lane's bounds, stride apart) tightens its threshold.
-  void tighten_at(size_t q, float lo, size_t jt, const float* v, size_t stride, size_t nt, std::vector<float>& lbest) {
+  void tighten_at(size_t q, float lo, size_t jt, const float* v, size_t nt) {
+    if (lo >= best[q]) return;  // the row's exact r^2 >= its bound: it cannot improve best
     size_t jm = 0;
-    while (jm + 1 < nt && !(v[jm * stride] == lo)) ++jm;
-    lbest[q] = lo;
+    while (jm + 1 < nt && !(v[jm] == lo)) ++jm;
     tighten(q, jt + jm);
   }
+  // The first row of a tile (S, nt x QB) holding each lane's smallest bound tmin[q], for the
+  // lanes of mask, into row[q] (one vector pass of select_le under tmin, not one strided scan
+  // per lane); nt - 1 where no row does (a NaN minimum).
+  void first_rows_at(const float* S, const std::vector<float>& tmin, size_t nt, uint32_t mask, uint32_t* row) {
+    std::vector<float> lo(QB, -kInf), counts(QB, 0.0f);
+    for (uint32_t m = mask; m; m &= m - 1) {
+      lo[ctz32(m)] = tmin[ctz32(m)];
+      row[ctz32(m)] = static_cast<uint32_t>(nt - 1);
+    }
+    kt.select_le(S, nt, lo.data(), rowbits.data(), counts.data());
+    for (size_t j = 0; j < nt && mask; ++j)
+      for (uint32_t m = rowbits[j] & mask; m; m &= m - 1) {
+        mask &= ~(1u << ctz32(m));
+        row[ctz32(m)] = static_cast<uint32_t>(j);
+      }
+  }
+  // The lanes layout's tighten_at for the active lanes with want[q] whose tile minimum is under
+  // their best exact r^2 (else the row cannot improve it).
+  void tighten_at_lanes(const float* S, const std::vector<float>& tmin, size_t jt, size_t nt, const std::vector<char>& want) {
+    uint32_t need = 0;
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && want[q] && !(tmin[q] >= best[q])) need |= 1u << q;
+    if (!need) return;
+    std::vector<uint32_t> row(QB);
+    first_rows_at(S, tmin, nt, need, row.data());
+    for (uint32_t m = need; m; m &= m - 1) tighten(ctz32(m), jt + row[ctz32(m)]);
+  }
+
   // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
   // lane's smallest so far tightens its threshold.
   void second_level(float* S, size_t jt, size_t nt) {
@@ -622,6 +725,7 @@ class PrunedBlock {
   BlockLanes bl;
   std::vector<std::vector<Candidate>> cand;  // per lane, in row order
   std::vector<float> T;
+  std::vector<float> lbest;  // one level: a lane's smallest first-level bound so far
   std::vector<float> lbest2 = std::vector<float>(QB), lmin2 = std::vector<float>(QB), scratch = std::vector<float>(QB);
   std::vector<uint32_t> rowbits, larg2 = std::vector<uint32_t>(QB);
   std::vector<double> best;
