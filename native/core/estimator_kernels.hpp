@@ -20,8 +20,6 @@ constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
 constexpr float kEmpty = -1e30f;               // log-weight of padded lanes
 constexpr double kPi = 3.14159265358979323846;
 
-// exp(x) for x <= 0 that is exactly 0 instead of a subnormal double (x < -700): weights that
-// small are below anything a float output can show.
 // Index of the lowest set bit of a nonzero mask.
 inline unsigned ctz32(uint32_t m) {
 #if defined(__GNUC__)
@@ -36,6 +34,8 @@ inline unsigned ctz32(uint32_t m) {
 #endif
 }
 
+// exp(x) for x <= 0 that is exactly 0 instead of a subnormal double (x < -700): weights that
+// small are below anything a float output can show.
 inline double exp_or_zero(double x) { return x < -700.0 ? 0.0 : std::exp(x); }
 
 // ---------------------------------------------------------------------------------------
