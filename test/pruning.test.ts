@@ -100,6 +100,25 @@ test.serial('real MNIST with pruning: every kernel within 1e-4 of float64 at eve
   }
 });
 
+test.serial('training digits whose own rows lie anywhere in the set: finished by the pruned pass, within 1e-4 of float64', (t) => {
+  // 40 digits from every tile of the 2,400 rows (a block of 32 in the lanes layout and 8 in the
+  // rows layout): the pilot must find each one's own row wherever it lies, and the scan must
+  // not skip the tile holding it
+  const B = 40;
+  const base = new Float32Array(B * d);
+  for (let i = 0; i < B; i++) {
+    const r = Math.floor((i * N) / B) + 7;
+    base.set(train.subarray(r * d, (r + 1) * d), i * d);
+  }
+  for (const sigma of [0.002, 0.05]) {
+    const x = noisy(base, sigma, 31);
+    const st = ref.estimateWithStats(x, { sigma, outputs: ['mean'] });
+    t.is(st.sparseQueries, B, `sigma ${sigma}: every query finished by the pruned pass`);
+    t.true(st.exactPairs < (B * N) / 20, `sigma ${sigma}: ${st.exactPairs} exact pairs`);
+    checkAgainstFloat64(t, ref, train, d, x, sigma, 'gaussian', 'spread training');
+  }
+});
+
 test.serial('clustered and far-from-origin sets (d = 32) with pruning: within 1e-4 of float64', (t) => {
   for (const offset of [0, 1000]) {
     const Y = clustered(3000, 32, offset, 11);
