@@ -326,8 +326,8 @@ class PrunedBlock {
                              static_cast<double>(rows_in)) +
               static_cast<float>(kMinCandidates + kPilotSlack),
           static_cast<float>(kMaxCandidates));
-      // The lanes that can select a pair of this tile: a pair of this tile: with the pilot's tile minima, those whose
-      // minimum is not over their threshold (T only tightened since; NaN counts as needed). A
+      // The lanes that can select a pair of this tile: with the pilot's tile minima, those
+      // whose minimum is not over their threshold (T only tightened since; NaN counts as needed). A
       // tile no lane needs is skipped (a block of training digits needs, per tile, only the
       // lanes whose own row lies in it). Bounding the few needed lanes of a lanes block in the
       // rows layout instead was measured and was no faster (10% slower at sigma 0.01).
@@ -375,16 +375,16 @@ class PrunedBlock {
     stats.decide_ns += elapsed_ns(t0);
   }
 
-  // Two levels: before the scan, the row of each tile with a lane's smallest first-level bound
-  // tightens the lane's threshold. The threshold the scan starts from then does not depend on
-  // where in the set a query's nearest rows lie (a training digit's own row is the smallest
-  // bound of its tile; without the pilot only the tiles after it saw a tight threshold, and a
-  // query whose row lies late in the set kept most of the earlier tiles and went to the full
-  // pass). It costs one more pass of the first level: (k/4 + 1) / d of the full scan's work
-  // (2% at d = 784, at most 7%). With one level (d < 128) a second pass over its k + 1 = d/4 + 1
-  // columns would cost a quarter of a full scan (measured on d = 64 Gaussian data, a separate
-  // pilot level of k/4 directions lost as much as it gained), so a lane's new smallest bound
-  // tightens its threshold during the scan instead.
+  // Two levels: before the scan, one pass of the first level over the whole range keeps each
+  // lane's smallest bound per tile (tile_min, for the scan's tile skip) and its smallest overall,
+  // whose row's exact r^2 sets the lane's threshold. The threshold the scan starts from then
+  // does not depend on where in the set a query's nearest rows lie (a training digit's own row
+  // has its smallest bound; without the pilot a query whose row lay late in the set kept most
+  // of the earlier tiles and went to the full pass). It costs one more pass of the first level:
+  // (k/4 + 1) / d of the full scan's work (2% at d = 784, at most 7%). With one level (d < 128)
+  // a second pass over its d/4 + 1 columns would cost a quarter of a full scan (a separate pilot
+  // level of k/4 directions, measured on d = 64 Gaussian data, lost as much as it gained), so a
+  // lane's new smallest bound tightens its threshold during the scan instead.
   void pilot(float* S, float* col, std::vector<float>& tmin) {
     const Level L0 = first_level(px, bl, lanes);
     std::vector<float> pmin(nq, kInf);
@@ -412,17 +412,14 @@ class PrunedBlock {
           const float lo = col_bounds(L0, kt, bl, ref.size(), jt, nt, q, cq);
           tile_min[t * QB + q] = lo;
           if (!(lo < pmin[q])) continue;
-          size_t jm = 0;
-          while (jm + 1 < nt && !(cq[jm] == lo)) ++jm;
           pmin[q] = lo;
-          prow[q] = static_cast<uint32_t>(jt + jm);
+          prow[q] = static_cast<uint32_t>(jt + first_at(cq, lo, nt));
         }
       }
     }
     for (size_t q = 0; q < nq; ++q)  // the row with the smallest bound in the whole range (any row is an upper bound)
       if (active[q]) tighten(q, prow[q]);
   }
-
 
   // One tile in the rows layout (fewer queries than a vector has lanes): each lane's first-level
   // bounds as one contiguous column (vectorised over rows), its selection under its threshold,
@@ -586,12 +583,16 @@ class PrunedBlock {
   // A lane keeping n of a tile's nt rows under its first-level bound goes to the full pass.
   bool too_broad(size_t q, float n, size_t nt) const { return n > kBroadShare * static_cast<float>(nt) && broad(q); }
   // The row of a tile holding a lane's smallest first-level bound lo (the first such row; v:
-  // the lane's bounds, stride apart) tightens its threshold.
+  // the lane's bounds over the tile) tightens its threshold, unless it cannot improve it.
   void tighten_at(size_t q, float lo, size_t jt, const float* v, size_t nt) {
     if (lo >= best[q]) return;  // the row's exact r^2 >= its bound: it cannot improve best
-    size_t jm = 0;
-    while (jm + 1 < nt && !(v[jm] == lo)) ++jm;
-    tighten(q, jt + jm);
+    tighten(q, jt + first_at(v, lo, nt));
+  }
+  // The first j < nt with v[j] == lo (nt - 1 when none: a NaN minimum).
+  static size_t first_at(const float* v, float lo, size_t nt) {
+    size_t j = 0;
+    while (j + 1 < nt && !(v[j] == lo)) ++j;
+    return j;
   }
   // The first row of a tile (S, nt x QB) holding each lane's smallest bound tmin[q], for the
   // lanes of mask, into row[q] (one vector pass of select_le under tmin, not one strided scan
