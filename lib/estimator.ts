@@ -344,6 +344,9 @@ export class ReferenceSet {
           allDelivered = resolve;
         });
       }
+      // An abort that lands before the promise settles rejects it, even when the native loop
+      // had already finished (for example one raised from onProgress on a busy main thread).
+      if (o.signal?.aborted) throw new ScorefieldAbortError('The sampler was aborted', { cause: o.signal.reason });
       return { x, nfe: st.nfe, seconds: st.seconds, estimatorSeconds: st.estimatorSeconds };
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_SCOREFIELD_ABORTED' && o.signal?.aborted) {

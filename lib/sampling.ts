@@ -93,7 +93,10 @@ export interface SampleOptions {
   churn?: ChurnOptions;
   /** Called on the main thread after each step (step count, total), without blocking the loop. */
   onProgress?: (step: number, total: number) => void;
-  /** Stops the native loop between evaluations; the promise rejects with an AbortError. */
+  /**
+   * Stops the native loop between evaluations; the promise rejects with an AbortError. An abort
+   * before the promise settles always rejects (also one from onProgress after the loop ended).
+   */
   signal?: AbortSignal;
 }
 

@@ -270,6 +270,35 @@ test('ReferenceSet.sample: abort between evaluations, bad options', async (t) =>
     { instanceOf: ScorefieldAbortError },
   );
   t.is(err?.code, 'ERR_SCOREFIELD_ABORTED');
+  // An abort from onProgress after the native loop has finished (2 evaluations, so the loop is
+  // done long before the queued progress call runs) still rejects: the promise had not settled.
+  const late = new AbortController();
+  await t.throwsAsync(
+    ref.sample({ sigmas: [1, 0.5, 0], solver: 'euler', batch: 4, seed: 1, signal: late.signal, onProgress: (i) => i === 2 && late.abort() }),
+    { instanceOf: ScorefieldAbortError },
+  );
+  // The native loop checks its abort flag before every evaluation (raw binding: x is written in
+  // place there). A flag raised before the call: rejected with x untouched. A flag raised right
+  // after the call started: x is left short of the finished run's result (59 evaluations).
+  const { native } = await import('../lib/native');
+  const n = native();
+  const sigmas = Float64Array.from(schedules.karrasSigmas(30));
+  const prior = randn(2 * 2000, { seed: 62, dim: 2 }).map((v) => v * 80);
+  const raw = (x: Float32Array, token: ReturnType<typeof n.newAbortToken>) =>
+    n.sample({ ref: ref.handle, x, batch: 2000, sigmas, heun: true, kernel: 0, sChurn: 0, sTmin: 0, sTmax: 1e300, sNoise: 1, seed: 0n, seeds: null, offset: 0, onProgress: null, abortToken: token });
+  const full = prior.slice();
+  await raw(full, n.newAbortToken());
+  const before = n.newAbortToken();
+  n.abortToken(before);
+  const untouched = prior.slice();
+  await t.throwsAsync(async () => raw(untouched, before), { code: 'ERR_SCOREFIELD_ABORTED' });
+  t.true(bitsEqual(untouched, prior), 'a step ran after the abort');
+  const after = n.newAbortToken();
+  const cut = prior.slice();
+  const started = raw(cut, after);
+  n.abortToken(after);
+  await t.throwsAsync(async () => started, { code: 'ERR_SCOREFIELD_ABORTED' });
+  t.false(bitsEqual(cut, full), 'the native loop ran to the end');
   const pre = new AbortController();
   pre.abort();
   await t.throwsAsync(ref.sample({ sigmas: [1, 0], signal: pre.signal }), { name: 'AbortError' });
