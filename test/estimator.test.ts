@@ -200,6 +200,36 @@ test.serial('every SIMD path gives float64-accurate results; thread counts 1, 2,
   setSimdLevel(capabilities().simdAvailable[0] as SimdLevel);
 });
 
+test.serial('many query blocks run in groups over the same tiles: float64-accurate, the same bits for 1, 2, 3 and 5 threads', (t) => {
+  // B = 300 is 10 blocks of 32 (AVX-512) or 19 of 16 (AVX2), the last one ragged: 1 thread runs
+  // them in groups of 4, 2 threads in groups of 2, 3 and 5 threads one block at a time
+  // (fused_pass.cpp, Plan::group). d = 200 takes the general path, d = 24 the small-d one.
+  for (const d of [200, 24]) {
+    const Y = rand(2500 * d, 91 + d, -1, 1);
+    const ref = new ReferenceSet(Y, d);
+    const B = 300;
+    const x = noisyQueries(Y, d, B, 1, 0.6, 92 + d);
+    for (const level of capabilities().simdAvailable as SimdLevel[]) {
+      setSimdLevel(level);
+      let base: Record<string, Float32Array> | undefined;
+      for (const n of [1, 2, 3, 5]) {
+        setThreads(n);
+        const r = ref.estimate(x, { sigma: 0.6, outputs: [...ALL] });
+        if (!base) base = r;
+        else for (const k of ALL) t.true(bitsEqual(r[k], base[k]), `${level} d=${d} ${k} threads=${n}`);
+      }
+      let worst = 0;
+      for (const i of [0, 31, 32, 150, 287, 288, 299]) {
+        const want = referenceEstimate(Y, d, x.subarray(i * d, (i + 1) * d), 1, 0.6);
+        worst = Math.max(worst, relErr(base!.mean, want.mean, i * d));
+      }
+      t.true(worst < 1e-5, `${level} d=${d}: ${worst}`);
+    }
+  }
+  setThreads(capabilities().hardwareThreads);
+  setSimdLevel(capabilities().simdAvailable[0] as SimdLevel);
+});
+
 test('async calls in parallel with sync calls give the same results; out buffers are used', async (t) => {
   const d = 32;
   const Y = rand(4000 * d, 81, -1, 1);

@@ -26,10 +26,14 @@ size_t tile_rows(size_t d) {
   return nt & ~size_t{3};
 }
 
+// Query blocks per work item when there are many (Plan::group).
+constexpr size_t kMaxGroup = 4;
+
 struct Plan {
   size_t qb = 0;       // queries per block
   size_t nqb = 0;      // query blocks
   size_t shards = 1;   // reference shards per query block
+  size_t group = 1;    // query blocks per work item (over the same tiles, tile by tile)
   size_t nt = 0;       // references per tile
   size_t tiles = 0;    // tiles in [begin, end)
   size_t begin = 0, end = 0;
@@ -60,6 +64,12 @@ Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
     const size_t by_work = std::max<size_t>(1, (end - begin) * ref.dim() / (size_t{1} << 16));
     p.shards = std::clamp<size_t>(std::min(want, by_work), 1, p.tiles);
   }
+  // Many query blocks: groups of 2 or 4 blocks share each tile pass, so the references stream
+  // from memory half or a quarter as often (each block computes exactly what it would alone:
+  // this one choice may depend on the thread count). As large as leaves every thread two work
+  // items or more, for balance.
+  if (p.shards == 1)
+    while (p.group < kMaxGroup && p.nqb >= 2 * p.group * 2 * ThreadPool::global().threads()) p.group *= 2;
   return p;
 }
 
@@ -100,9 +110,10 @@ struct Counters {
 
 // The thread's scratch, kept between items and calls: its larger vectors (d x qblock
 // accumulators) would otherwise be fresh mmap'd pages, page-faulted in on every item.
-Scratch& thread_scratch() {
-  static thread_local Scratch s;
-  return s;
+// Slot i < kMaxGroup: one per query block of a group (Plan::group).
+Scratch& thread_scratch(size_t slot) {
+  static thread_local Scratch s[kMaxGroup];
+  return s[slot];
 }
 
 // One query block (queries q0 .. q0 + nq) over the references of tiles [t0, t1).
@@ -110,13 +121,13 @@ template <class K>
 class FusedItem {
  public:
   FusedItem(const ReferenceSet& ref_, const EstimateRequest& req_, const Plan& plan_, size_t q0_, size_t nq_, size_t t0,
-            size_t t1)
+            size_t t1, size_t slot = 0)
       : ref(ref_), req(req_), plan(plan_), kt(*plan_.kt), pol(precision_policy()), d(ref_.dim()), QB(plan_.qb),
         W(kt.lanes), q0(q0_), nq(nq_),
         // queries in vector lanes, unless there are so few that row-vectorised dot products
         // do better (measured on MNIST, AVX-512: rows win up to 8 queries, lanes from 10 of
         // the 32) - except for small d, where the fused in-register tile wins anyway
-        lanes(nq_ * 8 >= W * 5 || d <= kt.small_d), c(ref_.centre()), s(thread_scratch()), ny(ref_.norms()),
+        lanes(nq_ * 8 >= W * 5 || d <= kt.small_d), c(ref_.centre()), s(thread_scratch(slot)), ny(ref_.norms()),
         yy(ref_.sqnorms()), am(ref_.maxabs()), j0(plan_.begin + t0 * plan_.nt),
         j1(std::min(plan_.end, plan_.begin + t1 * plan_.nt)),
         flags((req_.sum_squares ? 1u : 0u) | (req_.sum_yy ? 2u : 0u)),
@@ -125,11 +136,29 @@ class FusedItem {
 
   void run(PartialState& st, Counters& counters) {
     prepare_lanes();
-    for (size_t jt = j0; jt < j1; jt += plan.nt) {
+    for (size_t jt = j0; jt < j1; jt += plan.nt) tile(jt);
+    finish(st, counters);
+  }
+
+  // Several query blocks over the same tiles, tile by tile: each tile is read from memory once
+  // for all of them and stays in cache between the blocks (each block's arithmetic is the same
+  // as alone, so results do not change).
+  static void run_group(std::vector<FusedItem>& items, PartialState& st, Counters& counters) {
+    for (FusedItem& it : items) it.prepare_lanes();
+    const size_t nt = items[0].plan.nt;
+    for (size_t jt = items[0].j0; jt < items[0].j1; jt += nt)
+      for (FusedItem& it : items) it.tile(jt);
+    for (FusedItem& it : items) it.finish(st, counters);
+  }
+
+ private:
+  // Steps 2-7 for the tile starting at row jt.
+  void tile(size_t jt) {
+    {
       const size_t nt = std::min(plan.nt, j1 - jt);
       const float* Y = ref.rows() + jt * d;
       if constexpr (K::kFusable) {
-        if (small && small_tile(jt, nt, Y)) continue;
+        if (small && small_tile(jt, nt, Y)) return;
       }
       dot_products(nt, Y);
       const auto decide_start = std::chrono::steady_clock::now();
@@ -149,6 +178,9 @@ class FusedItem {
       weighted_sum(nt, Y);
       recentre();
     }
+  }
+
+  void finish(PartialState& st, Counters& counters) {
     write_state(st);
     counters.refined.fetch_add(my_refined, std::memory_order_relaxed);
     counters.decide_ns.fetch_add(my_decide_ns, std::memory_order_relaxed);
@@ -156,7 +188,6 @@ class FusedItem {
     if (s.acc.capacity() * sizeof(double) + s.X.capacity() * sizeof(float) > (size_t{16} << 20)) s = Scratch();
   }
 
- private:
   // Step 1. The scratch, the queries' lanes (x - alpha centre, transposed into vector lanes),
   // their offsets, and the largest row norms of the range (is any pair uncertain at all?).
   void prepare_lanes() {
@@ -631,6 +662,23 @@ class FusedItem {
 
 void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, std::vector<PartialState>& states,
               bool inline_ok, Counters& counters) {
+  if (plan.group > 1) {  // shards == 1
+    const size_t groups = (plan.nqb + plan.group - 1) / plan.group;
+    auto group = [&](size_t g) {
+      visit_kernel(req.kernel.kind, [&](auto unit) {
+        using Item = FusedItem<decltype(unit)>;
+        std::vector<Item> items;
+        items.reserve(plan.group);
+        for (size_t qbi = g * plan.group, i = 0; qbi < std::min(plan.nqb, (g + 1) * plan.group); ++qbi, ++i) {
+          const size_t q0 = qbi * plan.qb;
+          items.emplace_back(ref, req, plan, q0, std::min(plan.qb, req.B - q0), 0, plan.tiles, i);
+        }
+        Item::run_group(items, states[0], counters);
+      });
+    };
+    ThreadPool::global().parallel_for(groups, group, inline_ok);
+    return;
+  }
   auto item = [&](size_t it) {
     const size_t qbi = it / plan.shards, sh = it % plan.shards;
     const size_t q0 = qbi * plan.qb, nq = std::min(plan.qb, req.B - q0);
@@ -670,7 +718,7 @@ size_t fused_scratch_bytes(const ReferenceSet& ref, size_t B, bool weighted_sum)
   const size_t per_item = scratch_bytes(plan.qb, plan.nt, d, weighted_sum);
   const size_t states = plan.shards * (B * (4 + (weighted_sum ? d : 0)) + d) * sizeof(double);
   const size_t concurrent = std::min<size_t>(plan.nqb * plan.shards, ThreadPool::global().threads());
-  return states + concurrent * per_item;
+  return states + concurrent * plan.group * per_item;
 }
 
 }  // namespace sf

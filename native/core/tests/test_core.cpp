@@ -459,6 +459,29 @@ void test_estimator_against_float64() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
+// Many query blocks run in groups over the same tiles (fused_pass.cpp, Plan::group: groups of
+// 4 with 1 thread, 2 with 2, none with 3 or 5): the same bits whatever the grouping.
+void test_estimator_groups() {
+  g_context = "estimator groups of query blocks";
+  const size_t N = 3000, d = 150, B = 300;
+  std::vector<float> Y = random_vec(N * d, 311, -1, 1);
+  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
+  std::vector<float> X = random_vec(B * d, 312, -1, 1);
+  sf::EstimateRequest req;
+  req.x = X.data();
+  req.B = B;
+  req.sigma = sf::Coef{nullptr, 0.5};
+  std::vector<float> base(B * d), got(B * d);
+  sf::EstimateOutputs out;
+  for (unsigned threads : {1u, 2u, 3u, 5u}) {
+    sf::ThreadPool::global().set_threads(threads);
+    out.mean = threads == 1 ? base.data() : got.data();
+    sf::estimate(*ref, req, out, false);
+    if (threads > 1) CHECK(same_bits(base, got));
+  }
+  sf::ThreadPool::global().set_threads(sf::ThreadPool::hardware_threads());
+}
+
 void test_estimator_partials_and_threads() {
   g_context = "estimator partials/threads";
   const size_t N = 4000, d = 9, B = 20;
@@ -835,6 +858,7 @@ int main() {
   test_overflow_checked();
   test_estimator_against_float64();
   test_estimator_partials_and_threads();
+  test_estimator_groups();
   test_reference_set_exact_centring();
   test_steps();
   test_native_sampler();
