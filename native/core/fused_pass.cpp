@@ -224,6 +224,17 @@ class FusedItem {
       max_abs = std::max<double>(max_abs, am[j]);
     }
     lane_refined.assign(QB, 0);
+    // Where the float GEMM's sum of a tile's heavy recomputed pairs could cost the score
+    // digits: its error in the mean, at most nt u max ||y - c||, against tol / 8 of the
+    // score's scale times sigma^2, |alpha| sigma sqrt(d) (the distance of a query noised at
+    // sigma from alpha m). Gaussian kernel only; the others always sum them in double.
+    heavy_double.assign(QB, 1);
+    if constexpr (K::kKind == 0) {
+      const double err = static_cast<double>(plan.nt) * kU * max_norm;
+      for (size_t q = 0; q < nq; ++q)
+        heavy_double[q] = err > 0.125 * pol.tolerance * std::fabs(lane[q].alpha) * lane[q].sigma *
+                                    std::sqrt(static_cast<double>(d));
+    }
   }
 
   // Step 2 (small d). The whole tile in registers when no pair is uncertain; returns false
@@ -585,13 +596,14 @@ class FusedItem {
   // Step 8. The weighted sum of the references (second GEMM), heavy recomputed pairs in double.
   void weighted_sum(size_t nt, const float* Y) {
     if (req.weighted_sum) {
-      // Heavy recomputed pairs (weight >= 2^-10 of the running maximum) go to a contiguous
-      // double accumulator per query; light ones stay in the GEMM, where their float
-      // rounding is proportionally negligible.
+      // Heavy recomputed pairs (weight >= 2^-10 of the running maximum) of the lanes where
+      // float sums could cost digits (heavy_double: small sigma) go to a contiguous double
+      // accumulator per query; light ones stay in the GEMM, where their float rounding is
+      // proportionally negligible.
       for (size_t i = 0; i < refined_q.size(); ++i) {
         const size_t j = refined_j[i], q = refined_q[i];
         float& P = s.P[j * QB + q];
-        if (P < 0x1p-10f) continue;
+        if (P < 0x1p-10f || !heavy_double[q]) continue;
         const double p = P;
         P = 0.0f;
         if (s.exact.empty()) s.exact.assign(nq * d, 0.0);
@@ -656,6 +668,7 @@ class FusedItem {
   std::vector<uint32_t> refined_j, refined_q;
   std::vector<double> refined_l;
   std::vector<char> lane_refined;
+  std::vector<char> heavy_double;  // per lane: heavy recomputed pairs summed in double
   bool fuse = false, any_uncertain = false;
   uint64_t my_refined = 0, my_decide_ns = 0;
 };
