@@ -2,7 +2,7 @@
 //
 // Subnormal numbers are slow on most CPUs (Intel cores take a microcode assist of about 100
 // cycles for every instruction that reads or produces one), and scorefield's arithmetic never
-// needs them: softmax weights below e^-40 of the running reference are flushed to exactly 0 by
+// needs them: softmax weights below e^-f (f <= 40) of the running reference are flushed to exactly 0 by
 // the kernels themselves (docs/numerics.md, "No subnormals"). As a second line of defence for
 // data that holds subnormal values itself, every chunk of pool work runs with flush-to-zero
 // and denormals-are-zero set (x86 MXCSR FTZ|DAZ, AArch64 FPCR.FZ), and the caller's setting is

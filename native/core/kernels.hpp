@@ -66,15 +66,16 @@ struct KernelTable {
   // sums[2qb..3qb) = sum_j P * yy[j]. With cA non-null, L holds dot products and the
   // Gaussian log-weights cA S + cB yy + cC are formed in the same pass. flags: bit 0 computes
   // the sum of P^2, bit 1 the sum of P * yy (left 0 otherwise).
+  // A weight below e^-floor of the running reference (floor <= 40) is exactly 0.
   void (*softmax_lanes)(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
-                        const float* cA, const float* cB, const float* cC, unsigned flags);
+                        const float* cA, const float* cB, const float* cC, unsigned flags, float floor);
   // For d <= small_d: one tile of dot products, Gaussian log-weights (cA S + cB yy + cC),
   // online softmax (as softmax_lanes, same M / scale / sums / flags) and weighted sums, all in
   // registers; XT is d x qblock, Y the tile's rows (stride d); the tile's weighted sums go to
   // tacc[k * qblock + q] (float).
   void (*fused_small)(const float* XT, const float* Y, const float* yy, size_t nt, size_t d, const float* cA,
                       const float* cB, const float* cC, float* M, float* scale, float* sums, float* tacc,
-                      unsigned flags);
+                      unsigned flags, float floor);
   size_t small_d;
   // Nonlinear kernels' tile form in float: from dot products S[j * qblock + q], writes the
   // log-weights minus the lane's base into S, a bound of their error into E, and per lane

@@ -209,7 +209,7 @@ void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, si
   }
 }
 
-// The second GEMM skips the rows whose weights are all exactly zero (flushed below e^-40 of
+// The second GEMM skips the rows whose weights are all exactly zero (flushed below e^-floor of
 // the reference, see flushed_exp): at moderate sigma most rows of a tile carry no weight for
 // any query of the block.
 constexpr size_t kMaxTileRows = 1024;
@@ -380,12 +380,13 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
 // ---- The lazily moved online-softmax reference, shared by softmax_lanes and fused_small.
 constexpr float kSlack = 16.0f;
 
-// No subnormals (docs/numerics.md): a weight exp(l - M) below e^-kWeightFloor of the running
-// reference M is exactly 0, so every weight, its square and its products with the data stay
-// normal floats. M never exceeds the running maximum, so a flushed weight is below e^-40 of
-// the top weight, and all flushed weights together move a normalised output by less than
-// N e^-40 = 4.2e-18 N of the data's spread. Rescale factors exp(M_old - M_new) are flushed
-// below e^-kScaleFloor (what they multiply is at most N e^16 of the old reference).
+// No subnormals (docs/numerics.md): a weight exp(l - M) below e^-floor of the running
+// reference M (floor <= kWeightFloor, chosen per call by the caller) is exactly 0, so every
+// weight, its square and its products with the data stay normal floats. M never exceeds the
+// running maximum, so a flushed weight is below e^-floor of the top weight, and all flushed
+// weights together move a normalised output by less than N e^-floor of the data's spread.
+// Rescale factors exp(M_old - M_new) are flushed below e^-kScaleFloor (what they multiply is
+// at most N e^16 of the old reference).
 constexpr float kWeightFloor = 40.0f;
 constexpr float kScaleFloor = 80.0f;
 
@@ -438,7 +439,7 @@ inline void store_softmax_state(size_t o, typename V::reg old, typename V::reg r
 // the Gaussian log-weights cA S + cB yy + cC are formed on the fly (L is not modified).
 template <bool kSq, bool kYy>
 void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
-                     const float* cA, const float* cB, const float* cC) {
+                     const float* cA, const float* cB, const float* cC, float floor) {
   const bool fused = cA != nullptr;
   for (size_t h = 0; h < 2; ++h) {
     const size_t o = h * W;
@@ -468,7 +469,7 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = flushed_exp(V::sub(l, ref), kWeightFloor);
+        const typename V::reg p = flushed_exp(V::sub(l, ref), floor);
         V::store(P + j * QB + o, p);
         s0 = V::add(s0, p);
         if (kSq) s1 = V::fma(p, p, s1);
@@ -482,12 +483,13 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
 
 // flags: bit 0 also sums P^2, bit 1 also sums P * yy (otherwise those sums are 0).
 void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
-                     const float* cA, const float* cB, const float* cC, unsigned flags) {
+                     const float* cA, const float* cB, const float* cC, unsigned flags, float floor) {
+  floor = floor < kWeightFloor ? floor : kWeightFloor;
   switch (flags & 3u) {
-    case 0: softmax_lanes_t<false, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
-    case 1: softmax_lanes_t<true, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
-    case 2: softmax_lanes_t<false, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
-    default: softmax_lanes_t<true, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC); break;
+    case 0: softmax_lanes_t<false, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
+    case 1: softmax_lanes_t<true, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
+    case 2: softmax_lanes_t<false, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
+    default: softmax_lanes_t<true, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
   }
 }
 
@@ -499,7 +501,7 @@ constexpr size_t kSmallD = 4;
 
 template <size_t D, bool sq, bool wyy>
 void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, const float* cA, const float* cB,
-                   const float* cC, float* M, float* scale, float* sums, float* tacc) {
+                   const float* cC, float* M, float* scale, float* sums, float* tacc, float floor) {
   for (size_t h = 0; h < 2; ++h) {
     const size_t o = h * W;
     typename V::reg x[D];
@@ -528,7 +530,7 @@ void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, 
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = flushed_exp(V::sub(l, ref), kWeightFloor);
+        const typename V::reg p = flushed_exp(V::sub(l, ref), floor);
         s0 = V::add(s0, p);
         if (sq) s1 = V::fma(p, p, s1);
         if (wyy) s2 = V::fma(p, V::set1(yy[j]), s2);
@@ -544,23 +546,24 @@ void fused_small_t(const float* XT, const float* Y, const float* yy, size_t nt, 
 
 template <size_t D>
 void fused_small_d(const float* XT, const float* Y, const float* yy, size_t nt, const float* cA, const float* cB,
-                   const float* cC, float* M, float* scale, float* sums, float* tacc, unsigned flags) {
+                   const float* cC, float* M, float* scale, float* sums, float* tacc, unsigned flags, float floor) {
   switch (flags & 3u) {
-    case 0: fused_small_t<D, false, false>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
-    case 1: fused_small_t<D, true, false>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
-    case 2: fused_small_t<D, false, true>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
-    default: fused_small_t<D, true, true>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc); break;
+    case 0: fused_small_t<D, false, false>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, floor); break;
+    case 1: fused_small_t<D, true, false>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, floor); break;
+    case 2: fused_small_t<D, false, true>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, floor); break;
+    default: fused_small_t<D, true, true>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, floor); break;
   }
 }
 
 void k_fused_small(const float* XT, const float* Y, const float* yy, size_t nt, size_t d, const float* cA,
                    const float* cB, const float* cC, float* M, float* scale, float* sums, float* tacc,
-                   unsigned flags) {
+                   unsigned flags, float floor) {
+  floor = floor < kWeightFloor ? floor : kWeightFloor;
   switch (d) {
-    case 1: fused_small_d<1>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
-    case 2: fused_small_d<2>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
-    case 3: fused_small_d<3>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
-    default: fused_small_d<4>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags); break;
+    case 1: fused_small_d<1>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags, floor); break;
+    case 2: fused_small_d<2>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags, floor); break;
+    case 3: fused_small_d<3>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags, floor); break;
+    default: fused_small_d<4>(XT, Y, yy, nt, cA, cB, cC, M, scale, sums, tacc, flags, floor); break;
   }
 }
 

@@ -718,7 +718,7 @@ class PrunedBlock {
     double* acc = req.weighted_sum ? accbuf.data() : nullptr;
     bool first = true;  // the first row kept sets acc (no zero fill of d doubles per query)
     for (size_t i = 0; i < cj.size(); ++i) {
-      // weights below e^-40 of the top are dropped, as in the fused pass (together at most
+      // weights below e^-40 of the top are dropped (the fused pass: below e^-f, f <= 40; together at most
       // N e^-40 of the sum; w^2 and w y stay normal)
       if (!(cl[i] - mx > -40.0)) continue;
       const double w = std::exp(cl[i] - mx);
