@@ -159,34 +159,33 @@ class FusedItem {
   }
 
  private:
-  // Steps 2-7 for the tile starting at row jt.
+  // Steps 2-8 for the tile starting at row jt.
   void tile(size_t jt) {
-    {
-      const size_t nt = std::min(plan.nt, j1 - jt);
-      const float* Y = ref.rows() + jt * d;
-      if constexpr (K::kFusable) {
-        if (small && small_tile(jt, nt, Y)) return;
-      }
-      dot_products(nt, Y);
-      const auto decide_start = std::chrono::steady_clock::now();
-      fuse = false;
-      any_uncertain = false;
-      if constexpr (K::kLinear) {
-        linear_tile_form(jt, nt);
-        refine_linear(jt, nt, Y);
-      } else {
-        nonlinear_tile_form(jt, nt);
-        refine_nonlinear(nt, Y);
-      }
-      my_decide_ns += static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - decide_start).count());
-      softmax(jt, nt);
-      tile_sums(jt, nt);
-      weighted_sum(nt, Y);
-      recentre();
+    const size_t nt = std::min(plan.nt, j1 - jt);
+    const float* Y = ref.rows() + jt * d;
+    if constexpr (K::kFusable) {
+      if (small && small_tile(jt, nt, Y)) return;
     }
+    dot_products(nt, Y);
+    const auto decide_start = std::chrono::steady_clock::now();
+    fuse = false;
+    any_uncertain = false;
+    if constexpr (K::kLinear) {
+      linear_tile_form(jt, nt);
+      refine_linear(jt, nt, Y);
+    } else {
+      nonlinear_tile_form(jt, nt);
+      refine_nonlinear(nt, Y);
+    }
+    my_decide_ns += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - decide_start).count());
+    softmax(jt, nt);
+    tile_sums(jt, nt);
+    weighted_sum(nt, Y);
+    recentre();
   }
 
+  // After the last tile: the block's partial state (step 9) and the call's counters.
   void finish(PartialState& st, Counters& counters) {
     write_state(st);
     counters.refined.fetch_add(my_refined, std::memory_order_relaxed);
