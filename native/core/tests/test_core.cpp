@@ -459,48 +459,58 @@ void test_estimator_against_float64() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
+// A random set and batch of queries with their request (req.x points into X).
+struct EstimateCase {
+  std::vector<float> Y, X;
+  decltype(sf::ReferenceSet::build(nullptr, 0, 0, true)) ref;
+  sf::EstimateRequest req;
+};
+
+EstimateCase estimate_case(size_t N, size_t d, size_t B, uint32_t seed, float lo, float hi, double sigma) {
+  EstimateCase c;
+  c.Y = random_vec(N * d, seed, lo, hi);
+  c.ref = sf::ReferenceSet::build(c.Y.data(), N, d, true);
+  c.X = random_vec(B * d, seed + 1, lo, hi);
+  c.req.x = c.X.data();
+  c.req.B = B;
+  c.req.sigma = sf::Coef{nullptr, sigma};
+  return c;
+}
+
+// The means are bit-identical for every thread count (the first gives the reference bits,
+// which are returned).
+std::vector<float> check_same_bits_over_threads(const EstimateCase& c, std::initializer_list<unsigned> counts) {
+  std::vector<float> base(c.req.B * c.ref->dim()), got(base.size());
+  sf::EstimateOutputs out;
+  bool first = true;
+  for (unsigned threads : counts) {
+    sf::ThreadPool::global().set_threads(threads);
+    out.mean = first ? base.data() : got.data();
+    sf::estimate(*c.ref, c.req, out, threads % 2 == 0);
+    if (!first) CHECK(same_bits(base, got));
+    first = false;
+  }
+  sf::ThreadPool::global().set_threads(sf::ThreadPool::hardware_threads());
+  return base;
+}
+
 // Many query blocks run in groups over the same tiles (fused_pass.cpp, Plan::group: groups of
 // 4 with 1 thread, 2 with 2, none with 3 or 5): the same bits whatever the grouping.
 void test_estimator_groups() {
   g_context = "estimator groups of query blocks";
-  const size_t N = 3000, d = 150, B = 300;
-  std::vector<float> Y = random_vec(N * d, 311, -1, 1);
-  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
-  std::vector<float> X = random_vec(B * d, 312, -1, 1);
-  sf::EstimateRequest req;
-  req.x = X.data();
-  req.B = B;
-  req.sigma = sf::Coef{nullptr, 0.5};
-  std::vector<float> base(B * d), got(B * d);
-  sf::EstimateOutputs out;
-  for (unsigned threads : {1u, 2u, 3u, 5u}) {
-    sf::ThreadPool::global().set_threads(threads);
-    out.mean = threads == 1 ? base.data() : got.data();
-    sf::estimate(*ref, req, out, false);
-    if (threads > 1) CHECK(same_bits(base, got));
-  }
-  sf::ThreadPool::global().set_threads(sf::ThreadPool::hardware_threads());
+  check_same_bits_over_threads(estimate_case(3000, 150, 300, 311, -1, 1, 0.5), {1u, 2u, 3u, 5u});
 }
 
 void test_estimator_partials_and_threads() {
   g_context = "estimator partials/threads";
   const size_t N = 4000, d = 9, B = 20;
-  std::vector<float> Y = random_vec(N * d, 303, -2, 2);
-  auto ref = sf::ReferenceSet::build(Y.data(), N, d, true);
-  std::vector<float> X = random_vec(B * d, 304, -2, 2);
-  sf::EstimateRequest req;
-  req.x = X.data();
-  req.B = B;
-  req.sigma = sf::Coef{nullptr, 0.2};
-  std::vector<float> base(B * d), got(B * d);
+  EstimateCase ec = estimate_case(N, d, B, 303, -2, 2, 0.2);
+  const auto& ref = ec.ref;
+  const sf::EstimateRequest& req = ec.req;
+  std::vector<float>& X = ec.X;
+  const std::vector<float> base = check_same_bits_over_threads(ec, {1u, 2u, 3u});
+  std::vector<float> got(B * d);
   sf::EstimateOutputs out;
-  for (unsigned threads : {1u, 2u, 3u}) {
-    sf::ThreadPool::global().set_threads(threads);
-    out.mean = threads == 1 ? base.data() : got.data();
-    sf::estimate(*ref, req, out, threads % 2 == 0);
-    if (threads > 1) CHECK(same_bits(base, got));
-  }
-  sf::ThreadPool::global().set_threads(sf::ThreadPool::hardware_threads());
   // Shards merged in any order give the same result up to rounding.
   sf::EstimateRequest a = req, b = req;
   a.begin = 0;
