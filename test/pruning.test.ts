@@ -267,3 +267,32 @@ test.serial('a small batch over a large set (9,000 rows, 300 clusters of 30): pr
     checkAgainstFloat64(t, set, Y, 32, x, sigma, 'gaussian', 'sharded');
   }
 });
+
+test('a block with at most a quarter of its queries left in the scan sends them to the full pass too (give-up rule)', (t) => {
+  // 32 queries with per-sample sigma: training digits at sigma 0.01 (sparse) and the rest at
+  // sigma 80 (broad, handed to the full pass before any bound). Indices 0, 1, 16, 17 put 4 of 32
+  // (AVX-512 block) or 2 of 16 (AVX2 blocks) in the scan: they follow the others. Indices
+  // 0-7 and 16-23 put half of every block there: they finish in the pruned pass.
+  const B = 32;
+  for (const [sparse, finished] of [[[0, 1, 16, 17], 0], [[0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23], 16]] as const) {
+    const sigma = new Float32Array(B).fill(80);
+    const base = new Float32Array(B * d);
+    for (let i = 0; i < B; i++) {
+      const row = (i * 71 + 13) % N;
+      base.set(train.subarray(row * d, (row + 1) * d), i * d);
+    }
+    const x = new Float32Array(B * d);
+    for (let i = 0; i < B; i++) {
+      if ((sparse as readonly number[]).includes(i)) sigma[i] = 0.01;
+      x.set(noisy(base.subarray(i * d, (i + 1) * d), sigma[i], 300 + i), i * d);
+    }
+    const st = ref.estimateWithStats(x, { sigma, outputs: ['mean'] });
+    t.is(st.sparseQueries, finished, `${sparse.length} sparse queries`);
+    let worst = 0;
+    for (const i of sparse) {
+      const want = reference(train, d, x.subarray(i * d, (i + 1) * d), sigma[i], 'gaussian');
+      worst = Math.max(worst, relErr(st.result.mean, want.mean, i * d));
+    }
+    t.true(worst < 1e-4, `${sparse.length} sparse queries: ${worst}`);
+  }
+});
