@@ -121,7 +121,7 @@ template <class K>
 class FusedItem {
  public:
   FusedItem(const ReferenceSet& ref_, const EstimateRequest& req_, const Plan& plan_, size_t q0_, size_t nq_, size_t t0,
-            size_t t1, size_t slot = 0)
+            size_t t1, size_t slot)
       : ref(ref_), req(req_), plan(plan_), kt(*plan_.kt), pol(precision_policy()), d(ref_.dim()), QB(plan_.qb),
         W(kt.lanes), q0(q0_), nq(nq_),
         // queries in vector lanes, unless there are so few that row-vectorised dot products
@@ -141,15 +141,9 @@ class FusedItem {
         // small d with queries in lanes: tiles without uncertain pairs run fully in registers
         small(lanes && d <= kt.small_d && K::kFusable) {}
 
-  void run(PartialState& st, Counters& counters) {
-    prepare_lanes();
-    for (size_t jt = j0; jt < j1; jt += plan.nt) tile(jt);
-    finish(st, counters);
-  }
-
-  // Several query blocks over the same tiles, tile by tile: each tile is read from memory once
-  // for all of them and stays in cache between the blocks (each block's arithmetic is the same
-  // as alone, so results do not change).
+  // One or several query blocks over the same tiles, tile by tile: each tile is read from
+  // memory once for all of them and stays in cache between the blocks (each block's arithmetic
+  // is the same as alone, so results do not change).
   static void run_group(std::vector<FusedItem>& items, PartialState& st, Counters& counters) {
     for (FusedItem& it : items) it.prepare_lanes();
     const size_t nt = items[0].plan.nt;
@@ -682,32 +676,24 @@ class FusedItem {
 
 void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, std::vector<PartialState>& states,
               bool inline_ok, Counters& counters) {
-  if (plan.group > 1) {  // shards == 1
-    const size_t groups = (plan.nqb + plan.group - 1) / plan.group;
-    auto group = [&](size_t g) {
-      visit_kernel(req.kernel.kind, [&](auto unit) {
-        using Item = FusedItem<decltype(unit)>;
-        std::vector<Item> items;
-        items.reserve(plan.group);
-        for (size_t qbi = g * plan.group, i = 0; qbi < std::min(plan.nqb, (g + 1) * plan.group); ++qbi, ++i) {
-          const size_t q0 = qbi * plan.qb;
-          items.emplace_back(ref, req, plan, q0, std::min(plan.qb, req.B - q0), 0, plan.tiles, i);
-        }
-        Item::run_group(items, states[0], counters);
-      });
-    };
-    ThreadPool::global().parallel_for(groups, group, inline_ok);
-    return;
-  }
+  // A work item: a group of query blocks (Plan::group, 1 unless there are many) over one
+  // reference shard's tiles (Plan::shards, 1 unless there are few blocks).
+  const size_t groups = (plan.nqb + plan.group - 1) / plan.group;
   auto item = [&](size_t it) {
-    const size_t qbi = it / plan.shards, sh = it % plan.shards;
-    const size_t q0 = qbi * plan.qb, nq = std::min(plan.qb, req.B - q0);
+    const size_t g = it / plan.shards, sh = it % plan.shards;
     const size_t t0 = plan.tiles * sh / plan.shards, t1 = plan.tiles * (sh + 1) / plan.shards;
     visit_kernel(req.kernel.kind, [&](auto unit) {
-      FusedItem<decltype(unit)>(ref, req, plan, q0, nq, t0, t1).run(states[sh], counters);
+      using Item = FusedItem<decltype(unit)>;
+      std::vector<Item> items;
+      items.reserve(plan.group);
+      for (size_t qbi = g * plan.group, slot = 0; qbi < std::min(plan.nqb, (g + 1) * plan.group); ++qbi, ++slot) {
+        const size_t q0 = qbi * plan.qb;
+        items.emplace_back(ref, req, plan, q0, std::min(plan.qb, req.B - q0), t0, t1, slot);
+      }
+      Item::run_group(items, states[sh], counters);
     });
   };
-  ThreadPool::global().parallel_for(plan.nqb * plan.shards, item, inline_ok);
+  ThreadPool::global().parallel_for(groups * plan.shards, item, inline_ok);
 }
 
 }  // namespace
