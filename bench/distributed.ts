@@ -9,6 +9,14 @@
 // 35 evaluations, batch 64) sharded vs in-process. Prints JSON lines. The workers and this
 // coordinator share the machine's cores, so the sharded figures include the contention of
 // three processes on them.
+//
+// First it times the transport's parts alone, on the same Redis: a raw loopback TCP transfer
+// of 1.6 MB (a socket of this process to itself, no Redis), ioredis SET / GET (getBuffer) of
+// the payload sizes one evaluation moves (0.8 MB of queries, 1.6 MB of float64 state), and the
+// round trip of a no-op BullMQ job (add, process, completion event through QueueEvents), and
+// the cost of first-touch memory: copying 1.6 MB into memory fresh from the kernel (a new
+// 64 MB Buffer each time, as a reply parser's growing pool is) against copying it into memory
+// already touched.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -17,7 +25,103 @@ import { datasets, npy, ReferenceSet, schedules, setThreads, capabilities } from
 import { ShardedReferenceSet } from '../lib/distributed/index';
 import { noised } from '../test/helpers/estimator-ref';
 import { startRedis, startWorker } from '../test/helpers/redis';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { Queue, QueueEvents, Worker } from 'bullmq';
 import { emit, median } from './util';
+
+/** Median ms to send `bytes` over a loopback TCP socket and get a 1-byte acknowledgement. */
+async function socketMs(bytes: number, reps: number): Promise<number> {
+  const srv = createServer((s) => {
+    let got = 0;
+    s.on('data', (b: Buffer) => {
+      got += b.length;
+      if (got >= bytes) {
+        got -= bytes;
+        s.write('k');
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const c = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+  await new Promise<void>((r) => c.once('connect', () => r()));
+  const buf = Buffer.alloc(bytes, 7);
+  const ts: number[] = [];
+  for (let i = 0; i < reps + 3; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((r) => {
+      c.once('data', () => r());
+      c.write(buf);
+    });
+    if (i >= 3) ts.push(performance.now() - t0);
+  }
+  c.destroy();
+  await new Promise<void>((r) => srv.close(() => r()));
+  return median(ts);
+}
+
+/** Median ms to copy `bytes` into fresh memory (a new 64 MB Buffer) and into memory touched before. */
+function freshCopy(bytes: number, reps: number): { freshCopyMs: number; warmCopyMs: number } {
+  const src = Buffer.alloc(bytes, 1);
+  const warm = Buffer.alloc(bytes);
+  const fresh: number[] = [];
+  const touched: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const pool = Buffer.allocUnsafe(64 << 20);
+    let t0 = performance.now();
+    src.copy(pool, 0);
+    fresh.push(performance.now() - t0);
+    t0 = performance.now();
+    src.copy(warm, 0);
+    touched.push(performance.now() - t0);
+  }
+  return { freshCopyMs: median(fresh), warmCopyMs: median(touched) };
+}
+
+/** The transport's parts alone: raw socket, ioredis SET / GET of one evaluation's payloads, a no-op BullMQ job. */
+async function transport(url: string, reps: number) {
+  const r = new Redis(url);
+  for (const bytes of [800_000, 1_600_000]) {
+    const buf = Buffer.alloc(bytes, 3);
+    const set: number[] = [];
+    const get: number[] = [];
+    for (let i = 0; i < reps + 3; i++) {
+      let t0 = performance.now();
+      await r.set('sf-bench-transport', buf);
+      const a = performance.now() - t0;
+      t0 = performance.now();
+      const b = await r.getBuffer('sf-bench-transport');
+      const g = performance.now() - t0;
+      if (!b || b.length !== bytes) throw new Error('the transport benchmark read back the wrong payload');
+      if (i >= 3) {
+        set.push(a);
+        get.push(g);
+      }
+    }
+    emit({ bench: 'distributed-transport', bytes, socketMs: await socketMs(bytes, reps), redisSetMs: median(set), redisGetMs: median(get) });
+  }
+  await r.del('sf-bench-transport');
+  const connection = new Redis(url, { maxRetriesPerRequest: null });
+  const queue = new Queue('sf-bench-noop', { connection });
+  const events = new QueueEvents('sf-bench-noop', { connection: new Redis(url, { maxRetriesPerRequest: null }) });
+  const worker = new Worker('sf-bench-noop', async () => 1, { connection: new Redis(url, { maxRetriesPerRequest: null }) });
+  await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
+  const ts: number[] = [];
+  for (let i = 0; i < reps + 3; i++) {
+    const t0 = performance.now();
+    const job = await queue.add('noop', {}, { removeOnComplete: true });
+    await job.waitUntilFinished(events);
+    if (i >= 3) ts.push(performance.now() - t0);
+  }
+  emit({ bench: 'distributed-bullmq-noop', jobMs: median(ts) });
+  emit({ bench: 'distributed-fresh-memory', bytes: 1_600_000, ...freshCopy(1_600_000, reps) });
+  await worker.close();
+  await events.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  r.disconnect();
+  connection.disconnect();
+}
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -33,6 +137,7 @@ async function main() {
   const file = path.join(dir, 'mnist.npy');
   npy.write(file, m.data, N, d);
   const redis = await startRedis();
+  await transport(redis.url, Math.max(15, reps));
   const half = Math.floor(N / 2);
   const workers = [startWorker(redis.url, 'bench', file, [0, half], ['--threads', '1']), startWorker(redis.url, 'bench', file, [half, N], ['--threads', '1'])];
   try {

@@ -89,6 +89,20 @@ test.serial('sharded = single-machine: every output, Gaussian (alpha, per-sample
         t.true(bitsEqual(got[k], again[k]), `${label} ${k}: a repeated run differs`);
       }
     }
+    // concurrent calls on one set (their payloads' memory is leased per call and reused
+    // afterwards): each gets its own result, the same bits as when it runs alone
+    const batches = [4096, 24, 3000, 7];
+    const xs = batches.map((b, i) => randn(b * d, { seed: 40 + i }).map((v, j) => Y[j % (N * d)] + 0.5 * v));
+    const o = { sigma: 0.6, outputs: ['mean', 'traceCov'] as EstimateOutput[] };
+    const alone: Array<Record<string, Float32Array>> = [];
+    for (const xi of xs) alone.push((await set.estimateAsync(xi, o)) as Record<string, Float32Array>);
+    for (let round = 0; round < 3; round++) {
+      const together = (await Promise.all(xs.map((xi) => set.estimateAsync(xi, o)))) as Array<Record<string, Float32Array>>;
+      together.forEach((r, i) => {
+        t.true(bitsEqual(r.mean, alone[i].mean) && bitsEqual(r.traceCov, alone[i].traceCov), `concurrent call ${i} (B = ${batches[i]}) differs from the same call alone`);
+      });
+    }
+    t.true(maxRel(alone[1].mean, (ref.estimate(xs[1], o) as Record<string, Float32Array>).mean) < 1e-5);
     // the sampler: the same seed gives the same samples as the in-process set
     const sigmas = schedules.karrasSigmas(8);
     for (const [solver, churn] of [['heun', undefined], ['euler', { sChurn: 20 }]] as const) {

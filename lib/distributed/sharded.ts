@@ -33,7 +33,7 @@ import {
   type ShardInfo,
   type WorkerRecord,
 } from './common';
-import { decodeState, encodeQuery } from './wire';
+import { decodeState, encodeQuery, ScratchPool, type Scratch } from './wire';
 
 export interface ConnectOptions {
   connection: Connection;
@@ -122,6 +122,8 @@ export class ShardedReferenceSet {
   readonly hash: string;
   private readonly run = randomUUID();
   private evals = 0;
+  /** Payload memory kept between evaluations (fresh memory costs page faults). */
+  private readonly scratch = new ScratchPool(2 * 8);
   private closed = false;
   private lastError: Error | null = null;
 
@@ -237,8 +239,12 @@ export class ShardedReferenceSet {
   async estimateAsync<O extends EstimateOutput = 'mean' | 'score'>(x: Float32Array, options: EstimateOptions<O>, signal?: AbortSignal): Promise<EstimateResult<O>> {
     this.checkOpen();
     const { q, outputs } = estimatePlan(x, this.dim, options);
-    const state = await this.evaluate(q.x, q.B, q.sigma, q.alpha, q.kernel, needsWeighted(outputs), signal);
-    return ReferenceSet.finalizePartial<O>(state, q.x, options);
+    // the payloads' memory is reused by later calls, but only after a call that succeeded
+    const lease = [this.scratch.take(), ...this.parts.map(() => this.scratch.take())];
+    const state = await this.evaluate(q.x, q.B, q.sigma, q.alpha, q.kernel, needsWeighted(outputs), lease, signal);
+    const result = ReferenceSet.finalizePartial<O>(state, q.x, options);
+    this.scratch.give(...lease);
+    return result;
   }
 
   /** The same as {@link estimateAsync} (every call is remote, so every call is async). */
@@ -258,6 +264,7 @@ export class ShardedReferenceSet {
     alpha: number | Float32Array,
     kernel: import('../native').KernelArg,
     weighted: boolean,
+    lease: Scratch[],
     signal?: AbortSignal,
   ): Promise<PartialState> {
     if (signal?.aborted) throw new ScorefieldAbortError('The distributed call was aborted', { cause: signal.reason });
@@ -271,7 +278,7 @@ export class ShardedReferenceSet {
       dim: this.dim,
       sigma: typeof sigma === 'number' ? null : sigma,
       alpha: typeof alpha === 'number' ? null : alpha,
-    });
+    }, lease[0]);
     const jobId = `${this.run}-${ev}`;
     const jobs: Array<Job<JobData> | null> = this.parts.map(() => null);
     const rkeys = this.parts.map((p) => k.result(this.run, ev, shardKey(p.info)));
@@ -362,7 +369,7 @@ export class ShardedReferenceSet {
       const states = bufs.map((b, i) => {
         const p = this.parts[i].info;
         if (!b) throw remoteError(`Expected the partial state of rows ${p.begin}:${p.end} under ${rkeys[i]} but it is missing (expired?)`);
-        return decodeState(b, B, this.dim, weighted, p.end - p.begin);
+        return decodeState(b, B, this.dim, weighted, p.end - p.begin, lease[i + 1]);
       });
       this.redis.del(qkey, ...rkeys).catch(() => undefined);
       return states.length === 1 ? states[0] : ReferenceSet.mergePartials(states);

@@ -39,29 +39,85 @@ function header(magic: number, batch: number, dim: number, flags: number, count 
 
 const bytesOf = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
+/**
+ * Memory that payloads are encoded into and decoded into, kept from one evaluation to the
+ * next. Memory fresh from the kernel is paid for page by page on first touch, which on some
+ * machines costs more than the copy itself (the development VM: 4.9 ms to copy 1.6 MB into
+ * fresh memory, 0.08 ms into memory touched before; `npm run bench:distributed`,
+ * distributed-fresh-memory). A scratch is leased by one evaluation or job at a time.
+ */
+export class Scratch {
+  private buf = new ArrayBuffer(0);
+  /** At least `n` bytes; the contents are unspecified. */
+  bytes(n: number): ArrayBuffer {
+    if (this.buf.byteLength < n) this.buf = new ArrayBuffer(Math.max(n, Math.ceil(this.buf.byteLength * 1.25)));
+    return this.buf;
+  }
+}
+
+/** Scratches to lease (one per evaluation or job in flight), at most `keep` kept when given back. */
+export class ScratchPool {
+  private free: Scratch[] = [];
+  constructor(private readonly keep = 4) {}
+  take(): Scratch {
+    return this.free.pop() ?? new Scratch();
+  }
+  give(...s: Scratch[]): void {
+    for (const x of s) if (this.free.length < this.keep) this.free.push(x);
+  }
+}
+
+/** Concatenates `parts` into the scratch (or new memory without one); a Buffer of exactly their bytes. */
+function concatInto(parts: Buffer[], scratch?: Scratch): Buffer {
+  if (!scratch) return Buffer.concat(parts);
+  const n = parts.reduce((a, b) => a + b.length, 0);
+  const out = Buffer.from(scratch.bytes(n), 0, n);
+  let at = 0;
+  for (const p of parts) {
+    p.copy(out, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Bytes of a query payload: header, the queries, and the per-sample coefficients it carries. */
 export function queryBytes(batch: number, dim: number, perSampleSigma: boolean, perSampleAlpha: boolean): number {
   return HEADER + 4 * (batch * dim + (perSampleSigma ? batch : 0) + (perSampleAlpha ? batch : 0));
 }
 
-export function encodeQuery(q: QueryPayload): Buffer {
+/** The query payload; in `scratch` when given (valid until the scratch is used again). */
+export function encodeQuery(q: QueryPayload, scratch?: Scratch): Buffer {
   const flags = (q.sigma ? 1 : 0) | (q.alpha ? 2 : 0);
   const parts = [header(QUERY_MAGIC, q.batch, q.dim, flags), bytesOf(q.x)];
   if (q.sigma) parts.push(bytesOf(q.sigma));
   if (q.alpha) parts.push(bytesOf(q.alpha));
-  return Buffer.concat(parts);
+  return concatInto(parts, scratch);
 }
 
-/** Copies `n` values of type T from buf at offset into a new aligned array. */
-function f32At(buf: Buffer, offset: number, n: number): Float32Array {
-  const out = new Float32Array(n);
-  new Uint8Array(out.buffer).set(buf.subarray(offset, offset + 4 * n));
-  return out;
-}
-function f64At(buf: Buffer, offset: number, n: number): Float64Array {
-  const out = new Float64Array(n);
-  new Uint8Array(out.buffer).set(buf.subarray(offset, offset + 8 * n));
-  return out;
+/**
+ * Aligned typed arrays copied out of a payload, one after another in the scratch's memory (or
+ * each in new memory without one).
+ */
+class Reader {
+  private at = HEADER;
+  private out = 0;
+  constructor(
+    private readonly buf: Buffer,
+    private readonly mem: ArrayBuffer | null,
+  ) {}
+  private take<T extends Float32Array | Float64Array>(make: (b: ArrayBuffer, off: number, n: number) => T, size: number, n: number): T {
+    const a = this.mem ? make(this.mem, this.out, n) : make(new ArrayBuffer(size * n), 0, n);
+    new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(this.buf.subarray(this.at, this.at + size * n));
+    this.at += size * n;
+    this.out += size * n;
+    return a;
+  }
+  f32(n: number): Float32Array {
+    return this.take((b, o, k) => new Float32Array(b, o, k), 4, n);
+  }
+  f64(n: number): Float64Array {
+    return this.take((b, o, k) => new Float64Array(b, o, k), 8, n);
+  }
 }
 
 function readHeader(buf: Buffer, magic: number, what: string) {
@@ -71,24 +127,21 @@ function readHeader(buf: Buffer, magic: number, what: string) {
   return { batch: buf.readUInt32LE(4), dim: buf.readUInt32LE(8), flags: buf.readUInt32LE(12), count: buf.readDoubleLE(16) };
 }
 
-/** Decodes a query payload, checking it holds exactly `batch` x `dim` queries. */
-export function decodeQuery(buf: Buffer, batch: number, dim: number): QueryPayload {
+/**
+ * Decodes a query payload, checking it holds exactly `batch` x `dim` queries; the arrays live
+ * in `scratch` when given (valid until the scratch is used again).
+ */
+export function decodeQuery(buf: Buffer, batch: number, dim: number, scratch?: Scratch): QueryPayload {
   const h = readHeader(buf, QUERY_MAGIC, 'a query payload');
   if (h.batch !== batch || h.dim !== dim) bad(`a query payload of ${h.batch} x ${h.dim} where the job says ${batch} x ${dim}`);
   if (h.flags & ~3) bad(`a query payload with unknown flags ${h.flags}`);
   const n = batch * dim;
   const want = queryBytes(batch, dim, (h.flags & 1) !== 0, (h.flags & 2) !== 0);
   if (buf.length !== want) bad(`a query payload of ${buf.length} bytes where ${want} were expected`);
-  let at = HEADER;
-  const x = f32At(buf, at, n);
-  at += 4 * n;
-  let sigma: Float32Array | null = null;
-  let alpha: Float32Array | null = null;
-  if (h.flags & 1) {
-    sigma = f32At(buf, at, batch);
-    at += 4 * batch;
-  }
-  if (h.flags & 2) alpha = f32At(buf, at, batch);
+  const r = new Reader(buf, scratch ? scratch.bytes(want - HEADER) : null);
+  const x = r.f32(n);
+  const sigma = h.flags & 1 ? r.f32(batch) : null;
+  const alpha = h.flags & 2 ? r.f32(batch) : null;
   // x's values are checked by the estimator itself (a coded ERR_SCOREFIELD_RANGE naming the index)
   if (sigma) for (let i = 0; i < batch; i++) if (!(sigma[i] > 0 && Number.isFinite(sigma[i]))) bad(`a per-sample sigma ${sigma[i]} at ${i}`);
   if (alpha) for (let i = 0; i < batch; i++) if (!Number.isFinite(alpha[i])) bad(`a per-sample alpha ${alpha[i]} at ${i}`);
@@ -99,27 +152,26 @@ export function decodeQuery(buf: Buffer, batch: number, dim: number): QueryPaylo
  * A partial state, every field in float64 (the weighted sums too: shards merge exactly, as in
  * one process; float32 sums would cost traceCov its cancellation-free accuracy).
  */
-export function encodeState(s: PartialState): Buffer {
+export function encodeState(s: PartialState, scratch?: Scratch): Buffer {
   const flags = s.weighted ? 1 : 0;
   const parts = [header(STATE_MAGIC, s.batch, s.dim, flags, s.count), bytesOf(s.origin), bytesOf(s.max), bytesOf(s.sum), bytesOf(s.sumSq), bytesOf(s.sumYY)];
   if (s.weighted) parts.push(bytesOf(s.weighted));
-  return Buffer.concat(parts);
+  return concatInto(parts, scratch);
 }
 
-/** Decodes a partial state, checking its batch, dim, kind and row count against the job's. */
-export function decodeState(buf: Buffer, batch: number, dim: number, weighted: boolean, rows: number): PartialState {
+/**
+ * Decodes a partial state, checking its batch, dim, kind and row count against the job's; the
+ * arrays live in `scratch` when given (valid until the scratch is used again).
+ */
+export function decodeState(buf: Buffer, batch: number, dim: number, weighted: boolean, rows: number, scratch?: Scratch): PartialState {
   const h = readHeader(buf, STATE_MAGIC, 'a partial state');
   if (h.batch !== batch || h.dim !== dim) bad(`a partial state of ${h.batch} x ${h.dim} where ${batch} x ${dim} was asked for`);
   if (h.flags !== (weighted ? 1 : 0)) bad(`a partial state ${h.flags ? 'with' : 'without'} weighted sums, unlike the request`);
   if (h.count !== rows) bad(`a partial state over ${h.count} rows from a shard of ${rows}`);
   const want = HEADER + 8 * (dim + 4 * batch + (weighted ? batch * dim : 0));
   if (buf.length !== want) bad(`a partial state of ${buf.length} bytes where ${want} were expected`);
-  let at = HEADER;
-  const next = (n: number) => {
-    const a = f64At(buf, at, n);
-    at += 8 * n;
-    return a;
-  };
+  const r = new Reader(buf, scratch ? scratch.bytes(want - HEADER) : null);
+  const next = (n: number) => r.f64(n);
   const origin = next(dim);
   const max = next(batch);
   const sum = next(batch);

@@ -31,7 +31,7 @@ import {
   type ShardInfo,
   type WorkerRecord,
 } from './common';
-import { decodeQuery, encodeState, queryBytes } from './wire';
+import { decodeQuery, encodeState, queryBytes, ScratchPool } from './wire';
 
 /** One shard a worker serves: rows of an .npy file, or rows handed in. */
 export type ShardSource =
@@ -99,6 +99,8 @@ export class ShardWorker {
   private redis: Redis | null = null;
   private beat: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Payload memory kept between jobs (fresh memory costs page faults). */
+  private readonly scratch = new ScratchPool(8);
 
   private constructor(options: ShardWorkerOptions) {
     const o = is.options<ShardWorkerOptions>(options, 'options');
@@ -244,9 +246,12 @@ export class ShardWorker {
     if (size !== want) fail(`a query payload of ${size} bytes where ${want} were expected`);
     const buf = await this.redis!.getBuffer(j.query);
     if (!buf) fail(`no query payload under ${j.query} (expired, or the run was aborted)`);
+    // payload memory reused from job to job, given back only when a job succeeded
+    const inMem = this.scratch.take();
+    const outMem = this.scratch.take();
     let q;
     try {
-      q = decodeQuery(buf, B, dim);
+      q = decodeQuery(buf, B, dim, inMem);
     } catch (err) {
       fail((err as Error).message);
     }
@@ -264,8 +269,9 @@ export class ShardWorker {
       if (err instanceof ScorefieldError) fail(`${err.code}: ${err.message}`);
       throw err;
     }
-    const out = encodeState(state);
+    const out = encodeState(state, outMem);
     await this.redis!.set(j.result, out, 'PX', j.ttl!);
+    this.scratch.give(inMem, outMem);
     const seconds = (performance.now() - t0) / 1000;
     await this.o.onJob?.({ shard: { ...s.info }, batch: B, attempt: job.attemptsMade + 1, seconds });
     return { bytes: out.length, seconds };
