@@ -123,7 +123,7 @@ export class ShardedReferenceSet {
   private readonly run = randomUUID();
   private evals = 0;
   /** Payload memory kept between evaluations (fresh memory costs page faults). */
-  private readonly scratch = new ScratchPool(2 * 8);
+  private readonly scratch = new ScratchPool();
   private closed = false;
   private lastError: Error | null = null;
 

@@ -53,17 +53,37 @@ export class Scratch {
     if (this.buf.byteLength < n) this.buf = new ArrayBuffer(Math.max(n, Math.ceil(this.buf.byteLength * 1.25)));
     return this.buf;
   }
+  /** The bytes it holds. */
+  get size(): number {
+    return this.buf.byteLength;
+  }
 }
 
-/** Scratches to lease (one per evaluation or job in flight), at most `keep` kept when given back. */
+/**
+ * Scratches to lease (one per payload of an evaluation or job in flight). Given back, they are
+ * kept while the kept ones hold at most `keepBytes` in all, so a long-lived process holds on
+ * to about one call's payloads, not to the peak of its concurrent calls.
+ */
 export class ScratchPool {
   private free: Scratch[] = [];
-  constructor(private readonly keep = 4) {}
+  private kept = 0;
+  constructor(private readonly keepBytes = 64 << 20) {}
   take(): Scratch {
-    return this.free.pop() ?? new Scratch();
+    const s = this.free.pop();
+    if (!s) return new Scratch();
+    this.kept -= s.size;
+    return s;
   }
   give(...s: Scratch[]): void {
-    for (const x of s) if (this.free.length < this.keep) this.free.push(x);
+    for (const x of s) {
+      if (this.kept + x.size > this.keepBytes) continue;
+      this.free.push(x);
+      this.kept += x.size;
+    }
+  }
+  /** Bytes held by the scratches kept for reuse. */
+  get keptBytes(): number {
+    return this.kept;
   }
 }
 

@@ -100,7 +100,7 @@ export class ShardWorker {
   private beat: NodeJS.Timeout | null = null;
   private closed = false;
   /** Payload memory kept between jobs (fresh memory costs page faults). */
-  private readonly scratch = new ScratchPool(8);
+  private readonly scratch = new ScratchPool();
 
   private constructor(options: ShardWorkerOptions) {
     const o = is.options<ShardWorkerOptions>(options, 'options');
