@@ -42,8 +42,8 @@ const bytesOf = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byte
 /**
  * Memory that payloads are encoded into and decoded into, kept from one evaluation to the
  * next. Memory fresh from the kernel is paid for page by page on first touch, which on some
- * machines costs more than the copy itself (the development VM: 4.9 ms to copy 1.6 MB into
- * fresh memory, 0.08 ms into memory touched before; `npm run bench:distributed`,
+ * machines costs far more than the copy itself (the development VM: 4.5-4.9 ms to copy 1.6 MB
+ * into fresh memory, 0.05-0.08 ms into memory touched before; `npm run bench:distributed`,
  * distributed-fresh-memory). A scratch is leased by one evaluation or job at a time.
  */
 export class Scratch {
