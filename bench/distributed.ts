@@ -101,10 +101,12 @@ async function transport(url: string, reps: number) {
     emit({ bench: 'distributed-transport', bytes, socketMs: await socketMs(bytes, reps), redisSetMs: median(set), redisGetMs: median(get) });
   }
   await r.del('sf-bench-transport');
-  const connection = new Redis(url, { maxRetriesPerRequest: null });
+  // connection options (not instances): BullMQ opens and closes its own connections
+  const u = new URL(url);
+  const connection = { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
   const queue = new Queue('sf-bench-noop', { connection });
-  const events = new QueueEvents('sf-bench-noop', { connection: new Redis(url, { maxRetriesPerRequest: null }) });
-  const worker = new Worker('sf-bench-noop', async () => 1, { connection: new Redis(url, { maxRetriesPerRequest: null }) });
+  const events = new QueueEvents('sf-bench-noop', { connection });
+  const worker = new Worker('sf-bench-noop', async () => 1, { connection });
   await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
   const ts: number[] = [];
   for (let i = 0; i < reps + 3; i++) {
@@ -120,7 +122,6 @@ async function transport(url: string, reps: number) {
   await queue.obliterate({ force: true });
   await queue.close();
   r.disconnect();
-  connection.disconnect();
 }
 
 const arg = (name: string, dflt: number) => {
