@@ -138,7 +138,13 @@ async function main() {
   const file = path.join(dir, 'mnist.npy');
   npy.write(file, m.data, N, d);
   const redis = await startRedis();
-  await transport(redis.url, Math.max(15, reps));
+  // the transport alone, before the workers start (their loading would compete with it)
+  try {
+    await transport(redis.url, Math.max(15, reps));
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
   const half = Math.floor(N / 2);
   const workers = [startWorker(redis.url, 'bench', file, [0, half], ['--threads', '1']), startWorker(redis.url, 'bench', file, [half, N], ['--threads', '1'])];
   try {
