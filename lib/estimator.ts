@@ -161,7 +161,9 @@ const CREATE = Symbol('create');
  * A reference set Y of N points in `dim` dimensions, built once and reused across calls.
  * The data are copied (row-major N x dim Float32Array), centred on a per-coordinate offset
  * chosen so that the centring is exact, with row norms precomputed; the caller's array is
- * not kept. `byteLength` is the memory it holds.
+ * not kept. The set holds the rows twice (row-major, and interleaved in panels of 12 rows for
+ * the estimator's GEMMs), so about 8 N dim bytes, plus the pruning index of larger sets;
+ * `byteLength` is the memory it holds.
  */
 export class ReferenceSet {
   /** Number of reference points N. */

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "targets.hpp"
+#include "kernels.hpp"
 
 namespace sf {
 
@@ -30,6 +31,8 @@ class ReferenceSet {
   size_t size() const { return n_; }
   size_t dim() const { return d_; }
   const float* rows() const { return y_.data(); }
+  // The same rows in panels of kPanelRows (kernels.hpp), for the fused pass's two GEMMs.
+  const float* panels() const { return panels_.data(); }
   const float* centre() const { return c_.data(); }
   const float* sqnorms() const { return yy_.data(); }  // ||row||^2
   const float* norms() const { return ny_.data(); }    // ||row||
@@ -44,6 +47,7 @@ class ReferenceSet {
  private:
   size_t n_ = 0, d_ = 0;
   std::vector<float> y_, c_, yy_, ny_, am_;
+  std::vector<float> panels_;  // ceil(n / kPanelRows) * kPanelRows * d
   double max_norm_ = 0;
   std::shared_ptr<const PruneIndex> prune_;
 };

@@ -7,6 +7,13 @@
 
 namespace sf {
 
+// The reference set's second copy for the fused pass's GEMMs (ReferenceSet::panels()): panels
+// of kPanelRows consecutive rows, interleaved by coordinate, so row j's coordinate k is at
+// Yp[(j / kPanelRows) * kPanelRows * d + k * kPanelRows + j % kPanelRows]; the last panel is
+// padded with zero rows. One layout for every instruction set (a micro-tile has at most
+// kPanelRows references: R = 12, 6, 12, 4 for AVX-512, AVX2, NEON, scalar).
+inline constexpr size_t kPanelRows = 12;
+
 // Per-lane constants of the nonlinear tile form (Poisson and radial kernels), each an array
 // of qblock floats (see KernelTable::nonlinear_tile and estimator.cpp).
 struct NonlinearLanes {
@@ -51,6 +58,12 @@ struct KernelTable {
   // AccT[k * qblock + q] += sum_j P[j * qblock + q] * Y[j * d + k]; float within the tile,
   // added into double accumulators.
   void (*acc_lanes)(double* AccT, const float* P, const float* Y, size_t nt, size_t d);
+  // The same two products over the set's row panels (kPanelRows, ReferenceSet::panels()) for
+  // rows [j0, j0 + nt): bit-identical to dot_lanes / acc_lanes on those rows, faster (the
+  // micro-tile's references come from one sequential stream). acc_panels also gets the tile's
+  // row-major rows Y (row j0 of the set), which it reads instead when few rows carry weight.
+  void (*dot_panels)(const float* XT, const float* Yp, size_t j0, size_t nt, size_t d, float* S);
+  void (*acc_panels)(double* AccT, const float* P, const float* Y, const float* Yp, size_t j0, size_t nt, size_t d);
   // "Rows" layout for a few queries (row-major X, nq < qblock), same S and P layouts.
   void (*dot_rows)(const float* X, size_t nq, const float* Y, size_t nt, size_t d, float* S);
   // Acc[q * d + k] += sum_j P[j * qblock + q] * Y[j * d + k] for q < nq.

@@ -239,6 +239,140 @@ void k_acc_lanes(double* AccT, const float* P, const float* Y, size_t nt, size_t
   }
 }
 
+// ---- The same two GEMMs over the set's row panels (kernels.hpp, kPanelRows): a panel holds
+// kPanelRows consecutive rows interleaved by coordinate, Yp[(j / 12) * 12 d + k * 12 + j % 12],
+// so a micro-tile's broadcasts come from one sequential stream instead of R rows d floats
+// apart, and the second GEMM's row of KK coordinates from a few cache lines shared with the
+// panel's other rows. Every pair gets the same FMAs in the same order as on the row layout,
+// so the results are bit-identical to dot_lanes / acc_lanes.
+constexpr size_t PR = sf::kPanelRows;
+
+// Where row j's coordinate 0 lives; coordinate k is PR floats further on per k.
+inline const float* panel_row(const float* Yp, size_t j, size_t d) { return Yp + (j / PR) * PR * d + j % PR; }
+
+// As dot_lanes_block, rows RR <= PR of one panel, y[r] at Yp[k * PR + r].
+template <size_t RR>
+void dot_panel_block(const float* XT, const float* Yp, size_t kc, float* S, bool accumulate) {
+  typename V::reg a0[RR], a1[RR];
+  if (accumulate) {
+#pragma GCC unroll 16
+    for (size_t r = 0; r < RR; ++r) {
+      a0[r] = V::load(S + r * QB);
+      a1[r] = V::load(S + r * QB + W);
+    }
+  } else {
+#pragma GCC unroll 16
+    for (size_t r = 0; r < RR; ++r) {
+      a0[r] = V::zero();
+      a1[r] = V::zero();
+    }
+  }
+#pragma GCC unroll 4
+  for (size_t k = 0; k < kc; ++k) {
+    const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
+    const float* y = Yp + k * PR;
+#pragma GCC unroll 16
+    for (size_t r = 0; r < RR; ++r) {
+      const typename V::reg b = V::set1(y[r]);
+      a0[r] = V::fma(x0, b, a0[r]);
+      a1[r] = V::fma(x1, b, a1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < RR; ++r) {
+    V::store(S + r * QB, a0[r]);
+    V::store(S + r * QB + W, a1[r]);
+  }
+}
+
+// dot_lanes over rows [j0, j0 + nt) of the panels: micro-tiles of up to R rows that never
+// straddle a panel (a tile may start and end inside one).
+void k_dot_panels(const float* XT, const float* Yp, size_t j0, size_t nt, size_t d, float* S) {
+  constexpr size_t kKC = 256;
+  static_assert(R <= PR, "a micro-tile lies inside one panel");
+  for (size_t k0 = 0; k0 < d; k0 += kKC) {
+    const size_t kc = d - k0 < kKC ? d - k0 : kKC;
+    const bool acc = k0 > 0;
+    for (size_t j = j0; j < j0 + nt;) {
+      const size_t in_panel = PR - j % PR, left = j0 + nt - j;
+      size_t rr = in_panel < left ? in_panel : left;
+      if (rr > R) rr = R;
+      const float* y = panel_row(Yp, j, d) + k0 * PR;
+      float* s = S + (j - j0) * QB;
+      if (rr == R) {
+        dot_panel_block<R>(XT + k0 * QB, y, kc, s, acc);
+      } else {
+        Unroll<R>::dispatch(rr, [&](auto r) { dot_panel_block<decltype(r)::value>(XT + k0 * QB, y, kc, s, acc); });
+      }
+      j += rr;
+    }
+  }
+}
+
+// As acc_lanes_block, row i's coordinates at rowp[i][k * PR].
+template <size_t KK>
+void acc_panel_block(double* AccT, const float* P, const float* const* rowp, const uint32_t* rows, size_t n) {
+  typename V::reg c0[KK], c1[KK];
+  for (size_t k = 0; k < KK; ++k) {
+    c0[k] = V::zero();
+    c1[k] = V::zero();
+  }
+#pragma GCC unroll 2
+  for (size_t i = 0; i < n; ++i) {
+    const size_t j = rows[i];
+    const typename V::reg p0 = V::load(P + j * QB), p1 = V::load(P + j * QB + W);
+    const float* y = rowp[i];
+    for (size_t k = 0; k < KK; ++k) {
+      const typename V::reg b = V::set1(y[k * PR]);
+      c0[k] = V::fma(p0, b, c0[k]);
+      c1[k] = V::fma(p1, b, c1[k]);
+    }
+  }
+  for (size_t k = 0; k < KK; ++k) {
+    add_to_double(AccT + k * QB, c0[k], W);
+    add_to_double(AccT + k * QB + W, c1[k], W);
+  }
+}
+
+// acc_lanes over rows [j0, j0 + nt), the same rows skipped, reading the panels Yp when most
+// rows carry weight and the row-major rows Y (the tile's first row) when few do: a lone row's
+// KK coordinates are KK cache lines apart in a panel but one line in a row, while a run of
+// rows shares a panel's lines. Tiles longer than kMaxTileRows (the fused pass's are at most
+// 512 rows) go in chunks of that many rows, each flushed to double on its own.
+void k_acc_panels(double* AccT, const float* P, const float* Y, const float* Yp, size_t j0, size_t nt, size_t d) {
+  if (nt > kMaxTileRows) {
+    for (size_t c = 0; c < nt; c += kMaxTileRows)
+      k_acc_panels(AccT, P + c * QB, Y + c * d, Yp, j0 + c, nt - c < kMaxTileRows ? nt - c : kMaxTileRows, d);
+    return;
+  }
+  uint32_t rows[kMaxTileRows];
+  const typename V::reg zero = V::zero();
+  const unsigned all = static_cast<unsigned>((uint64_t{1} << (2 * W)) - 1u);
+  size_t m = 0;
+  for (size_t j = 0; j < nt; ++j) {
+    const unsigned z = V::mask_le(V::load(P + j * QB), zero) | (V::mask_le(V::load(P + j * QB + W), zero) << W);
+    if (z != all) rows[m++] = static_cast<uint32_t>(j);
+  }
+  if (m == 0) return;
+  size_t k = 0;
+  if (2 * m < nt) {  // sparse: the rows
+    for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, m, d, rows);
+    if (k < d) {
+      Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, m, d, rows); });
+    }
+    return;
+  }
+  const float* rowp[kMaxTileRows];
+  for (size_t i = 0; i < m; ++i) rowp[i] = panel_row(Yp, j0 + rows[i], d);
+  for (; k + R <= d; k += R) {
+    acc_panel_block<R>(AccT + k * QB, P, rowp, rows, m);
+    for (size_t i = 0; i < m; ++i) rowp[i] += R * PR;
+  }
+  if (k < d) {
+    Unroll<R>::dispatch(d - k, [&](auto kk) { acc_panel_block<decltype(kk)::value>(AccT + k * QB, P, rowp, rows, m); });
+  }
+}
+
 // S[(j + r) * QB + q] for QQ queries and 4 references at a time, vectorised along k.
 template <size_t QQ>
 void dot_rows_block(const float* X, const float* Y, size_t nt, size_t d, float* S) {
@@ -1048,7 +1182,7 @@ void k_exp_inplace(float* v, size_t n) {
 }
 
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
-                                k_dot_lanes,   k_acc_lanes,   k_dot_rows,      k_acc_rows, k_logits_gauss,
+                                k_dot_lanes,   k_acc_lanes,   k_dot_panels,    k_acc_panels,    k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
                                 k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,   k_bounds_lanes,
                                 k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,

@@ -37,9 +37,11 @@ size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) /
 
 std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok) {
   const size_t nd = checked_mul(n, d, "reference rows x dim");
-  // rows, per-row norms and the per-chunk column sums of the centring pass
+  // rows, their panels, per-row norms and the per-chunk column sums of the centring pass
   // (+ the pruning index: n x 66 floats and the sample's d x 64 x 8 doubles at most)
-  check_memory(checked_mul(nd + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
+  const size_t npanels = (n + kPanelRows - 1) / kPanelRows;
+  const size_t panel_floats = checked_mul(checked_mul(npanels, kPanelRows, "reference rows"), d, "reference rows x dim");
+  check_memory(checked_mul(nd + panel_floats + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
                "the reference set");
   if (const size_t i = first_nonfinite(data, nd); i != nd) {
     throw Error(code::kRange, "Expected finite values for data but received a non-finite value at index " + std::to_string(i));
@@ -127,6 +129,18 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
     }
     rs->max_norm_ = std::max(rs->max_norm_, static_cast<double>(rs->ny_[i]));
   }
+  // The panels: rows interleaved by coordinate, kPanelRows at a time (kernels.hpp).
+  rs->panels_.assign(panel_floats, 0.0f);
+  const size_t ppc = std::max<size_t>(1, rpc / kPanelRows);  // panels per task
+  pool.parallel_for((npanels + ppc - 1) / ppc, [&](size_t ch) {
+    for (size_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
+      float* out = rs->panels_.data() + p * kPanelRows * d;
+      for (size_t r = 0; r < kPanelRows && p * kPanelRows + r < n; ++r) {
+        const float* row = rs->y_.data() + (p * kPanelRows + r) * d;
+        for (size_t k = 0; k < d; ++k) out[k * kPanelRows + r] = row[k];
+      }
+    }
+  }, inline_ok);
   rs->prune_ = build_prune_index(rs->y_.data(), n, d, inline_ok);
   return rs;
 }
@@ -144,7 +158,7 @@ void ReferenceSet::gather(const uint32_t* idx, size_t n, float* out) const {
 }
 
 size_t ReferenceSet::bytes() const {
-  return sizeof(float) * (y_.capacity() + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
+  return sizeof(float) * (y_.capacity() + panels_.capacity() + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
          sizeof(*this) + (prune_ ? prune_->bytes() : 0);
 }
 

@@ -134,6 +134,57 @@ void test_kernels_every_level() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
+// The fused pass's GEMMs over the row panels give the same bits as over the row-major rows,
+// on every instruction set, for tiles that start and end inside a panel, with rows of zero
+// weight skipped, and the panels hold the rows (zero-padded last panel).
+void test_panel_gemms_every_level() {
+  const size_t n = 61, d = 29;  // 61 rows: a last panel of 1 row; d not a multiple of R
+  std::vector<float> data = random_vec(n * d, 91);
+  auto rs = sf::ReferenceSet::build(data.data(), n, d, true);
+  const size_t np = (n + sf::kPanelRows - 1) / sf::kPanelRows;
+  for (size_t j = 0; j < np * sf::kPanelRows; ++j)
+    for (size_t k = 0; k < d; ++k) {
+      const float want = j < n ? rs->rows()[j * d + k] : 0.0f;
+      CHECK(rs->panels()[(j / sf::kPanelRows) * sf::kPanelRows * d + k * sf::kPanelRows + j % sf::kPanelRows] == want);
+    }
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    const sf::KernelTable& kt = sf::kernels();
+    const size_t QB = kt.qblock;
+    std::vector<float> XT = random_vec(d * QB, 92);
+    const size_t spans[][2] = {{0, 61}, {5, 19}, {12, 24}, {7, 1}, {13, 48}, {60, 1}, {0, 12}, {1, 11}};
+    for (const auto& sp : spans) {
+      const size_t j0 = sp[0], nt = sp[1];
+      g_context = level + " j0=" + std::to_string(j0) + " nt=" + std::to_string(nt);
+      std::vector<float> S1(nt * QB + QB, 3.0f), S2(nt * QB + QB, 3.0f);
+      kt.dot_lanes(XT.data(), rs->rows() + j0 * d, nt, d, S1.data());
+      kt.dot_panels(XT.data(), rs->panels(), j0, nt, d, S2.data());
+      CHECK(std::memcmp(S1.data(), S2.data(), S1.size() * sizeof(float)) == 0);
+      CHECK(S2[nt * QB] == 3.0f);  // nothing written past the tile
+      // weights with some all-zero rows (skipped by both) and some zero lanes
+      std::vector<float> P = random_vec(nt * QB, 93 + static_cast<uint32_t>(nt), 0.0f, 1.0f);
+      for (size_t j = 0; j < nt; ++j)
+        for (size_t q = 0; q < QB; ++q)
+          if (j % 3 == 1 || (j + q) % 5 == 0) P[j * QB + q] = 0.0f;
+      std::vector<double> A1(d * QB, 0.25), A2(d * QB, 0.25);
+      kt.acc_lanes(A1.data(), P.data(), rs->rows() + j0 * d, nt, d);
+      kt.acc_panels(A2.data(), P.data(), rs->rows() + j0 * d, rs->panels(), j0, nt, d);
+      CHECK(std::memcmp(A1.data(), A2.data(), A1.size() * sizeof(double)) == 0);
+      bool moved = false;
+      for (double v : A2) moved = moved || v != 0.25;
+      CHECK(moved);
+      // few rows with weight (acc_panels reads the row-major rows then)
+      for (size_t j = 0; j < nt; ++j)
+        if (j % 4 != 2)
+          for (size_t q = 0; q < QB; ++q) P[j * QB + q] = 0.0f;
+      kt.acc_lanes(A1.data(), P.data(), rs->rows() + j0 * d, nt, d);
+      kt.acc_panels(A2.data(), P.data(), rs->rows() + j0 * d, rs->panels(), j0, nt, d);
+      CHECK(std::memcmp(A1.data(), A2.data(), A1.size() * sizeof(double)) == 0);
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
 void test_unsupported_level() {
   g_context = "set_simd_level";
   bool threw = false;
@@ -858,6 +909,7 @@ int main() {
   test_philox_known_answers();
   test_first_nonfinite();
   test_kernels_every_level();
+  test_panel_gemms_every_level();
   test_unsupported_level();
   test_targets_against_float64();
   test_convert_table();
