@@ -32,7 +32,7 @@ class ReferenceSet {
   size_t dim() const { return d_; }
   const float* rows() const { return y_.data(); }
   // The same rows in panels of kPanelRows (kernels.hpp), for the fused pass's two GEMMs.
-  const float* panels() const { return panels_.data(); }
+  const float* panels() const { return panels_.get(); }
   const float* centre() const { return c_.data(); }
   const float* sqnorms() const { return yy_.data(); }  // ||row||^2
   const float* norms() const { return ny_.data(); }    // ||row||
@@ -47,7 +47,10 @@ class ReferenceSet {
  private:
   size_t n_ = 0, d_ = 0;
   std::vector<float> y_, c_, yy_, ny_, am_;
-  std::vector<float> panels_;  // ceil(n / kPanelRows) * kPanelRows * d
+  // ceil(n / kPanelRows) * kPanelRows * d floats; not zero-filled on allocation, so that its
+  // pages are first touched by the pool's threads as they write them
+  std::unique_ptr<float[]> panels_;
+  size_t panel_floats_ = 0;
   double max_norm_ = 0;
   std::shared_ptr<const PruneIndex> prune_;
 };

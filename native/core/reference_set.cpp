@@ -130,14 +130,19 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
     rs->max_norm_ = std::max(rs->max_norm_, static_cast<double>(rs->ny_[i]));
   }
   // The panels: rows interleaved by coordinate, kPanelRows at a time (kernels.hpp).
-  rs->panels_.assign(panel_floats, 0.0f);
+  rs->panels_.reset(new float[panel_floats]);
+  rs->panel_floats_ = panel_floats;
   const size_t ppc = std::max<size_t>(1, rpc / kPanelRows);  // panels per task
   pool.parallel_for((npanels + ppc - 1) / ppc, [&](size_t ch) {
     for (size_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
-      float* out = rs->panels_.data() + p * kPanelRows * d;
-      for (size_t r = 0; r < kPanelRows && p * kPanelRows + r < n; ++r) {
-        const float* row = rs->y_.data() + (p * kPanelRows + r) * d;
-        for (size_t k = 0; k < d; ++k) out[k * kPanelRows + r] = row[k];
+      float* out = rs->panels_.get() + p * kPanelRows * d;
+      for (size_t r = 0; r < kPanelRows; ++r) {
+        if (p * kPanelRows + r < n) {
+          const float* row = rs->y_.data() + (p * kPanelRows + r) * d;
+          for (size_t k = 0; k < d; ++k) out[k * kPanelRows + r] = row[k];
+        } else {
+          for (size_t k = 0; k < d; ++k) out[k * kPanelRows + r] = 0.0f;  // the last panel's padding
+        }
       }
     }
   }, inline_ok);
@@ -158,7 +163,7 @@ void ReferenceSet::gather(const uint32_t* idx, size_t n, float* out) const {
 }
 
 size_t ReferenceSet::bytes() const {
-  return sizeof(float) * (y_.capacity() + panels_.capacity() + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
+  return sizeof(float) * (y_.capacity() + panel_floats_ + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
          sizeof(*this) + (prune_ ? prune_->bytes() : 0);
 }
 
