@@ -21,7 +21,7 @@ export {
 } from './targets';
 export type { Parameterization, PerSample, DsmWeighting, DsmLossOptions, DsmLossResult, RandnOptions } from './targets';
 export { ReferenceSet, stableTargets, stableTargetsAsync } from './estimator';
-export type { EstimateStats, EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult } from './estimator';
+export type { EstimateStats, EstimateOutput, EstimateOptions, EstimateResult, PartialState, PartialOptions, StableTargetOptions, SampleOptions, SampleResult, ReferenceSetOptions } from './estimator';
 export { gaussian, poisson, radial, poissonRadii, kernelScales } from './kernels';
 export type { Kernel, GaussianKernel, PoissonKernel, RadialKernel, KernelMethods, DrawOptions } from './kernels';
 export {

@@ -250,6 +250,38 @@ test('async calls in parallel with sync calls give the same results; out buffers
   t.deepEqual(Object.keys(r), ['mean']);
 });
 
+test('a set built without row panels holds one copy of the rows and gives the same bits', async (t) => {
+  const d = 100;
+  const Y = rand(3000 * d, 71);
+  const withPanels = new ReferenceSet(Y, d);
+  const without = new ReferenceSet(Y, d, { panels: false });
+  const withoutAsync = await ReferenceSet.createAsync(Y, d, { panels: false });
+  // the panels: 250 panels of 12 rows x d floats, and nothing else
+  t.is(withPanels.byteLength - without.byteLength, 250 * 12 * d * 4);
+  t.is(withoutAsync.byteLength, without.byteLength);
+  // B = 64 (queries in vector lanes, where the panels are read), sigmas where no pair is
+  // recomputed (the panels throughout) and where some are; a nonlinear kernel too
+  const x = rand(64 * d, 72);
+  for (const sigma of [0.3, 3, 30]) {
+    for (const kernel of [undefined, poisson({ D: 1 })]) {
+      const a = withPanels.estimate(x, { sigma, kernel, outputs: ['mean', 'logDensity', 'ess'] });
+      const b = without.estimate(x, { sigma, kernel, outputs: ['mean', 'logDensity', 'ess'] });
+      const c = await withoutAsync.estimateAsync(x, { sigma, kernel, outputs: ['mean'] });
+      t.true(bitsEqual(a.mean!, b.mean!), `mean, sigma ${sigma}`);
+      t.true(bitsEqual(a.logDensity!, b.logDensity!), `logDensity, sigma ${sigma}`);
+      t.true(bitsEqual(a.ess!, b.ess!), `ess, sigma ${sigma}`);
+      t.true(bitsEqual(a.mean!, c.mean!), `async mean, sigma ${sigma}`);
+    }
+  }
+  // partial states over a range that starts and ends inside a panel
+  const pa = withPanels.estimatePartial(x, { sigma: 3, start: 7, end: 2901 });
+  const pb = without.estimatePartial(x, { sigma: 3, start: 7, end: 2901 });
+  t.deepEqual(pa, pb);
+  t.throws(() => new ReferenceSet(Y, d, { panels: 'no' as unknown as boolean }), { name: 'ScorefieldTypeError', message: /options\.panels/ });
+  t.throws(() => new ReferenceSet(Y, d, 5 as unknown as { panels: boolean }), { name: 'ScorefieldTypeError', message: /options/ });
+  await t.throwsAsync(ReferenceSet.createAsync(Y, d, { panels: 1 as unknown as boolean }), { name: 'ScorefieldTypeError', message: /options\.panels/ });
+});
+
 test('memory: the set reports its footprint; working memory is O(B d + threads x tile), never O(B N)', (t) => {
   const d = 64;
   const small = new ReferenceSet(rand(1000 * d, 91), d);

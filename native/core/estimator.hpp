@@ -26,12 +26,15 @@ struct PruneIndex;
 
 class ReferenceSet {
  public:
-  static std::unique_ptr<ReferenceSet> build(const float* data, size_t n, size_t d, bool inline_ok);
+  // panels: also keep the rows in 12-row panels for the fused pass's GEMMs (faster, 4 N d more
+  // bytes); without them the GEMMs read the row-major rows, with the same results.
+  static std::unique_ptr<ReferenceSet> build(const float* data, size_t n, size_t d, bool inline_ok, bool panels = true);
 
   size_t size() const { return n_; }
   size_t dim() const { return d_; }
   const float* rows() const { return y_.data(); }
-  // The same rows in panels of kPanelRows (kernels.hpp), for the fused pass's two GEMMs.
+  // The same rows in panels of kPanelRows (kernels.hpp), for the fused pass's two GEMMs;
+  // nullptr for a set built without them.
   const float* panels() const { return panels_.get(); }
   const float* centre() const { return c_.data(); }
   const float* sqnorms() const { return yy_.data(); }  // ||row||^2

@@ -164,7 +164,7 @@ class FusedItem {
     // recomputed pairs read the row-major copy, so once a tile of the item has recomputed
     // pairs, the rest keep to that copy and read the references once, not twice (MNIST at
     // sigma 1, where 0.2% of the pairs are recomputed: 4% faster than panels throughout).
-    use_panels = !recomputing;
+    use_panels = !recomputing && ref.panels() != nullptr;
     dot_products(jt, nt, Y);
     const auto decide_start = std::chrono::steady_clock::now();
     fuse = false;

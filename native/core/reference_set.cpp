@@ -35,12 +35,12 @@ size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) /
 
 }  // namespace
 
-std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok) {
+std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok, bool panels) {
   const size_t nd = checked_mul(n, d, "reference rows x dim");
   // rows, their panels, per-row norms and the per-chunk column sums of the centring pass
   // (+ the pruning index: n x 66 floats and the sample's d x 64 x 8 doubles at most)
   const size_t npanels = (n + kPanelRows - 1) / kPanelRows;
-  const size_t panel_floats = checked_mul(checked_mul(npanels, kPanelRows, "reference rows"), d, "reference rows x dim");
+  const size_t panel_floats = panels ? checked_mul(checked_mul(npanels, kPanelRows, "reference rows"), d, "reference rows x dim") : 0;
   check_memory(checked_mul(nd + panel_floats + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
                "the reference set");
   if (const size_t i = first_nonfinite(data, nd); i != nd) {
@@ -130,10 +130,10 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
     rs->max_norm_ = std::max(rs->max_norm_, static_cast<double>(rs->ny_[i]));
   }
   // The panels: rows interleaved by coordinate, kPanelRows at a time (kernels.hpp).
-  rs->panels_.reset(new float[panel_floats]);
+  if (panels) rs->panels_.reset(new float[panel_floats]);
   rs->panel_floats_ = panel_floats;
   const size_t ppc = std::max<size_t>(1, rpc / kPanelRows);  // panels per task
-  pool.parallel_for((npanels + ppc - 1) / ppc, [&](size_t ch) {
+  if (panels) pool.parallel_for((npanels + ppc - 1) / ppc, [&](size_t ch) {
     for (size_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
       float* out = rs->panels_.get() + p * kPanelRows * d;
       for (size_t r = 0; r < kPanelRows; ++r) {

@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   req.x = X.data();
   req.B = B;
   try {
-    auto ref = sf::ReferenceSet::build(Y.data(), n, d, true);
+    auto ref = sf::ReferenceSet::build(Y.data(), n, d, true, (mode & 0x40) == 0);  // with or without row panels
     std::vector<float> mean(B * d), score(B * d), logd(B), ess(B), tr(B), div(B);
     sf::EstimateOutputs out;
     out.mean = mean.data();
