@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "aligned.hpp"
 #include "targets.hpp"
 #include "kernels.hpp"
 
@@ -49,7 +50,8 @@ class ReferenceSet {
 
  private:
   size_t n_ = 0, d_ = 0;
-  std::vector<float> y_, c_, yy_, ny_, am_;
+  AlignedVec<float> y_;  // n x d, row-major (rows vector-aligned when d is a multiple of 16)
+  std::vector<float> c_, yy_, ny_, am_;
   // ceil(n / kPanelRows) * kPanelRows * d floats; not zero-filled on allocation, so that its
   // pages are first touched by the pool's threads as they write them
   std::unique_ptr<float[]> panels_;

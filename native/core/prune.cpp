@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 
+#include "aligned.hpp"
 #include "dispatch.hpp"
 #include "estimator_kernels.hpp"
 #include "finite.hpp"
@@ -183,7 +184,7 @@ float round_up(double v) {
 // Per query block: the lanes' augmented projections b^ (the GEMM operands) and thresholds.
 struct BlockLanes {
   std::vector<Lane> lane;
-  std::vector<float> X;                // the first level's b^ (kp1 columns, kp with one level); lanes: kp x QB; rows: nq x kp
+  AlignedVec<float> X;                 // the first level's b^ (kp1 columns, kp with one level); lanes: kp x QB; rows: nq x kp
   std::vector<float> Xr;               // the full b^, rows (nq x kp), for the second level
   std::vector<float> cA, cB, cC, cC1;  // bound = cA S + cB aa + cC = ||b^ - alpha a^||^2 (cC1: first level)
   std::vector<double> margin;          // rounding allowance of a lane's float bound
@@ -310,7 +311,7 @@ class PrunedBlock {
     bl = make_block_lanes(ref, px, req, kt, q0, nq, lanes, xd.get(), xxs);
     // Not initialised: the lanes layout writes every entry of a tile before reading it, and
     // the rows layout reads only the selected pairs, which it writes first.
-    std::unique_ptr<float[]> S(new float[kPruneTile * QB]);
+    AlignedArray<float> S(kPruneTile * QB);
     std::vector<float> tmin(QB), cnt(QB, 0.0f);
     lbest.assign(nq, kInf);
     rowbits.assign(kPruneTile, 0);
