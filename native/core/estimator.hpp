@@ -16,7 +16,6 @@
 
 #include "aligned.hpp"
 #include "targets.hpp"
-#include "kernels.hpp"
 
 namespace sf {
 

@@ -76,9 +76,8 @@ Plan make_plan(const ReferenceSet& ref, size_t B, size_t begin, size_t end) {
 
 
 
-// The arrays the GEMMs load whole vectors from are cache-line aligned (aligned.hpp): 1-2.5%
-// of the GEMMs' time, measured.
-// Scratch of one work item.
+// Scratch of one work item. The arrays the GEMMs load whole vectors from are cache-line
+// aligned (aligned.hpp: 1-2.5% of the GEMMs' time, measured).
 struct Scratch {
   AlignedVec<float> X;     // lanes: XT (d x qb); rows: X (nq x d)
   AlignedVec<float> S;     // nt x qb: dot products / log-weights

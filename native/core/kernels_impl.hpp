@@ -214,18 +214,24 @@ void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, si
 // any query of the block.
 constexpr size_t kMaxTileRows = 1024;
 
+// rows[0..m) = the rows j < nt (<= kMaxTileRows) with a nonzero weight for some lane; returns m.
+inline size_t weighted_rows(const float* P, size_t nt, uint32_t* rows) {
+  const typename V::reg zero = V::zero();
+  const unsigned all = static_cast<unsigned>((uint64_t{1} << (2 * W)) - 1u);
+  size_t m = 0;
+  for (size_t j = 0; j < nt; ++j) {
+    const unsigned z = V::mask_le(V::load(P + j * QB), zero) | (V::mask_le(V::load(P + j * QB + W), zero) << W);
+    if (z != all) rows[m++] = static_cast<uint32_t>(j);
+  }
+  return m;
+}
+
 void k_acc_lanes(double* AccT, const float* P, const float* Y, size_t nt, size_t d) {
   uint32_t rows[kMaxTileRows];
   const uint32_t* list = nullptr;
   size_t n = nt;
   if (nt <= kMaxTileRows) {
-    const typename V::reg zero = V::zero();
-    const unsigned all = static_cast<unsigned>((uint64_t{1} << (2 * W)) - 1u);
-    size_t m = 0;
-    for (size_t j = 0; j < nt; ++j) {
-      const unsigned z = V::mask_le(V::load(P + j * QB), zero) | (V::mask_le(V::load(P + j * QB + W), zero) << W);
-      if (z != all) rows[m++] = static_cast<uint32_t>(j);
-    }
+    const size_t m = weighted_rows(P, nt, rows);
     if (m == 0) return;
     if (m < nt) {
       list = rows;
@@ -346,13 +352,7 @@ void k_acc_panels(double* AccT, const float* P, const float* Y, const float* Yp,
     return;
   }
   uint32_t rows[kMaxTileRows];
-  const typename V::reg zero = V::zero();
-  const unsigned all = static_cast<unsigned>((uint64_t{1} << (2 * W)) - 1u);
-  size_t m = 0;
-  for (size_t j = 0; j < nt; ++j) {
-    const unsigned z = V::mask_le(V::load(P + j * QB), zero) | (V::mask_le(V::load(P + j * QB + W), zero) << W);
-    if (z != all) rows[m++] = static_cast<uint32_t>(j);
-  }
+  const size_t m = weighted_rows(P, nt, rows);
   if (m == 0) return;
   size_t k = 0;
   if (2 * m < nt) {  // sparse: the rows

@@ -8,6 +8,7 @@
 
 #include "errors.hpp"
 #include "finite.hpp"
+#include "kernels.hpp"
 #include "estimator.hpp"
 #include "limits.hpp"
 #include "prune.hpp"
