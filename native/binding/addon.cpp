@@ -63,20 +63,22 @@ class Worker : public Napi::AsyncWorker {
       if (napi_open_handle_scope(env, &scope) == napi_ok) {
         try {
           if (failed_) {
-            OnError(Napi::Error::New(env, message_));
+            OnError(Napi::Error::New(env, message_.empty() ? "Expected enough memory to report a failure but allocation failed" : message_));
           } else {
             OnOK();
           }
-        } catch (const Napi::Error&) {
-          // Delivering failed: settle the promise with an internal error if JavaScript can
-          // still run; if the environment is going away there is no one to deliver to.
+        } catch (const std::exception&) {
+          // Delivering failed (a Napi::Error, or a C++ allocation in Finish/Result): settle
+          // the promise with an internal error if JavaScript can still run; if the
+          // environment is going away there is no one to deliver to. Nothing may escape
+          // this libuv callback.
           napi_value pending = nullptr;
           napi_get_and_clear_last_exception(env, &pending);
           try {
             Napi::Error err = Napi::Error::New(env, "Expected to deliver the result of an asynchronous call but could not");
             err.Set("code", Napi::String::New(env, sf::code::kInternal));
             deferred_.Reject(err.Value());
-          } catch (const Napi::Error&) {
+          } catch (...) {
             napi_get_and_clear_last_exception(env, &pending);
           }
         }
@@ -93,10 +95,16 @@ class Worker : public Napi::AsyncWorker {
   }
 
  private:
-  void Fail(const char* code, const std::string& message) {
+  // Called from Execute's handlers: must not throw, even when copying the message cannot
+  // allocate (then the promise is rejected with the code and a fixed text).
+  void Fail(const char* code, const std::string& message) noexcept {
     failed_ = true;
     code_ = code;
-    message_ = message;
+    try {
+      message_ = message;
+    } catch (...) {
+      message_.clear();
+    }
   }
 
   std::unique_ptr<Task> task_;
