@@ -1,3 +1,4 @@
+#include <atomic>
 #include <cmath>
 #include <new>
 
@@ -485,10 +486,29 @@ void PinAddon() {
 #endif
 }
 
+// libuv starts its worker threads on the first piece of asynchronous work the process queues,
+// and aborts the process when it cannot create them. Left to the first async call, that can
+// come after the caller's large allocations have taken the room for the threads' stacks (a
+// process under `ulimit -v` or a cgroup limit: then the first estimateAsync aborted instead
+// of rejecting with ERR_SCOREFIELD_MEMORY). So the addon's first load queues one empty piece
+// of work: the threads start while the process is small.
+class StartLibuvThreads : public Napi::AsyncWorker {
+ public:
+  explicit StartLibuvThreads(Napi::Env env) : Napi::AsyncWorker(env, "scorefield:start") {}
+  void Execute() override {}
+};
+
+void StartLibuvThreadsOnce(Napi::Env env) {
+  static std::atomic<bool> started{false};
+  if (started.exchange(true)) return;
+  (new StartLibuvThreads(env))->Queue();  // deletes itself when done
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   PinAddon();
+  StartLibuvThreadsOnce(env);
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
