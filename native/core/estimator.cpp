@@ -41,10 +41,11 @@ static void check_magnitudes(const ReferenceSet& ref, const EstimateRequest& req
   const size_t d = ref.dim();
   const float* c = ref.centre();
   const double yn = ref.max_norm();
+  const KernelTable& kt = kernels();
   for (size_t q = 0; q < req.B; ++q) {
     // the query as the tiles see it: x' = x - alpha centre (make_lane)
     const double alpha = req.alpha.at(q);
-    const double xx = centred_sq(req.x + q * d, c, alpha, d);
+    const double xx = kt.centred_sq(req.x + q * d, c, alpha, d, nullptr);
     const double a = std::fabs(alpha), sg = req.sigma.at(q);
     const double xn = std::sqrt(xx);
     const double r2max = (xn + a * yn) * (xn + a * yn);
@@ -141,7 +142,7 @@ bool check_request(const ReferenceSet& ref, const EstimateRequest& req, size_t b
   checked_mul(req.B, ref.dim(), "batch x dim");
   if (req.B == 0 || begin == end) return false;
   check_memory(estimate_scratch_bytes(ref, req.B, req.weighted_sum), "the estimator's working memory");
-  if (const size_t i = first_nonfinite(req.x, req.B * ref.dim()); i != req.B * ref.dim()) {
+  if (const size_t i = kernels().first_nonfinite(req.x, req.B * ref.dim()); i != req.B * ref.dim()) {
     throw Error(code::kRange, "Expected finite values for x but received a non-finite value at index " + std::to_string(i));
   }
   for (size_t q = 0; q < req.B; ++q) {  // the last line of defence behind lib/'s validation
@@ -202,7 +203,7 @@ void stable_targets(const ReferenceSet& ref, const float* x0, const EstimateRequ
   r.end = ref.size();
   r.weighted_sum = true;
   const size_t d = ref.dim();
-  if (const size_t n = checked_mul(req.B, d, "batch x dim"), i = first_nonfinite(x0, n); i != n) {
+  if (const size_t n = checked_mul(req.B, d, "batch x dim"), i = kernels().first_nonfinite(x0, n); i != n) {
     throw Error(code::kRange, "Expected finite values for x0Batch but received a non-finite value at index " + std::to_string(i));
   }
   PartialState st = estimate_partial(ref, r, inline_ok);

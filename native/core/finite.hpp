@@ -1,5 +1,9 @@
 // Scans of a query that every estimate call makes, written so the compiler vectorises them:
 // first_nonfinite (the input check), centred_sq (x - alpha c and its squared norm) and sq_norm.
+// They have internal linkage (static) and call no library function: kernels_impl.hpp compiles
+// them once per instruction set (KernelTable::first_nonfinite, ::centred_sq), and an inline
+// function with external linkage compiled with AVX-512 flags in one file could be the copy the
+// linker keeps for every caller.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -8,22 +12,25 @@
 
 namespace sf {
 
+// Whether *v is NaN or +-inf: its exponent bits all set (no library call, see above).
+static inline bool nonfinite_bits(const float* v) {
+  uint32_t u;
+  __builtin_memcpy(&u, v, sizeof u);
+  return (u & 0x7f800000u) == 0x7f800000u;
+}
+
 // The index of the first value that is not finite (NaN or +-inf) in an array, or n: a scan in
 // blocks whose test of the exponent bits the compiler vectorises (std::isfinite with an early
 // exit per element does not), so checking an input costs a fraction of reading it.
-inline size_t first_nonfinite(const float* v, size_t n) {
+static inline size_t first_nonfinite(const float* v, size_t n) {
   constexpr size_t kBlock = 256;
   for (size_t b = 0; b < n; b += kBlock) {
     const size_t e = b + kBlock < n ? b + kBlock : n;
     uint32_t bad = 0;
-    for (size_t i = b; i < e; ++i) {
-      uint32_t u;
-      std::memcpy(&u, v + i, sizeof u);
-      bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
-    }
+    for (size_t i = b; i < e; ++i) bad |= static_cast<uint32_t>(nonfinite_bits(v + i));
     if (bad)
       for (size_t i = b; i < e; ++i)
-        if (!std::isfinite(v[i])) return i;
+        if (nonfinite_bits(v + i)) return i;
   }
   return n;
 }
@@ -31,7 +38,7 @@ inline size_t first_nonfinite(const float* v, size_t n) {
 // ||x - alpha c||^2 in double over d coordinates, in eight chains (one long dependency chain
 // of adds would run at a fraction of the speed; eight independent lanes the compiler turns
 // into vector operations); with `out`, also writes x - alpha c into it.
-inline double centred_sq(const float* x, const float* c, double alpha, size_t d, double* out = nullptr) {
+static inline double centred_sq(const float* x, const float* c, double alpha, size_t d, double* out = nullptr) {
   constexpr size_t kChains = 8;
   double s[kChains] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t k = 0;
@@ -58,7 +65,7 @@ inline double centred_sq(const float* x, const float* c, double alpha, size_t d,
 }
 
 // ||y||^2 of a float row in double, in four chains.
-inline double sq_norm(const float* y, size_t d) {
+static inline double sq_norm(const float* y, size_t d) {
   double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   size_t t = 0;
   for (; t + 4 <= d; t += 4) {

@@ -99,6 +99,12 @@ struct KernelTable {
   // the differences and the sum in double (row + c is exact in float).
   double (*exact_r2)(const float* x, const float* row, const float* c, size_t d, double a);
 
+  // ---- The scans of every request (finite.hpp, compiled for this instruction set): the index
+  // of the first value of v that is not finite (n when none), and ||x - alpha c||^2 in double
+  // (with out, also x - alpha c into it).
+  size_t (*first_nonfinite)(const float* v, size_t n);
+  double (*centred_sq)(const float* x, const float* c, double alpha, size_t d, double* out);
+
   // ---- Exact pruning (prune.cpp).
   // out[v * k + c] = sum_i V[v * d + i] U[i * k + c] in double for nv vectors V (U row-major
   // d x k).

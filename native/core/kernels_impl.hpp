@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "finite.hpp"
 #include "kernels.hpp"
 
 namespace {
@@ -1181,10 +1182,16 @@ void k_exp_inplace(float* v, size_t n) {
   if (i < n) V::store_tail(v + i, V::exp(V::load_tail(v + i, n - i)), n - i);
 }
 
+size_t k_first_nonfinite(const float* v, size_t n) { return sf::first_nonfinite(v, n); }
+double k_centred_sq(const float* x, const float* c, double alpha, size_t d, double* out) {
+  return sf::centred_sq(x, c, alpha, d, out);
+}
+
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
                                 k_dot_lanes,   k_acc_lanes,   k_dot_panels,    k_acc_panels,    k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
-                                k_exact_r2,      k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,   k_bounds_lanes,
+                                k_exact_r2,      k_first_nonfinite, k_centred_sq,
+                                k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,   k_bounds_lanes,
                                 k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,
                                 k_fma_loop,      k_exp_inplace};
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dispatch.hpp"
 #include "engine.hpp"
 #include "errors.hpp"
 #include "estimator_kernels.hpp"
@@ -119,7 +120,7 @@ void check_outputs(const EstimateOutputs& out, size_t B, size_t d, Coef sigma) {
   const char* bad_what = "";
   const auto scan = [&](const float* v, size_t per_query, const char* what) {
     if (!v) return;
-    const size_t n = B * per_query, i = first_nonfinite(v, n);
+    const size_t n = B * per_query, i = kernels().first_nonfinite(v, n);
     if (i != n && i / per_query < bad_q) {  // ties keep the earlier output
       bad_q = i / per_query;
       bad_what = what;

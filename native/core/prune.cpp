@@ -302,7 +302,7 @@ class PrunedBlock {
     std::unique_ptr<double[]> xd(new double[nq * d]);  // every entry written below
     std::vector<double> xxs(nq);
     for (size_t q = 0; q < nq; ++q)
-      xxs[q] = centred_sq(req.x + (q0 + q) * d, c, req.alpha.at(q0 + q), d, xd.get() + q * d);
+      xxs[q] = kt.centred_sq(req.x + (q0 + q) * d, c, req.alpha.at(q0 + q), d, xd.get() + q * d);
     broad_posteriors(xd.get(), xxs);
     if (live == 0) {
       stats.decide_ns += elapsed_ns(t0);

@@ -900,6 +900,38 @@ void test_first_nonfinite() {
   }
   const float big[] = {-3.4028235e38f, 1e-45f, -0.0f};  // finite extremes and a subnormal
   CHECK(sf::first_nonfinite(big, 3) == 3);
+  // The kernel table's copies, compiled per instruction set, against the portable scan and
+  // against a plain double loop for ||x - alpha c||^2 (every length around the vector widths).
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    g_context = level + " scans";
+    const sf::KernelTable& kt = sf::kernels();
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{16}, size_t{17}, size_t{255}, size_t{256}, size_t{785}}) {
+      std::vector<float> v = random_vec(n, 40 + static_cast<uint32_t>(n)), c = random_vec(n, 41);
+      CHECK(kt.first_nonfinite(v.data(), n) == n);
+      for (size_t i = 0; i < n; i += 1 + n / 5) {
+        for (float b : bad) {
+          std::vector<float> w(v);
+          w[i] = b;
+          CHECK(kt.first_nonfinite(w.data(), n) == i);
+        }
+      }
+      for (double alpha : {1.0, -0.3, 0.0}) {
+        double want = 0.0;
+        for (size_t i = 0; i < n; ++i) want += (double(v[i]) - alpha * c[i]) * (double(v[i]) - alpha * c[i]);
+        std::vector<double> diff(n + 2, 99.0);
+        const double got = kt.centred_sq(v.data(), c.data(), alpha, n, diff.data() + 1);
+        CHECK(std::fabs(got - want) <= 1e-12 * std::max(1.0, want));
+        CHECK(kt.centred_sq(v.data(), c.data(), alpha, n, nullptr) == got);
+        CHECK(diff[0] == 99.0 && diff[n + 1] == 99.0);
+        bool same = true;
+        for (size_t i = 0; i < n; ++i)  // (one rounding, or none where the compiler fuses it)
+          same = same && std::fabs(diff[i + 1] - (double(v[i]) - alpha * c[i])) <= 0x1p-52 * (std::fabs(v[i]) + std::fabs(alpha * c[i]));
+        CHECK(same);
+      }
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
 }
 
 int main() {
