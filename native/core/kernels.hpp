@@ -107,8 +107,8 @@ struct KernelTable {
 
   // ---- Exact pruning (prune.cpp).
   // out[v * k + c] = sum_i V[v * d + i] U[i * k + c] in double for nv vectors V (U row-major
-  // d x k).
-  void (*project)(const double* V, size_t nv, size_t d, const double* U, size_t k, double* out);
+  // d x k) and the columns c0 <= c < c1 (each column's sum in the same order whatever the range).
+  void (*project)(const double* V, size_t nv, size_t d, const double* U, size_t k, size_t c0, size_t c1, double* out);
   // G[i * k + c] += z[i] t[c] (double, G row-major d x k).
   void (*rank1)(double* G, const double* z, size_t d, const double* t, size_t k);
   // Over a tile of bounds S[j * qblock + q]: rowbits[j] bit q where S <= T[q] (qblock <= 32),

@@ -854,7 +854,7 @@ void k_lane_sums_d(const float* P, size_t nt, const float* yy, double* s0, doubl
 
 // ---- Exact pruning (prune.cpp)
 
-// out[v * k + c] = sum_i V[v * d + i] U[i * k + c], in double: 4 vectors by 32 columns at a
+// out[v * k + c] = sum_i V[v * d + i] U[i * k + c] for columns c0 <= c < c1, in double: 4 vectors by 32 columns at a
 // time in 16 accumulators of 8 doubles (GCC/Clang vector extensions: zmm, 2 ymm or scalar
 // pieces per ISA), so each row of U loaded serves 4 vectors and 16 independent chains hide
 // the FMA latency.
@@ -879,14 +879,15 @@ inline void project_block(const double* V, size_t d, const double* U, size_t k, 
 }
 #endif
 
-void k_project(const double* V, size_t nv, size_t d, const double* U, size_t k, double* out) {
+void k_project(const double* V, size_t nv, size_t d, const double* U, size_t k, size_t c0, size_t c1, double* out) {
   size_t v = 0;
 #if defined(__GNUC__)
   for (; v + 4 <= nv; v += 4) {
-    size_t c = 0;
-    for (; c + 32 <= k; c += 32) project_block<4, 4>(V + v * d, d, U + c, k, out + v * k + c);
-    for (; c + 8 <= k; c += 8) project_block<4, 1>(V + v * d, d, U + c, k, out + v * k + c);
-    for (; c < k; ++c)
+    size_t c = c0;
+    for (; c + 32 <= c1; c += 32) project_block<4, 4>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 16 <= c1; c += 16) project_block<4, 2>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 8 <= c1; c += 8) project_block<4, 1>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c < c1; ++c)
       for (size_t r = 0; r < 4; ++r) {
         double a = 0.0;
         for (size_t i = 0; i < d; ++i) a += V[(v + r) * d + i] * U[i * k + c];
@@ -895,12 +896,13 @@ void k_project(const double* V, size_t nv, size_t d, const double* U, size_t k, 
   }
 #endif
   for (; v < nv; ++v) {
-    size_t c = 0;
+    size_t c = c0;
 #if defined(__GNUC__)
-    for (; c + 64 <= k; c += 64) project_block<1, 8>(V + v * d, d, U + c, k, out + v * k + c);
-    for (; c + 16 <= k; c += 16) project_block<1, 2>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 64 <= c1; c += 64) project_block<1, 8>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 48 <= c1; c += 48) project_block<1, 6>(V + v * d, d, U + c, k, out + v * k + c);
+    for (; c + 16 <= c1; c += 16) project_block<1, 2>(V + v * d, d, U + c, k, out + v * k + c);
 #endif
-    for (; c < k; ++c) {
+    for (; c < c1; ++c) {
       double a = 0.0;
       for (size_t i = 0; i < d; ++i) a += V[v * d + i] * U[i * k + c];
       out[v * k + c] = a;

@@ -85,7 +85,7 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
       for (size_t r = ch * kChunkRows; r < std::min(ns, (ch + 1) * kChunkRows); ++r) {
         const float* y = Y + rows[r] * d;
         for (size_t i = 0; i < d; ++i) yd[i] = y[i];
-        kt.project(yd.data(), 1, d, Q.data(), k, t.data());
+        kt.project(yd.data(), 1, d, Q.data(), k, 0, k, t.data());
         kt.rank1(G, yd.data(), d, t.data(), k);
       }
     }, inline_ok);
@@ -113,7 +113,7 @@ std::shared_ptr<const PruneIndex> build_prune_index(const float* Y, size_t n, si
         yd[i] = y[i];
         yy += yd[i] * yd[i];
       }
-      kt.project(yd.data(), 1, d, U, k, a.data());
+      kt.project(yd.data(), 1, d, U, k, 0, k, a.data());
       const auto augmented = [&](size_t kk, float* out) {  // [a_0..a_kk-1, rho after kk], ||.||^2
         double a2 = 0, af2 = 0;
         for (size_t c = 0; c < kk; ++c) {
@@ -182,12 +182,18 @@ float round_up(double v) {
 }
 
 // Per query block: the lanes' augmented projections b^ (the GEMM operands) and thresholds.
+// With two levels a lane's projection starts with the first level's k1 directions; the other
+// k - k1 (three quarters of the projection's work) are computed when the lane first needs the
+// second level (complete_lanes). A training digit at small sigma never does, or only for its
+// own row's tile.
 struct BlockLanes {
   std::vector<Lane> lane;
   AlignedVec<float> X;                 // the first level's b^ (kp1 columns, kp with one level); lanes: kp x QB; rows: nq x kp
-  std::vector<float> Xr;               // the full b^, rows (nq x kp), for the second level
+  std::vector<float> Xr;               // the full b^, rows (nq x kp), for the second level (complete lanes only)
   std::vector<float> cA, cB, cC, cC1;  // bound = cA S + cB aa + cC = ||b^ - alpha a^||^2 (cC1: first level)
   std::vector<double> margin;          // rounding allowance of a lane's float bound
+  std::vector<double> bs, xx;          // the projections b (nq x k, double) and ||x'||^2
+  uint32_t complete = 0;               // lanes whose Xr and cC hold the full b^
 };
 
 // One level of bounds as the kernels read it: the index's matrix row-major (A, the lanes
@@ -197,6 +203,42 @@ struct Level {
   size_t kp = 0;
   const float *A = nullptr, *aa = nullptr, *Af = nullptr, *XT = nullptr, *Xr = nullptr, *cC = nullptr;
 };
+
+// [b_0..b_kk-1, s rho_x after kk directions] as floats into out[t * stride]; returns its
+// ||.||^2. b: the lane's projections (at least kk), xx = ||x'||^2, s = sign(alpha).
+float augmented(const double* b, size_t kk, double xx, double s, float* out, size_t stride) {
+  double b2 = 0, bf2 = 0;
+  for (size_t t = 0; t <= kk; ++t) {
+    if (t < kk) b2 += b[t] * b[t];
+    const float v = static_cast<float>(t < kk ? b[t] : s * std::sqrt(std::max(0.0, xx - b2)));
+    out[t * stride] = v;
+    bf2 += static_cast<double>(v) * v;
+  }
+  return static_cast<float>(bf2);
+}
+
+// The full b^ of the lanes in mask not complete yet: their projections onto directions
+// k1..k-1 (one call for all of them, the centred queries xd gathered), then Xr and cC.
+void complete_lanes(BlockLanes& bl, const PruneIndex& px, const KernelTable& kt, const double* xd, size_t d,
+                    uint32_t mask) {
+  mask &= ~bl.complete;
+  if (!mask) return;
+  const size_t k = px.k, kp = px.kp, k1 = px.k1;
+  std::vector<uint32_t> ids;
+  for (uint32_t m = mask; m; m &= m - 1) ids.push_back(static_cast<uint32_t>(ctz32(m)));
+  const size_t n = ids.size();
+  if (ids.back() + 1 - ids.front() == n) {  // consecutive lanes: in place, no copies
+    kt.project(xd + ids.front() * d, n, d, px.U.data(), k, k1, k, bl.bs.data() + ids.front() * k);
+  } else {
+    std::vector<double> v(n * d), b(n * k);
+    for (size_t i = 0; i < n; ++i) std::copy(xd + ids[i] * d, xd + (ids[i] + 1) * d, v.begin() + i * d);
+    kt.project(v.data(), n, d, px.U.data(), k, k1, k, b.data());
+    for (size_t i = 0; i < n; ++i) std::copy(b.begin() + i * k + k1, b.begin() + (i + 1) * k, bl.bs.begin() + ids[i] * k + k1);
+  }
+  for (const uint32_t q : ids)
+    bl.cC[q] = augmented(bl.bs.data() + q * k, k, bl.xx[q], bl.lane[q].alpha < 0 ? -1.0 : 1.0, bl.Xr.data() + q * kp, 1);
+  bl.complete |= mask;
+}
 
 // xd, xxs: the block's centred queries x' = x - alpha c (nq x d, double) and their ||x'||^2.
 BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const EstimateRequest& req,
@@ -213,25 +255,15 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
   bl.cC.assign(QB, 0.0f);
   bl.cC1.assign(QB, 0.0f);
   bl.margin.assign(nq, 0.0);
-  std::vector<double> bs(nq * k);
+  bl.bs.assign(nq * k, 0.0);
+  bl.xx = xxs;
   for (size_t q = 0; q < nq; ++q) bl.lane[q] = lane_constants(req, q0 + q, d);
-  kt.project(xd, nq, d, px.U.data(), k, bs.data());
+  kt.project(xd, nq, d, px.U.data(), k, 0, k1, bl.bs.data());
   for (size_t q = 0; q < nq; ++q) {
     const double al = bl.lane[q].alpha, s = al < 0 ? -1.0 : 1.0, xx = xxs[q];
-    const double* b = bs.data() + q * k;
-    // [b_0..b_kk-1, s rho_x after kk directions] as floats into out[t * stride], its ||.||^2
-    const auto augmented = [&](size_t kk, float* out, size_t stride) {
-      double b2 = 0, bf2 = 0;
-      for (size_t t = 0; t <= kk; ++t) {
-        if (t < kk) b2 += b[t] * b[t];
-        const float v = static_cast<float>(t < kk ? b[t] : s * std::sqrt(std::max(0.0, xx - b2)));
-        out[t * stride] = v;
-        bf2 += static_cast<double>(v) * v;
-      }
-      return static_cast<float>(bf2);
-    };
-    bl.cC[q] = augmented(k, bl.Xr.data() + q * kp, 1);
-    bl.cC1[q] = augmented(k1, lanes ? bl.X.data() + q : bl.X.data() + q * kp1, lanes ? QB : 1);
+    const double* b = bl.bs.data() + q * k;
+    bl.cC1[q] = augmented(b, k1, xx, s, lanes ? bl.X.data() + q : bl.X.data() + q * kp1, lanes ? QB : 1);
+    if (!px.k1) bl.cC[q] = augmented(b, k, xx, s, bl.Xr.data() + q * kp, 1);  // one level: the same b^
     bl.cA[q] = static_cast<float>(-2 * al);
     bl.cB[q] = static_cast<float>(al * al);
     // Rounding of the float bound (the (k+1)-term dot product, the products and sums, the
@@ -240,6 +272,7 @@ BlockLanes make_block_lanes(const ReferenceSet& ref, const PruneIndex& px, const
     const double mag = std::sqrt(xx) + std::fabs(al) * ref.max_norm();
     bl.margin[q] = 4.0 * (static_cast<double>(kp) + 32.0) * kU * mag * mag + 1e-30;
   }
+  if (!px.k1) bl.complete = nq >= 32 ? ~0u : (1u << nq) - 1;
   return bl;
 }
 
@@ -299,12 +332,13 @@ class PrunedBlock {
     live = nq;
     T.assign(QB, -kInf);
     // the centred queries x' = x - alpha c in double and ||x'||^2, once for both steps below
-    std::unique_ptr<double[]> xd(new double[nq * d]);  // every entry written below
+    xd.reset(new double[nq * d]);  // every entry written below
     std::vector<double> xxs(nq);
     for (size_t q = 0; q < nq; ++q)
       xxs[q] = kt.centred_sq(req.x + (q0 + q) * d, c, req.alpha.at(q0 + q), d, xd.get() + q * d);
     broad_posteriors(xd.get(), xxs);
     if (live == 0) {
+      xd.reset();
       stats.decide_ns += elapsed_ns(t0);
       return;
     }
@@ -316,6 +350,7 @@ class PrunedBlock {
     lbest.assign(nq, kInf);
     rowbits.assign(kPruneTile, 0);
     best.assign(nq, std::numeric_limits<double>::infinity());
+    best_row.assign(nq, kNoRow);
     lbest2.assign(QB, kInf);
     cand.assign(nq, {});
     const size_t rows_in = end - begin;
@@ -361,7 +396,7 @@ class PrunedBlock {
         if (any && retire_broad(nt)) any = reselect(S.get(), nt);
         if (any && !px.k1 && retire_over(cnt, allowed)) any = reselect(S.get(), nt);
         if (any) {
-          second_level(S.get(), jt, nt);
+          second_level(S.get(), jt, nt, scratch.data());
           // with many pairs per row (held-out digits) one vector pass beats the sparse recount
           if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
         }
@@ -383,6 +418,7 @@ class PrunedBlock {
     // its nearest: their exact r^2 tighten the threshold before the cap is chosen
     for (size_t q = 0; q < nq; ++q)
       if (active[q] && cand[q].size() > kMinCandidates) tighten_best(q);
+    xd.reset();
     stats.decide_ns += elapsed_ns(t0);
   }
 
@@ -438,6 +474,7 @@ class PrunedBlock {
   // for the second level and the candidates (the rest of S is never read).
   void rows_tile(const Level& L1, float* S, float* col, size_t jt, size_t nt, std::vector<float>& cnt, uint32_t lanes_in) {
     std::fill(rowbits.begin(), rowbits.begin() + static_cast<std::ptrdiff_t>(nt), 0u);
+    std::fill(scratch.begin(), scratch.end(), 0.0f);  // the selected pairs per lane
     bool any = false;
     for (size_t q = 0; q < nq; ++q) {
       if (!active[q] || !(lanes_in >> q & 1u)) continue;
@@ -456,11 +493,12 @@ class PrunedBlock {
       }
       if (n == 0) continue;
       any = true;
+      scratch[q] = static_cast<float>(n);
       for (size_t j = 0; j < nt; ++j)
         if (rowbits[j] & bit) S[j * QB + q] = cq[j];
     }
     if (!any) return;
-    second_level(S, jt, nt);
+    second_level(S, jt, nt, scratch.data());
     recount_and_keep(S, jt, nt, cnt);
   }
 
@@ -518,9 +556,10 @@ class PrunedBlock {
           for (size_t b = 0; b < d * sizeof(float); b += 64) __builtin_prefetch(next + b);
         }
 #endif
-        const double r2 = exact(q, cs[i].row);
+        // (the row of the best exact r^2 so far is not computed twice: the same function gave best)
+        const double r2 = cs[i].row == best_row[q] ? best[q] : exact(q, cs[i].row);
         done.emplace_back(cs[i].row, r2);
-        improve(q, r2);
+        improve(q, r2, cs[i].row);
       }
       std::sort(done.begin(), done.end());
       cj.clear();
@@ -547,13 +586,14 @@ class PrunedBlock {
   static uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
   }
-  void improve(size_t q, double r2) {  // a new exact r^2: the threshold tightens
+  void improve(size_t q, double r2, size_t row) {  // a new exact r^2: the threshold tightens
     if (r2 < best[q]) {
       best[q] = r2;
+      best_row[q] = static_cast<uint32_t>(row);
       T[q] = round_up(K::r2_window(r2, window, bl.lane[q]) + bl.margin[q]);
     }
   }
-  void tighten(size_t q, size_t row) { improve(q, exact(q, row)); }
+  void tighten(size_t q, size_t row) { improve(q, exact(q, row), row); }
   // After a tile's first-level selection (rowbits, per-lane counts in scratch): a lane that
   // keeps over half the tile with a wide window (broad) has a broad posterior: it goes to the
   // full pass first, before its pairs are refined or kept one by one (this only decides where
@@ -635,10 +675,33 @@ class PrunedBlock {
 
   // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
   // lane's smallest so far tightens its threshold.
-  void second_level(float* S, size_t jt, size_t nt) {
+  void second_level(float* S, size_t jt, size_t nt, const float* counts) {
     if (!px.k1) return;
+    // counts: the selected pairs per lane. A lane whose only pair is the row of its best exact
+    // r^2 so far (a training digit at small sigma: its own row, found by the pilot) needs no
+    // second-level bound: that row is computed exactly anyway, and its r^2 is already known.
+    uint32_t refine = 0, selected = 0;
+    for (size_t q = 0; q < nq; ++q) {
+      if (!(counts[q] > 0.0f)) continue;
+      selected |= 1u << q;
+      const size_t br = best_row[q];
+      const bool known = counts[q] == 1.0f && br >= jt && br < jt + nt && (rowbits[br - jt] >> q & 1u);
+      if (!known) refine |= 1u << q;
+    }
+    if (!refine) return;
+    // all active lanes at once (the projection is efficient for 4 lanes at a time, and a lane
+    // that needs the second level in one tile likely needs it in others)
+    uint32_t act = 0;
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q]) act |= 1u << q;
+    complete_lanes(bl, px, kt, xd.get(), d, act | refine);
+    const uint32_t* bits = rowbits.data();
+    if (refine != selected) {
+      for (size_t j = 0; j < nt; ++j) refine_bits[j] = rowbits[j] & refine;
+      bits = refine_bits.data();
+    }
     std::fill(lmin2.begin(), lmin2.end(), kInf);
-    kt.refine_bounds(S, nt, rowbits.data(), bl.Xr.data(), px.A.data() + jt * px.kp, px.kp, px.aa.data() + jt,
+    kt.refine_bounds(S, nt, bits, bl.Xr.data(), px.A.data() + jt * px.kp, px.kp, px.aa.data() + jt,
                      bl.cA.data(), bl.cB.data(), bl.cC.data(), lmin2.data(), larg2.data());
     for (size_t q = 0; q < nq; ++q) {
       if (!active[q] || !(lmin2[q] < lbest2[q])) continue;
@@ -762,13 +825,17 @@ class PrunedBlock {
   const size_t tiles;
   static constexpr float kInf = std::numeric_limits<float>::infinity();
   BlockLanes bl;
+  std::unique_ptr<double[]> xd;  // phase 1: the centred queries x' (nq x d, double)
   std::vector<std::vector<Candidate>> cand;  // per lane, in row order
   std::vector<float> T;
   std::vector<float> lbest;     // one level: a lane's smallest first-level bound so far
   std::vector<float> tile_min;  // two levels: the pilot's smallest first-level bound per tile and lane (tiles x QB)
   std::vector<float> lbest2 = std::vector<float>(QB), lmin2 = std::vector<float>(QB), scratch = std::vector<float>(QB);
-  std::vector<uint32_t> rowbits, larg2 = std::vector<uint32_t>(QB);
+  std::vector<uint32_t> rowbits, larg2 = std::vector<uint32_t>(QB),
+      refine_bits = std::vector<uint32_t>(kPruneTile);
   std::vector<double> best;
+  std::vector<uint32_t> best_row;  // the row of best[q] (kNoRow before any)
+  static constexpr uint32_t kNoRow = std::numeric_limits<uint32_t>::max();
   std::vector<char> active;
   size_t live = 0;
 };

@@ -882,6 +882,47 @@ void test_pruning() {
   test_pruning_shape(160, 37, 83);
 }
 
+// The projection of the pruning index (KernelTable::project) over a range of columns gives the
+// same bits as over all of them: the pruned pass projects a lane onto the first level's
+// directions first and onto the others only when the lane needs the second level.
+void test_project_column_ranges() {
+  const size_t d = 101, k = 64;
+  std::vector<float> uf = random_vec(d * k, 91), vf = random_vec(9 * d, 92);
+  std::vector<double> U(uf.begin(), uf.end()), V(vf.begin(), vf.end());
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    g_context = level + " project";
+    for (size_t nv : {size_t{1}, size_t{2}, size_t{4}, size_t{5}, size_t{9}}) {
+      std::vector<double> full(nv * k, -1.0), part(nv * k, -7.0);
+      sf::kernels().project(V.data(), nv, d, U.data(), k, 0, k, full.data());
+      bool close_to_ref = true;
+      for (size_t v = 0; v < nv; ++v)
+        for (size_t c = 0; c < k; ++c) {
+          double r = 0, m = 0;
+          for (size_t i = 0; i < d; ++i) {
+            r += V[v * d + i] * U[i * k + c];
+            m += std::fabs(V[v * d + i] * U[i * k + c]);
+          }
+          close_to_ref = close_to_ref && std::fabs(full[v * k + c] - r) <= 1e-13 * m;
+        }
+      CHECK(close_to_ref);
+      for (const auto& [c0, c1] : {std::pair<size_t, size_t>{0, 16}, {16, 64}, {8, 40}, {0, 64}}) {
+        std::fill(part.begin(), part.end(), -7.0);
+        sf::kernels().project(V.data(), nv, d, U.data(), k, c0, c1, part.data());
+        bool same = true, untouched = true;
+        for (size_t v = 0; v < nv; ++v)
+          for (size_t c = 0; c < k; ++c) {
+            if (c >= c0 && c < c1) same = same && part[v * k + c] == full[v * k + c];
+            else untouched = untouched && part[v * k + c] == -7.0;
+          }
+        CHECK(same);
+        CHECK(untouched);
+      }
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
 void test_first_nonfinite() {
   // every position around the scan's 256-element blocks, each non-finite kind, a later second one
   const float bad[] = {std::nanf(""), INFINITY, -INFINITY};
@@ -935,11 +976,13 @@ void test_first_nonfinite() {
 }
 
 int main() {
+  std::setvbuf(stdout, nullptr, _IONBF, 0);  // a check that fails before an abort is still printed
   std::printf("simd levels available:");
   for (const std::string& l : sf::simd_available()) std::printf(" %s", l.c_str());
   std::printf("\n");
   test_philox_known_answers();
   test_first_nonfinite();
+  test_project_column_ranges();
   test_kernels_every_level();
   test_panel_gemms_every_level();
   test_unsupported_level();
