@@ -97,12 +97,17 @@ test('3: the addon loaded only by worker threads, which end by terminate() or pr
           // three workers at a time, none of them the main thread
           await Promise.all([0, 1, 2].map(async () => {
             const w = new Worker(wsrc, { eval: true });
+            // listening for 'exit' before 'ready' arrives: a worker that reaches process.exit
+            // before this thread reads its message emits both in one go, and a listener added
+            // after 'ready' would miss 'exit' (the loop then drained and the process ended
+            // without printing, once in CI on a busy machine)
+            const exited = new Promise((r) => w.once('exit', r));
             await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
             if (${JSON.stringify(mode)} === 'terminate') {
               await new Promise((r) => setTimeout(r, Math.random() * 30));
               await w.terminate();
             } else {
-              await new Promise((r) => w.once('exit', r));
+              await exited;
             }
           }));
         }
