@@ -25,6 +25,12 @@ export interface EstimateStats {
   exactPairs: number;
   /** Queries the pruned pass finished (the rest ran the full pass). */
   sparseQueries: number;
+  /**
+   * Tiles of references (per block of queries) the pruned pass bounded densely with its full
+   * projection, because its first level left too many pairs to refine one by one (queries far
+   * from every reference, such as held-out digits; docs/numerics.md, "Wide tiles").
+   */
+  wideTiles: number;
   /** Share of the pairs never computed: 1 - (densePairs + exactPairs) / pairs. */
   prunedShare: number;
   /**
@@ -259,7 +265,8 @@ export class ReferenceSet {
    * Like estimate, also returning what the engine did: `refined` pairs recomputed precisely by
    * the fused pass, and for exact pruning (docs/numerics.md) the call's query-reference `pairs`,
    * the `densePairs` the fused full pass computed, the `exactPairs` the pruned pass computed,
-   * the `sparseQueries` it finished, and `prunedShare`, the share of pairs never computed.
+   * the `sparseQueries` it finished, the `wideTiles` it bounded densely, and `prunedShare`, the
+   * share of pairs never computed.
    */
   estimateWithStats<O extends EstimateOutput = 'mean' | 'score'>(
     x: Float32Array,

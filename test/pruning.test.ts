@@ -119,6 +119,29 @@ test.serial('training digits whose own rows lie anywhere in the set: finished by
   }
 });
 
+test.serial('held-out digits filling a lanes block: bounded in wide tiles, finished by the pruned pass, within 1e-4 of float64', (t) => {
+  // 40 held-out digits: a block of 32 in the lanes layout (two of 16 with AVX2) and 8 in the
+  // rows layout. The first level leaves each lanes block too many pairs to refine one by one,
+  // so its tiles are bounded with the full projection (wideTiles); the result must still be
+  // exact to the tolerance, and the training digits of the other test never go wide.
+  const B = 40;
+  const x0 = mnist.data.slice(N * d, (N + B) * d);
+  for (const sigma of [0.002, 0.05, 0.2]) {
+    const x = noisy(x0, sigma, 41);
+    const st = ref.estimateWithStats(x, { sigma, outputs: ['mean'] });
+    t.true(st.wideTiles > 0, `sigma ${sigma}: ${st.wideTiles} wide tiles`);
+    t.true(st.sparseQueries >= B - 2, `sigma ${sigma}: ${st.sparseQueries} of ${B} finished by the pruned pass`);
+    checkAgainstFloat64(t, ref, train, d, x, sigma, 'gaussian', 'held-out block');
+  }
+  const spread = new Float32Array(B * d);
+  for (let i = 0; i < B; i++) {
+    const r = Math.floor((i * N) / B) + 7;
+    spread.set(train.subarray(r * d, (r + 1) * d), i * d);
+  }
+  const st = ref.estimateWithStats(noisy(spread, 0.01, 42), { sigma: 0.01, outputs: ['mean'] });
+  t.is(st.wideTiles, 0, 'training digits at sigma 0.01: their own rows are all the first level leaves');
+});
+
 test.serial('clustered and far-from-origin sets (d = 32) with pruning: within 1e-4 of float64', (t) => {
   for (const offset of [0, 1000]) {
     const Y = clustered(3000, 32, offset, 11);

@@ -184,6 +184,7 @@ class EstimateTask : public Task {
     o.Set("densePairs", static_cast<double>(stats.dense_pairs));
     o.Set("exactPairs", static_cast<double>(stats.exact_pairs));
     o.Set("sparseQueries", static_cast<double>(stats.sparse_queries));
+    o.Set("wideTiles", static_cast<double>(stats.wide_tiles));
     o.Set("decideSeconds", static_cast<double>(stats.decide_ns) * 1e-9);
     return o;
   }

@@ -150,6 +150,8 @@ struct EstimateStats {
   // Exact pruning (prune.hpp): pairs of the call, pairs the fused pass computed, pairs the
   // pruned pass computed exactly, and queries the pruned pass finished.
   uint64_t pairs = 0, dense_pairs = 0, exact_pairs = 0, sparse_queries = 0;
+  // Tiles (per query block) the pruned pass bounded densely with its full projection (wide).
+  uint64_t wide_tiles = 0;
   // Thread time spent deciding which pairs to compute precisely (fused pass) or at all (the
   // pruned pass's bounds), summed over threads.
   uint64_t decide_ns = 0;

@@ -175,6 +175,11 @@ constexpr size_t kTightenRows = 8;
 // pass too (measured on MNIST, B = 256: held-out digits at sigma 0.5, where 25-30 of a block's
 // 32 leave after the first tile, 11% less CPU; 1/8 gained nothing; the same elsewhere).
 constexpr size_t kGiveUp = 4;
+// A lanes block goes wide (PrunedBlock::wide_tile) once a tile's first level selects more than
+// this many pairs per row of the tile, summed over the block's queries (measured on MNIST:
+// held-out digits 4-10% less time at sigma <= 0.2; with 1.5, training digits at sigma 0.2 went
+// wide on their first tile, whose thresholds are still loose, and were 25% slower).
+constexpr double kWidePairs = 3.0;
 
 float round_up(double v) {
   if (!(v < 3.0e38)) return std::numeric_limits<float>::infinity();
@@ -194,6 +199,7 @@ struct BlockLanes {
   std::vector<double> margin;          // rounding allowance of a lane's float bound
   std::vector<double> bs, xx;          // the projections b (nq x k, double) and ||x'||^2
   uint32_t complete = 0;               // lanes whose Xr and cC hold the full b^
+  AlignedVec<float> XF;                // the full b^ in the lanes layout (kp x QB), for wide tiles (empty before)
 };
 
 // One level of bounds as the kernels read it: the index's matrix row-major (A, the lanes
@@ -294,6 +300,17 @@ Level first_level(const PruneIndex& px, const BlockLanes& bl, bool lanes) {
   return L;
 }
 
+// The full (k+1)-column bound as a first level, in the lanes layout (wide tiles, PrunedBlock::bounds).
+Level full_level(const PruneIndex& px, const BlockLanes& bl) {
+  Level L;
+  L.kp = px.kp;
+  L.A = px.A.data();
+  L.aa = px.aa.data();
+  L.XT = bl.XF.data();
+  L.cC = bl.cC.data();
+  return L;
+}
+
 // One level's bounds of a tile of rows [jt, jt + nt) for the block's lanes (the lanes layout)
 // into S (nt x QB), with each lane's smallest into lane_min; with T, also the pairs under it
 // into rowbits and counts (returns whether any).
@@ -381,6 +398,8 @@ class PrunedBlock {
       if (!need) continue;
       if (!lanes) {
         rows_tile(L1, S.get(), col.data(), jt, nt, cnt, need);
+      } else if (wide) {
+        wide_tile(S.get(), jt, nt, cnt, tmin);
       } else {
         // With two levels (after the pilot) the selection under T runs in the same pass as
         // the bounds; with one level a lane's new smallest bound tightens T first.
@@ -399,7 +418,11 @@ class PrunedBlock {
         }
         if (any && retire_broad(nt)) any = reselect(S.get(), nt);
         if (any && !px.k1 && retire_over(cnt, allowed)) any = reselect(S.get(), nt);
-        if (any) {
+        if (any && px.k1 && selected_pairs() > kWidePairs * static_cast<double>(nt)) {
+          // too many pairs for the second level one by one: this tile and the rest go wide
+          wide = true;
+          wide_tile(S.get(), jt, nt, cnt, tmin);
+        } else if (any) {
           second_level(S.get(), jt, nt, scratch.data());
           // with many pairs per row (held-out digits) one vector pass beats the sparse recount
           if (kt.select_le(S.get(), nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S.get(), jt, nt);
@@ -677,6 +700,48 @@ class PrunedBlock {
     for (uint32_t m = need; m; m &= m - 1) tighten(ctz32(m), jt + row[ctz32(m)]);
   }
 
+  // The pairs the first level selected in a tile (rowbits' counts, in scratch).
+  double selected_pairs() const {
+    double n = 0;
+    for (size_t q = 0; q < nq; ++q) n += scratch[q];
+    return n;
+  }
+  // A wide tile: the full (k+1)-column bound for every lane in one dense pass, instead of the
+  // first level's and then the second level's pair by pair. Once a tile's first level leaves a
+  // lanes block more than kWidePairs pairs per row (held-out digits: hundreds of rows per lane
+  // out of 9,000), that tile and the rest of the scan go wide: the second level's dot products
+  // of row data fetched at random cost more than the dense pass over every pair (a training
+  // digit, whose first level leaves it its own row, never goes wide). Every active lane is
+  // completed on the first wide tile; lanes retired since keep a threshold of -inf, so their
+  // columns select nothing. The row of a lane's smallest bound in the tile tightens its
+  // threshold before the selection, as the second level's does.
+  void wide_tile(float* S, size_t jt, size_t nt, std::vector<float>& cnt, std::vector<float>& tmin) {
+    if (bl.XF.empty()) {
+      uint32_t act = 0;
+      for (size_t q = 0; q < nq; ++q)
+        if (active[q]) act |= 1u << q;
+      complete_lanes(bl, px, kt, xd.get(), d, act);
+      bl.XF.assign(px.kp * QB, 0.0f);
+      for (size_t q = 0; q < nq; ++q)
+        if (active[q])
+          for (size_t t = 0; t < px.kp; ++t) bl.XF[t * QB + q] = bl.Xr[q * px.kp + t];
+    }
+    const Level LF = full_level(px, bl);
+    ++stats.wide_tiles;
+    std::fill(scratch.begin(), scratch.end(), 0.0f);
+    bool any = tile_bounds(LF, kt, bl, jt, nt, T.data(), S, rowbits.data(), scratch.data(), tmin.data());
+    if (any && retire_broad(nt)) any = reselect(S, nt);
+    if (!any) return;
+    std::vector<char> lower(nq, 0);
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && tmin[q] < lbest2[q]) {
+        lbest2[q] = tmin[q];
+        lower[q] = 1;
+      }
+    tighten_at_lanes(S, tmin, jt, nt, lower);
+    if (kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S, jt, nt);
+  }
+
   // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
   // lane's smallest so far tightens its threshold.
   void second_level(float* S, size_t jt, size_t nt, const float* counts) {
@@ -837,6 +902,7 @@ class PrunedBlock {
   static constexpr uint32_t kNoRow = std::numeric_limits<uint32_t>::max();
   std::vector<char> active;
   size_t live = 0;
+  bool wide = false;  // the scan's remaining tiles use the full bound (wide_tile)
 };
 
 // The whole request: phase 1 for every block, the cap on exact pairs, phase 2. The cap is
@@ -890,6 +956,7 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
       stats->exact_pairs += b->stats.exact_pairs;
       stats->sparse_queries += b->stats.sparse_queries;
       stats->decide_ns += b->stats.decide_ns;
+      stats->wide_tiles += b->stats.wide_tiles;
     }
   }
 }
