@@ -969,8 +969,9 @@ size_t pruned_scratch_bytes(const PruneIndex& px, size_t B, size_t /*n: the boun
   // per block: a tile's bounds and the lanes' operands; per query at most kMaxCandidates
   // candidates after a tile's check plus one tile's worth, (row, bound) pairs, twice over for
   // the vectors' growth
-  // (a tile of bounds, and in the rows layout one column per lane)
-  const size_t per_block = (2 * kPruneTile + 12) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (2 * px.kp + 5) * QB * sizeof(float);
+  // (a tile of bounds, and in the rows layout one column per lane; the lanes' operands: the
+  // first level's, the full b^ per lane and, for wide tiles, again in the lanes layout)
+  const size_t per_block = (2 * kPruneTile + 12) * QB * sizeof(float) + kPruneTile * sizeof(uint32_t) + (3 * px.kp + 5) * QB * sizeof(float);
   const size_t candidates = B * (kMaxCandidates + kPruneTile) * 2 * (sizeof(uint32_t) + sizeof(float));
   const size_t states = B * (4 + (weighted_sum ? d : 0)) * sizeof(double) * 2;  // a state's rows, twice over
   return nqb * per_block + candidates + states + B * d * sizeof(double);
