@@ -407,13 +407,7 @@ class PrunedBlock {
         bool any = tile_bounds(L1, kt, bl, jt, nt, px.k1 ? T.data() : nullptr, S.get(), rowbits.data(), scratch.data(),
                                tmin.data());
         if (!px.k1) {
-          std::vector<char> lower(nq, 0);
-          for (size_t q = 0; q < nq; ++q)
-            if (tmin[q] < lbest[q]) {
-              lbest[q] = tmin[q];
-              lower[q] = 1;
-            }
-          tighten_at_lanes(S.get(), tmin, jt, nt, lower);
+          tighten_at_new_minima(S.get(), tmin, jt, nt, lbest);
           any = kt.select_le(S.get(), nt, T.data(), rowbits.data(), scratch.data());
         }
         if (any && retire_broad(nt)) any = reselect(S.get(), nt);
@@ -732,14 +726,22 @@ class PrunedBlock {
     bool any = tile_bounds(LF, kt, bl, jt, nt, T.data(), S, rowbits.data(), scratch.data(), tmin.data());
     if (any && retire_broad(nt)) any = reselect(S, nt);
     if (!any) return;
+    tighten_at_new_minima(S, tmin, jt, nt, lbest2);
+    if (kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S, jt, nt);
+  }
+
+  // The lanes whose smallest bound in a tile (tmin) is below their smallest so far (lowest,
+  // updated here) tighten their thresholds at the row holding it (tighten_at_lanes, which
+  // skips retired lanes).
+  void tighten_at_new_minima(const float* S, const std::vector<float>& tmin, size_t jt, size_t nt,
+                             std::vector<float>& lowest) {
     std::vector<char> lower(nq, 0);
     for (size_t q = 0; q < nq; ++q)
-      if (active[q] && tmin[q] < lbest2[q]) {
-        lbest2[q] = tmin[q];
+      if (tmin[q] < lowest[q]) {
+        lowest[q] = tmin[q];
         lower[q] = 1;
       }
     tighten_at_lanes(S, tmin, jt, nt, lower);
-    if (kt.select_le(S, nt, T.data(), rowbits.data(), cnt.data())) keep_candidates(S, jt, nt);
   }
 
   // The second level: the selected pairs (rowbits) get the k-direction bound; the row with a
