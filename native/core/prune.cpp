@@ -398,7 +398,7 @@ class PrunedBlock {
       if (!need) continue;
       if (!lanes) {
         rows_tile(L1, S.get(), col.data(), jt, nt, cnt, need);
-      } else if (wide) {
+      } else if (wide()) {
         wide_tile(S.get(), jt, nt, cnt, tmin);
       } else {
         // With two levels (after the pilot) the selection under T runs in the same pass as
@@ -414,7 +414,6 @@ class PrunedBlock {
         if (any && !px.k1 && retire_over(cnt, allowed)) any = reselect(S.get(), nt);
         if (any && px.k1 && selected_pairs() > kWidePairs * static_cast<double>(nt)) {
           // too many pairs for the second level one by one: this tile and the rest go wide
-          wide = true;
           wide_tile(S.get(), jt, nt, cnt, tmin);
         } else if (any) {
           second_level(S.get(), jt, nt, scratch.data());
@@ -694,6 +693,8 @@ class PrunedBlock {
     for (uint32_t m = need; m; m &= m - 1) tighten(ctz32(m), jt + row[ctz32(m)]);
   }
 
+  // Whether the block's scan has gone wide: its first wide tile set the lanes-layout b^ (XF).
+  bool wide() const { return !bl.XF.empty(); }
   // The pairs the first level selected in a tile (rowbits' counts, in scratch).
   double selected_pairs() const {
     double n = 0;
@@ -904,7 +905,6 @@ class PrunedBlock {
   static constexpr uint32_t kNoRow = std::numeric_limits<uint32_t>::max();
   std::vector<char> active;
   size_t live = 0;
-  bool wide = false;  // the scan's remaining tiles use the full bound (wide_tile)
 };
 
 // The whole request: phase 1 for every block, the cap on exact pairs, phase 2. The cap is
