@@ -133,8 +133,9 @@ struct KernelTable {
   // a column-major block of the index; returns the smallest.
   float (*bounds_col)(const float* At, size_t stride, size_t nt, size_t kp, const float* b, float cA, float cB, float cC,
                       const float* aa, float* out);
-  // rowbits[j] |= bit where s[j] <= T (never for NaN), j < nt; returns how many.
-  size_t (*select_col)(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits);
+  // rowbits[j] |= bit and S[j * stride] = s[j] where s[j] <= T (never for NaN), j < nt;
+  // returns how many.
+  size_t (*select_col)(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits, float* S, size_t stride);
   // The first level in the lanes layout, fused (one pass over the tile, the same bits as
   // dot_lanes + logits_gauss + select_le): S[j * qblock + q] = cA[q] sum_k XT[k * qblock + q]
   // A[j * kp + k] + (cB[q] aa[j] + cC[q]) and lane_min[q] its smallest over the tile; with T,

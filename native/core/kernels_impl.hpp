@@ -1151,17 +1151,20 @@ float k_bounds_col(const float* At, size_t stride, size_t nt, size_t kp, const f
 }
 
 // rowbits[j] |= bit where s[j] <= T (NaN never), j < nt; returns how many.
-size_t k_select_col(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits) {
+size_t k_select_col(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits, float* S, size_t stride) {
   const typename V::reg vt = V::set1(T);
   size_t n = 0, j = 0;
   for (; j + W <= nt; j += W)
     for (unsigned m = V::mask_le(V::load(s + j), vt); m; m &= m - 1) {
-      rowbits[j + static_cast<size_t>(__builtin_ctz(m))] |= bit;
+      const size_t i = j + static_cast<size_t>(__builtin_ctz(m));
+      rowbits[i] |= bit;
+      S[i * stride] = s[i];
       ++n;
     }
   for (; j < nt; ++j)
     if (s[j] <= T) {
       rowbits[j] |= bit;
+      S[j * stride] = s[j];
       ++n;
     }
   return n;

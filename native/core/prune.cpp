@@ -505,7 +505,8 @@ class PrunedBlock {
         tighten_at(q, lo, jt, cq, nt);
       }
       const uint32_t bit = 1u << q;
-      const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data());
+      // the selected pairs' bounds go straight into S (the second level reads them there)
+      const size_t n = kt.select_col(cq, nt, T[q], bit, rowbits.data(), S + q, QB);
       if (too_broad(q, static_cast<float>(n), nt)) {
         retire(q);
         for (size_t j = 0; j < nt; ++j) rowbits[j] &= ~bit;
@@ -514,8 +515,6 @@ class PrunedBlock {
       if (n == 0) continue;
       any = true;
       scratch[q] = static_cast<float>(n);
-      for (size_t j = 0; j < nt; ++j)
-        if (rowbits[j] & bit) S[j * QB + q] = cq[j];
     }
     if (!any) return;
     second_level(S, jt, nt, scratch.data());
