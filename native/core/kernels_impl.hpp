@@ -190,6 +190,7 @@ void k_dot_lanes(const float* XT, const float* Y, size_t nt, size_t d, float* S)
 template <size_t KK>
 void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, size_t d, const uint32_t* rows) {
   typename V::reg c0[KK], c1[KK];
+#pragma GCC unroll 16
   for (size_t k = 0; k < KK; ++k) {
     c0[k] = V::zero();
     c1[k] = V::zero();
@@ -198,12 +199,14 @@ void acc_lanes_block(double* AccT, const float* P, const float* Y, size_t nt, si
     const size_t j = rows ? rows[i] : i;
     const typename V::reg p0 = V::load(P + j * QB), p1 = V::load(P + j * QB + W);
     const float* y = Y + j * d;
+#pragma GCC unroll 16
     for (size_t k = 0; k < KK; ++k) {
       const typename V::reg b = V::set1(y[k]);
       c0[k] = V::fma(p0, b, c0[k]);
       c1[k] = V::fma(p1, b, c1[k]);
     }
   }
+#pragma GCC unroll 16
   for (size_t k = 0; k < KK; ++k) {
     add_to_double(AccT + k * QB, c0[k], W);
     add_to_double(AccT + k * QB + W, c1[k], W);
@@ -374,6 +377,7 @@ void k_dot_panels(const float* XT, const float* Yp, size_t j0, size_t nt, size_t
 template <size_t KK>
 void acc_panel_block(double* AccT, const float* P, const float* const* rowp, const uint32_t* rows, size_t n) {
   typename V::reg c0[KK], c1[KK];
+#pragma GCC unroll 16
   for (size_t k = 0; k < KK; ++k) {
     c0[k] = V::zero();
     c1[k] = V::zero();
@@ -383,12 +387,14 @@ void acc_panel_block(double* AccT, const float* P, const float* const* rowp, con
     const size_t j = rows[i];
     const typename V::reg p0 = V::load(P + j * QB), p1 = V::load(P + j * QB + W);
     const float* y = rowp[i];
+#pragma GCC unroll 16
     for (size_t k = 0; k < KK; ++k) {
       const typename V::reg b = V::set1(y[k * PR]);
       c0[k] = V::fma(p0, b, c0[k]);
       c1[k] = V::fma(p1, b, c1[k]);
     }
   }
+#pragma GCC unroll 16
   for (size_t k = 0; k < KK; ++k) {
     add_to_double(AccT + k * QB, c0[k], W);
     add_to_double(AccT + k * QB + W, c1[k], W);
