@@ -133,6 +133,12 @@ struct KernelTable {
   // a column-major block of the index; returns the smallest.
   float (*bounds_col)(const float* At, size_t stride, size_t nt, size_t kp, const float* b, float cA, float cB, float cC,
                       const float* aa, float* out);
+  // bounds_col for nq <= 4 queries at once: each element of At is loaded once for all of them
+  // (the column-major block streams from memory once per group, not once per query), with the
+  // same operations per query as bounds_col, so the same bits. Query i's b, cA, cB, cC are
+  // b[i], cA[i], ...; its bounds go to out[i][0..nt), its smallest to lo[i].
+  void (*bounds_cols)(const float* At, size_t stride, size_t nt, size_t kp, size_t nq, const float* const* b,
+                      const float* cA, const float* cB, const float* cC, const float* aa, float* const* out, float* lo);
   // rowbits[j] |= bit and S[j * stride] = s[j] where s[j] <= T (never for NaN), j < nt;
   // returns how many.
   size_t (*select_col)(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits, float* S, size_t stride);

@@ -1213,7 +1213,82 @@ float k_bounds_col(const float* At, size_t stride, size_t nt, size_t kp, const f
   return m;
 }
 
-// rowbits[j] |= bit where s[j] <= T (NaN never), j < nt; returns how many.
+// QQ queries of bounds_cols, 2 W rows a step: 2 QQ accumulators, each At vector loaded once.
+template <size_t QQ>
+void bounds_cols_q(const float* At, size_t stride, size_t nt, size_t kp, const float* const* b, const float* cA,
+                   const float* cB, const float* cC, const float* aa, float* const* out, float* lo_out) {
+  typedef typename V::reg R;
+  R va[QQ], vb[QQ], vc[QQ], lo[QQ];
+#pragma GCC unroll 4
+  for (size_t q = 0; q < QQ; ++q) {
+    va[q] = V::set1(cA[q]);
+    vb[q] = V::set1(cB[q]);
+    vc[q] = V::set1(cC[q]);
+    lo[q] = V::set1(3.0e38f);
+  }
+  size_t j = 0;
+  for (; j + 2 * W <= nt; j += 2 * W) {
+    R a0[QQ], a1[QQ];
+#pragma GCC unroll 4
+    for (size_t q = 0; q < QQ; ++q) a0[q] = a1[q] = V::zero();
+    for (size_t t = 0; t < kp; ++t) {
+      const float* col = At + t * stride + j;
+      const R y0 = V::load(col), y1 = V::load(col + W);
+#pragma GCC unroll 4
+      for (size_t q = 0; q < QQ; ++q) {
+        const R bt = V::set1(b[q][t]);
+        a0[q] = V::fma(bt, y0, a0[q]);
+        a1[q] = V::fma(bt, y1, a1[q]);
+      }
+    }
+    const R y0 = V::load(aa + j), y1 = V::load(aa + j + W);
+#pragma GCC unroll 4
+    for (size_t q = 0; q < QQ; ++q) {
+      const R l0 = V::fma(va[q], a0[q], V::fma(vb[q], y0, vc[q]));
+      const R l1 = V::fma(va[q], a1[q], V::fma(vb[q], y1, vc[q]));
+      V::store(out[q] + j, l0);
+      V::store(out[q] + j + W, l1);
+      lo[q] = V::min(lo[q], V::min(l0, l1));
+    }
+  }
+  for (; j + W <= nt; j += W) {
+#pragma GCC unroll 4
+    for (size_t q = 0; q < QQ; ++q) {
+      R a0 = V::zero();
+      for (size_t t = 0; t < kp; ++t) a0 = V::fma(V::set1(b[q][t]), V::load(At + t * stride + j), a0);
+      const R l0 = V::fma(va[q], a0, V::fma(vb[q], V::load(aa + j), vc[q]));
+      V::store(out[q] + j, l0);
+      lo[q] = V::min(lo[q], l0);
+    }
+  }
+  for (size_t q = 0; q < QQ; ++q) {
+    float lanes[W];
+    V::store(lanes, lo[q]);
+    float m = lanes[0];
+    for (size_t i = 1; i < W; ++i) m = lanes[i] < m ? lanes[i] : m;
+    for (size_t i = j; i < nt; ++i) {  // the tail in scalar, with the same operations
+      float a = 0.0f;
+      for (size_t t = 0; t < kp; ++t) a = std::fma(b[q][t], At[t * stride + i], a);
+      out[q][i] = std::fma(cA[q], a, std::fma(cB[q], aa[i], cC[q]));
+      m = out[q][i] < m ? out[q][i] : m;
+    }
+    lo_out[q] = m;
+  }
+}
+
+void k_bounds_cols(const float* At, size_t stride, size_t nt, size_t kp, size_t nq, const float* const* b,
+                   const float* cA, const float* cB, const float* cC, const float* aa, float* const* out, float* lo) {
+  switch (nq) {
+    case 1: bounds_cols_q<1>(At, stride, nt, kp, b, cA, cB, cC, aa, out, lo); break;
+    case 2: bounds_cols_q<2>(At, stride, nt, kp, b, cA, cB, cC, aa, out, lo); break;
+    case 3: bounds_cols_q<3>(At, stride, nt, kp, b, cA, cB, cC, aa, out, lo); break;
+    case 4: bounds_cols_q<4>(At, stride, nt, kp, b, cA, cB, cC, aa, out, lo); break;
+    default: break;
+  }
+}
+
+// rowbits[j] |= bit and S[j * stride] = s[j] where s[j] <= T (NaN never), j < nt; returns how
+// many.
 size_t k_select_col(const float* s, size_t nt, float T, uint32_t bit, uint32_t* rowbits, float* S, size_t stride) {
   const typename V::reg vt = V::set1(T);
   size_t n = 0, j = 0;
@@ -1259,7 +1334,7 @@ const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      
                                 k_dot_lanes,   k_acc_lanes,   k_dot_panels,    k_acc_panels,    k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
                                 k_exact_r2,      k_first_nonfinite, k_centred_sq,
-                                k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_select_col,   k_bounds_lanes,
+                                k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_bounds_cols, k_select_col,   k_bounds_lanes,
                                 k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,
                                 k_fma_loop,      k_exp_inplace};
 

@@ -319,10 +319,30 @@ bool tile_bounds(const Level& L, const KernelTable& kt, const BlockLanes& bl, si
   return kt.bounds_lanes(L.XT, L.A + jt * L.kp, nt, L.kp, L.aa + jt, bl.cA.data(), bl.cB.data(), L.cC, T, S, rowbits,
                          counts, lane_min);
 }
-// One lane's bounds of the tile as a column (the rows layout) into out; returns the smallest.
-float col_bounds(const Level& L, const KernelTable& kt, const BlockLanes& bl, size_t n, size_t jt, size_t nt, size_t q,
-                 float* out) {
-  return kt.bounds_col(L.Af + jt, n, nt, L.kp, L.Xr + q * L.kp, bl.cA[q], bl.cB[q], L.cC[q], L.aa + jt, out);
+// The lanes in mask: each one's bounds of the tile as a column (the rows layout) into
+// col + q * kPruneTile, its smallest into lo[q]. Four lanes per pass over the index's block, so
+// it streams from memory once per four queries, not once per query (MNIST, B = 4-12, sigma
+// 0.01-0.2: held-out digits 7-25% less time, training digits up to 32%).
+void col_bounds(const Level& L, const KernelTable& kt, const BlockLanes& bl, size_t n, size_t jt, size_t nt,
+                uint32_t mask, float* col, float* lo) {
+  const float* b[4];
+  float cA[4], cB[4], cC[4], m[4];
+  float* out[4];
+  size_t ids[4];
+  while (mask) {
+    size_t g = 0;
+    for (; g < 4 && mask; ++g, mask &= mask - 1) {
+      const size_t q = ctz32(mask);
+      ids[g] = q;
+      b[g] = L.Xr + q * L.kp;
+      cA[g] = bl.cA[q];
+      cB[g] = bl.cB[q];
+      cC[g] = L.cC[q];
+      out[g] = col + q * kPruneTile;
+    }
+    kt.bounds_cols(L.Af + jt, n, nt, L.kp, g, b, cA, cB, cC, L.aa + jt, out, m);
+    for (size_t i = 0; i < g; ++i) lo[ids[i]] = m[i];
+  }
 }
 
 // One query block of the pruned pass, in two phases so that the cap on exact pairs can be
@@ -473,10 +493,14 @@ class PrunedBlock {
           prow[q] = static_cast<uint32_t>(jt + row[q]);
         }
       } else {
+        uint32_t act = 0;
+        for (size_t q = 0; q < nq; ++q)
+          if (active[q]) act |= 1u << q;
+        col_bounds(L0, kt, bl, ref.size(), jt, nt, act, col, tile_lo.data());
         for (size_t q = 0; q < nq; ++q) {
           if (!active[q]) continue;
-          float* cq = col + q * kPruneTile;
-          const float lo = col_bounds(L0, kt, bl, ref.size(), jt, nt, q, cq);
+          const float* cq = col + q * kPruneTile;
+          const float lo = tile_lo[q];
           tile_min[t * QB + q] = lo;
           if (!(lo < pmin[q])) continue;
           pmin[q] = lo;
@@ -496,10 +520,14 @@ class PrunedBlock {
     std::fill(rowbits.begin(), rowbits.begin() + static_cast<std::ptrdiff_t>(nt), 0u);
     std::fill(scratch.begin(), scratch.end(), 0.0f);  // the selected pairs per lane
     bool any = false;
+    uint32_t in = 0;
+    for (size_t q = 0; q < nq; ++q)
+      if (active[q] && (lanes_in >> q & 1u)) in |= 1u << q;
+    col_bounds(L1, kt, bl, ref.size(), jt, nt, in, col, tile_lo.data());
     for (size_t q = 0; q < nq; ++q) {
-      if (!active[q] || !(lanes_in >> q & 1u)) continue;
+      if (!(in >> q & 1u)) continue;
       float* cq = col + q * kPruneTile;
-      const float lo = col_bounds(L1, kt, bl, ref.size(), jt, nt, q, cq);
+      const float lo = tile_lo[q];
       if (!px.k1 && lo < lbest[q]) {  // one level, as in the lanes layout
         lbest[q] = lo;
         tighten_at(q, lo, jt, cq, nt);
@@ -897,6 +925,7 @@ class PrunedBlock {
   std::vector<float> lbest;     // one level: a lane's smallest first-level bound so far
   std::vector<float> tile_min;  // two levels: the pilot's smallest first-level bound per tile and lane (tiles x QB)
   std::vector<float> lbest2 = std::vector<float>(QB), lmin2 = std::vector<float>(QB), scratch = std::vector<float>(QB);
+  std::vector<float> tile_lo = std::vector<float>(QB);  // the rows layout's smallest bound of a tile per lane
   std::vector<uint32_t> rowbits, larg2 = std::vector<uint32_t>(QB),
       refine_bits = std::vector<uint32_t>(kPruneTile);
   std::vector<double> best;

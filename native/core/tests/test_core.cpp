@@ -185,6 +185,91 @@ void test_panel_gemms_every_level() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
+// The second GEMM's sparse tiles (each half of a block's lanes over its own rows when most
+// rows carry weight in one half, both halves together otherwise) give every lane, per
+// coordinate, the float sum in row order of weight times row, flushed once into the double:
+// the zero weights a path skips add nothing. Both kernels (row-major and panels), every level.
+void test_second_gemm_halves_every_level() {
+  const size_t n = 200, d = 37;
+  std::vector<float> data = random_vec(n * d, 95);
+  auto rs = sf::ReferenceSet::build(data.data(), n, d, true);
+  const float* Y = rs->rows();
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    const sf::KernelTable& kt = sf::kernels();
+    const size_t QB = kt.qblock, W = QB / 2;
+    const bool fused = level != "scalar";  // the scalar level's multiply-add is not fused
+    for (int pattern = 0; pattern < 3; ++pattern) {
+      g_context = level + " pattern " + std::to_string(pattern);
+      std::vector<float> P = random_vec(n * QB, 96 + static_cast<uint32_t>(pattern), 0.1f, 1.0f);
+      for (size_t j = 0; j < n; ++j)
+        for (size_t q = 0; q < QB; ++q) {
+          bool keep = false;
+          if (pattern == 0) keep = j % 5 == 0 && (q < W) == (j % 2 == 0);  // one half a row: the halves
+          if (pattern == 1) keep = j % 5 == 0;                              // both halves: together
+          if (pattern == 2) keep = j % 7 == 0 && q == j % QB;               // one lane a row
+          if (!keep) P[j * QB + q] = 0.0f;
+        }
+      std::vector<double> want(d * QB, 0.25);
+      for (size_t q = 0; q < QB; ++q)
+        for (size_t k = 0; k < d; ++k) {
+          float acc = 0.0f;
+          for (size_t j = 0; j < n; ++j) {
+            const float p = P[j * QB + q], y = Y[j * d + k];
+            if (fused) {
+              acc = std::fma(p, y, acc);
+            } else {
+              volatile float prod = p * y;
+              acc = prod + acc;
+            }
+          }
+          want[k * QB + q] += static_cast<double>(acc);
+        }
+      std::vector<double> A1(d * QB, 0.25), A2(d * QB, 0.25);
+      kt.acc_lanes(A1.data(), P.data(), Y, n, d);
+      kt.acc_panels(A2.data(), P.data(), Y, rs->panels(), 0, n, d);
+      CHECK(std::memcmp(A1.data(), want.data(), want.size() * sizeof(double)) == 0);
+      CHECK(std::memcmp(A2.data(), want.data(), want.size() * sizeof(double)) == 0);
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
+// The pruned pass's first level in the rows layout for up to 4 queries at once gives each
+// query the bits of the one-query kernel, for tiles of any length, on every level.
+void test_bounds_cols_every_level() {
+  const size_t kp = 17, stride = 131;
+  std::vector<float> At = random_vec(kp * stride, 97), aa = random_vec(stride, 98, 0.0f, 3.0f);
+  std::vector<float> b = random_vec(4 * kp, 99), c = random_vec(12, 100);
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    const sf::KernelTable& kt = sf::kernels();
+    for (const size_t nt : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{64}, size_t{100}, size_t{131}})
+      for (size_t nq = 1; nq <= 4; ++nq) {
+        g_context = level + " nt=" + std::to_string(nt) + " nq=" + std::to_string(nq);
+        std::vector<float> one(nq * nt), many(nq * nt + 1, 5.0f), lo(4);
+        const float* bq[4];
+        float* out[4];
+        float cA[4], cB[4], cC[4];
+        for (size_t q = 0; q < nq; ++q) {
+          bq[q] = b.data() + q * kp;
+          out[q] = many.data() + q * nt;
+          cA[q] = c[3 * q];
+          cB[q] = c[3 * q + 1];
+          cC[q] = c[3 * q + 2];
+        }
+        kt.bounds_cols(At.data(), stride, nt, kp, nq, bq, cA, cB, cC, aa.data(), out, lo.data());
+        for (size_t q = 0; q < nq; ++q) {
+          const float lo1 = kt.bounds_col(At.data(), stride, nt, kp, bq[q], cA[q], cB[q], cC[q], aa.data(), one.data() + q * nt);
+          CHECK(lo1 == lo[q]);
+        }
+        CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
+        CHECK(many[nq * nt] == 5.0f);  // nothing written past the last query's bounds
+      }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
 void test_unsupported_level() {
   g_context = "set_simd_level";
   bool threw = false;
@@ -985,6 +1070,8 @@ int main() {
   test_project_column_ranges();
   test_kernels_every_level();
   test_panel_gemms_every_level();
+  test_second_gemm_halves_every_level();
+  test_bounds_cols_every_level();
   test_unsupported_level();
   test_targets_against_float64();
   test_convert_table();
