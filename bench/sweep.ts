@@ -16,7 +16,9 @@
 // default), the full scan (pruning off), NumPy, the
 // speed-ups, GFLOP/s of the full-scan work 4 B N d, its share of the FP32 FMA peak measured in
 // the same run, the share of pairs refined in double, the share of pairs pruned, and the share
-// of thread time spent deciding which pairs to refine or compute.
+// of thread time spent deciding which pairs to refine or compute. Then B = 1 latency against all
+// 10,000 digits (a training digit) and small batches of held-out digits (B = 1 and 8) against
+// the 9,000, each pruned call right after a full scan and in a loop of pruned calls alone.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -256,6 +258,44 @@ export async function sweep(o: SweepOptions): Promise<void> {
       fullScanMs: median(fu),
       vsFullScan: median(fu) / median(pr),
       msInLoop: median(loop),
+    });
+  }
+
+  // Small batches of held-out digits (B = 1 and 8, the rows layout of the pruned pass) against
+  // the 9,000-digit set, the same alternation and loop.
+  const nine = new ReferenceSet(mnist.data.subarray(0, N * d), d);
+  for (const B of [1, 8]) {
+    const x = noisy(mnist.data.subarray((N + 300) * d, (N + 300 + B) * d), 0.01, 9);
+    const pr: number[] = [];
+    const fu: number[] = [];
+    for (let r = 0; r < 4 * o.reps; r++) {
+      let t0 = performance.now();
+      nine.estimate(x, { sigma: 0.01, outputs: ['score'] });
+      pr.push(performance.now() - t0);
+      setPruning(false);
+      t0 = performance.now();
+      nine.estimate(x, { sigma: 0.01, outputs: ['score'] });
+      fu.push(performance.now() - t0);
+      setPruning(true);
+    }
+    const loop: number[] = [];
+    for (let r = 0; r < 20 * o.reps; r++) {
+      const t0 = performance.now();
+      nine.estimate(x, { sigma: 0.01, outputs: ['score'] });
+      loop.push(performance.now() - t0);
+    }
+    emit({
+      bench: 'estimate-latency-small',
+      data: 'mnist',
+      queries: 'held-out',
+      N,
+      B,
+      sigma: 0.01,
+      ms: median(pr),
+      fullScanMs: median(fu),
+      vsFullScan: median(fu) / median(pr),
+      msInLoop: median(loop),
+      loopVsFullScan: median(fu) / median(loop),
     });
   }
 }
