@@ -142,6 +142,20 @@ test.serial('held-out digits filling a lanes block: bounded in wide tiles, finis
   t.is(st.wideTiles, 0, 'training digits at sigma 0.01: their own rows are all the first level leaves');
 });
 
+test.serial('small batches of held-out digits (the rows layout, first level four queries a pass): finished by the pruned pass, within 1e-4 of float64', (t) => {
+  // 5, 6 and 7 queries: a group of four and a remainder of 1, 2 or 3 in bounds_cols
+  for (const B of [5, 6, 7]) {
+    const x0 = mnist.data.slice(N * d, (N + B) * d);
+    for (const sigma of [0.002, 0.05, 0.2]) {
+      const x = noisy(x0, sigma, 50 + B);
+      const st = ref.estimateWithStats(x, { sigma, outputs: ['mean'] });
+      t.true(st.sparseQueries >= B - 1, `B ${B} sigma ${sigma}: ${st.sparseQueries} of ${B} finished by the pruned pass`);
+      t.true(st.prunedShare > 0.5, `B ${B} sigma ${sigma}: pruned share ${st.prunedShare}`);
+      checkAgainstFloat64(t, ref, train, d, x, sigma, 'gaussian', `held-out B=${B}`);
+    }
+  }
+});
+
 test.serial('clustered and far-from-origin sets (d = 32) with pruning: within 1e-4 of float64', (t) => {
   for (const offset of [0, 1000]) {
     const Y = clustered(3000, 32, offset, 11);
