@@ -128,15 +128,12 @@ struct KernelTable {
                       const float* eG, const float* eB, const float* eC, const float* thr, float tol,
                       uint32_t* rowbits);
 
-  // The pruned pass's first level in the rows layout (a few queries), vectorised over rows: one
-  // query's bounds out[j] = cA sum_t b[t] At[t * stride + j] + (cB aa[j] + cC), j < nt, against
-  // a column-major block of the index; returns the smallest.
-  float (*bounds_col)(const float* At, size_t stride, size_t nt, size_t kp, const float* b, float cA, float cB, float cC,
-                      const float* aa, float* out);
-  // bounds_col for nq <= 4 queries at once: each element of At is loaded once for all of them
-  // (the column-major block streams from memory once per group, not once per query), with the
-  // same operations per query as bounds_col, so the same bits. Query i's b, cA, cB, cC are
-  // b[i], cA[i], ...; its bounds go to out[i][0..nt), its smallest to lo[i].
+  // The pruned pass's first level in the rows layout (a few queries), vectorised over rows, for
+  // nq <= 4 queries at once: query i's bounds out[i][j] = cA[i] sum_t b[i][t] At[t * stride + j]
+  // + (cB[i] aa[j] + cC[i]), j < nt, against a column-major block of the index, its smallest
+  // into lo[i]. Each element of At is loaded once for all of them (the block streams from
+  // memory once per group, not once per query); a query's operations do not depend on the
+  // group, so neither do its bits.
   void (*bounds_cols)(const float* At, size_t stride, size_t nt, size_t kp, size_t nq, const float* const* b,
                       const float* cA, const float* cB, const float* cC, const float* aa, float* const* out, float* lo);
   // rowbits[j] |= bit and S[j * stride] = s[j] where s[j] <= T (never for NaN), j < nt;

@@ -1164,56 +1164,9 @@ bool k_bounds_lanes(const float* XT, const float* A, size_t nt, size_t kp, const
   return lb.any != 0;
 }
 
-// The rows layout's first level, vectorised over rows: one query's bounds
-// out[j] = cA sum_t b[t] At[t * stride + j] + (cB aa[j] + cC) for j < nt against a column-major
-// block of the index (column t of the tile at At + t * stride); returns the smallest.
-float k_bounds_col(const float* At, size_t stride, size_t nt, size_t kp, const float* b, float cA, float cB, float cC,
-                   const float* aa, float* out) {
-  typedef typename V::reg R;
-  const R va = V::set1(cA), vb = V::set1(cB), vc = V::set1(cC);
-  R lo = V::set1(3.0e38f);
-  size_t j = 0;
-  for (; j + 4 * W <= nt; j += 4 * W) {
-    R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-    for (size_t t = 0; t < kp; ++t) {
-      const R bt = V::set1(b[t]);
-      const float* col = At + t * stride + j;
-      a0 = V::fma(bt, V::load(col), a0);
-      a1 = V::fma(bt, V::load(col + W), a1);
-      a2 = V::fma(bt, V::load(col + 2 * W), a2);
-      a3 = V::fma(bt, V::load(col + 3 * W), a3);
-    }
-    const R l0 = V::fma(va, a0, V::fma(vb, V::load(aa + j), vc));
-    const R l1 = V::fma(va, a1, V::fma(vb, V::load(aa + j + W), vc));
-    const R l2 = V::fma(va, a2, V::fma(vb, V::load(aa + j + 2 * W), vc));
-    const R l3 = V::fma(va, a3, V::fma(vb, V::load(aa + j + 3 * W), vc));
-    V::store(out + j, l0);
-    V::store(out + j + W, l1);
-    V::store(out + j + 2 * W, l2);
-    V::store(out + j + 3 * W, l3);
-    lo = V::min(lo, V::min(V::min(l0, l1), V::min(l2, l3)));
-  }
-  for (; j + W <= nt; j += W) {
-    R a0 = V::zero();
-    for (size_t t = 0; t < kp; ++t) a0 = V::fma(V::set1(b[t]), V::load(At + t * stride + j), a0);
-    const R l0 = V::fma(va, a0, V::fma(vb, V::load(aa + j), vc));
-    V::store(out + j, l0);
-    lo = V::min(lo, l0);
-  }
-  float lanes[W];
-  V::store(lanes, lo);
-  float m = lanes[0];
-  for (size_t i = 1; i < W; ++i) m = lanes[i] < m ? lanes[i] : m;
-  for (; j < nt; ++j) {  // the tail in scalar, with the same operations
-    float a = 0.0f;
-    for (size_t t = 0; t < kp; ++t) a = std::fma(b[t], At[t * stride + j], a);
-    out[j] = std::fma(cA, a, std::fma(cB, aa[j], cC));
-    m = out[j] < m ? out[j] : m;
-  }
-  return m;
-}
-
-// QQ queries of bounds_cols, 2 W rows a step: 2 QQ accumulators, each At vector loaded once.
+// The rows layout's first level for QQ queries (kernels.hpp, bounds_cols), 2 W rows a step:
+// 2 QQ accumulators, each At vector loaded once for all QQ. Per element the same operations
+// whatever QQ and the step (the sum over t in order, then the affine map), so the same bits.
 template <size_t QQ>
 void bounds_cols_q(const float* At, size_t stride, size_t nt, size_t kp, const float* const* b, const float* cA,
                    const float* cB, const float* cC, const float* aa, float* const* out, float* lo_out) {
@@ -1334,7 +1287,7 @@ const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      
                                 k_dot_lanes,   k_acc_lanes,   k_dot_panels,    k_acc_panels,    k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
                                 k_exact_r2,      k_first_nonfinite, k_centred_sq,
-                                k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_col,  k_bounds_cols, k_select_col,   k_bounds_lanes,
+                                k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_cols, k_select_col,   k_bounds_lanes,
                                 k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,
                                 k_fma_loop,      k_exp_inplace};
 

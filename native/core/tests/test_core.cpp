@@ -239,8 +239,9 @@ void test_second_gemm_halves_every_level() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
-// The pruned pass's first level in the rows layout for up to 4 queries at once gives each
-// query the bits of the one-query kernel, for tiles of any length, on every level.
+// The pruned pass's first level in the rows layout, up to 4 queries at once: each query gets
+// the same bits in any group as alone, for tiles of any length, on every level, and within a
+// few float roundings of the bound in double.
 void test_bounds_cols_every_level() {
   const size_t kp = 17, stride = 131;
   std::vector<float> At = random_vec(kp * stride, 97), aa = random_vec(stride, 98, 0.0f, 3.0f);
@@ -251,7 +252,7 @@ void test_bounds_cols_every_level() {
     for (const size_t nt : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{64}, size_t{100}, size_t{131}})
       for (size_t nq = 1; nq <= 4; ++nq) {
         g_context = level + " nt=" + std::to_string(nt) + " nq=" + std::to_string(nq);
-        std::vector<float> one(nq * nt), many(nq * nt + 1, 5.0f), lo(4);
+        std::vector<float> one(nq * nt), many(nq * nt + 1, 5.0f), lo(4), lo1(1);
         const float* bq[4];
         float* out[4];
         float cA[4], cB[4], cC[4];
@@ -264,8 +265,22 @@ void test_bounds_cols_every_level() {
         }
         kt.bounds_cols(At.data(), stride, nt, kp, nq, bq, cA, cB, cC, aa.data(), out, lo.data());
         for (size_t q = 0; q < nq; ++q) {
-          const float lo1 = kt.bounds_col(At.data(), stride, nt, kp, bq[q], cA[q], cB[q], cC[q], aa.data(), one.data() + q * nt);
-          CHECK(lo1 == lo[q]);
+          float* o = one.data() + q * nt;
+          kt.bounds_cols(At.data(), stride, nt, kp, 1, bq + q, cA + q, cB + q, cC + q, aa.data(), &o, lo1.data());
+          CHECK(lo1[0] == lo[q]);
+          float mn = 3.0e38f;
+          for (size_t j = 0; j < nt; ++j) {
+            double s = 0, sa = 0;
+            for (size_t t = 0; t < kp; ++t) {
+              s += static_cast<double>(bq[q][t]) * At[t * stride + j];
+              sa += std::fabs(static_cast<double>(bq[q][t]) * At[t * stride + j]);
+            }
+            const double want = cA[q] * s + (static_cast<double>(cB[q]) * aa[j] + cC[q]);
+            const double tol = 1e-6 * (std::fabs(cA[q]) * sa + std::fabs(static_cast<double>(cB[q]) * aa[j]) + std::fabs(cC[q]));
+            CHECK(std::fabs(many[q * nt + j] - want) <= tol);
+            mn = std::min(mn, many[q * nt + j]);
+          }
+          CHECK(mn == lo[q]);
         }
         CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
         CHECK(many[nq * nt] == 5.0f);  // nothing written past the last query's bounds
