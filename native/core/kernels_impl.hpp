@@ -258,49 +258,53 @@ void acc_half_block(double* AccT, const float* P, const float* Y, size_t d, cons
   for (size_t k = 0; k < KK; ++k) add_to_double(AccT + k * QB, c[k], W);
 }
 
-// The sparse second GEMM (few weighted rows, read from the row-major rows), each half of the
-// lanes over its own rows, when that saves FMAs: with few weighted pairs a listed row mostly
-// has weight in one half only, and the other half's FMAs would add zeros. Not when most rows
-// are listed in both halves: each pass over its rows streams them from memory again (measured
-// on MNIST, B = 256: at sigma 2, where 98% of the rows are listed in both, 5-14% slower).
-// Returns whether it ran.
-inline bool acc_sparse_halves(double* AccT, const float* P, const float* Y, size_t d, const uint32_t* const* half,
-                              const size_t* m, size_t any) {
+// acc_lanes_block over every coordinate: the n listed rows (rows != nullptr) or rows 0..n-1.
+inline void acc_lanes_coords(double* AccT, const float* P, const float* Y, size_t n, size_t d, const uint32_t* rows) {
+  size_t k = 0;
+  for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, n, d, rows);
+  if (k < d) {
+    Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, n, d, rows); });
+  }
+}
+
+// The sparse second GEMM over the m weighted rows (weighted_halves' lists), read from the
+// row-major rows: each half of the lanes over its own rows when that saves FMAs (with few
+// weighted pairs a listed row mostly has weight in one half only, and the other half's FMAs
+// would add zeros), both halves together when more than half the rows are listed in both
+// (each half's pass streams its rows from memory again: measured on MNIST, B = 256, at sigma
+// 2, where 98% of the rows are listed in both, halves were 5-14% slower).
+inline void acc_sparse(double* AccT, const float* P, const float* Y, size_t d, const uint32_t* rows, size_t m,
+                       const uint32_t* const* half, const size_t* mh) {
+  if (2 * (mh[0] + mh[1]) > 3 * m) {
+    acc_lanes_coords(AccT, P, Y, m, d, rows);
+    return;
+  }
   constexpr size_t K2 = 2 * R;
-  if (2 * (m[0] + m[1]) > 3 * any) return false;  // more than half the rows in both halves
   for (size_t h = 0; h < 2; ++h) {
-    if (m[h] == 0) continue;
+    if (mh[h] == 0) continue;
     size_t k = 0;
-    for (; k + K2 <= d; k += K2) acc_half_block<K2>(AccT + k * QB + h * W, P + h * W, Y + k, d, half[h], m[h]);
+    for (; k + K2 <= d; k += K2) acc_half_block<K2>(AccT + k * QB + h * W, P + h * W, Y + k, d, half[h], mh[h]);
     if (k < d) {
       Unroll<K2>::dispatch(d - k, [&](auto kk) {
-        acc_half_block<decltype(kk)::value>(AccT + k * QB + h * W, P + h * W, Y + k, d, half[h], m[h]);
+        acc_half_block<decltype(kk)::value>(AccT + k * QB + h * W, P + h * W, Y + k, d, half[h], mh[h]);
       });
     }
   }
-  return true;
 }
 
 void k_acc_lanes(double* AccT, const float* P, const float* Y, size_t nt, size_t d) {
-  uint32_t rows[kMaxTileRows], h0[kMaxTileRows], h1[kMaxTileRows];
-  const uint32_t* list = nullptr;
-  size_t n = nt;
   if (nt <= kMaxTileRows) {
+    uint32_t rows[kMaxTileRows], h0[kMaxTileRows], h1[kMaxTileRows];
     const uint32_t* half[2] = {h0, h1};
     size_t mh[2];
     const size_t m = weighted_halves(P, nt, rows, h0, h1, mh);
     if (m == 0) return;
     if (m < nt) {
-      if (acc_sparse_halves(AccT, P, Y, d, half, mh, m)) return;
-      list = rows;
-      n = m;
+      acc_sparse(AccT, P, Y, d, rows, m, half, mh);
+      return;
     }
   }
-  size_t k = 0;
-  for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, n, d, list);
-  if (k < d) {
-    Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, n, d, list); });
-  }
+  acc_lanes_coords(AccT, P, Y, nt, d, nullptr);
 }
 
 // ---- The same two GEMMs over the set's row panels (kernels.hpp, kPanelRows): a panel holds
@@ -417,15 +421,11 @@ void k_acc_panels(double* AccT, const float* P, const float* Y, const float* Yp,
   size_t mh[2];
   const size_t m = weighted_halves(P, nt, rows, h0, h1, mh);
   if (m == 0) return;
-  size_t k = 0;
   if (2 * m < nt) {  // sparse: the rows
-    if (acc_sparse_halves(AccT, P, Y, d, half, mh, m)) return;
-    for (; k + R <= d; k += R) acc_lanes_block<R>(AccT + k * QB, P, Y + k, m, d, rows);
-    if (k < d) {
-      Unroll<R>::dispatch(d - k, [&](auto kk) { acc_lanes_block<decltype(kk)::value>(AccT + k * QB, P, Y + k, m, d, rows); });
-    }
+    acc_sparse(AccT, P, Y, d, rows, m, half, mh);
     return;
   }
+  size_t k = 0;
   const float* rowp[kMaxTileRows];
   for (size_t i = 0; i < m; ++i) rowp[i] = panel_row(Yp, j0 + rows[i], d);
   for (; k + R <= d; k += R) {
