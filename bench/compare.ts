@@ -20,7 +20,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { emit, median } from './util';
+import { emit, median, spreadRows } from './util';
 
 type Kind = 'held' | 'train' | 'jitter';
 
@@ -49,16 +49,7 @@ async function child(): Promise<void> {
   const N = 9000;
   const m = datasets.mnist();
   const ref = new ReferenceSet(m.data.slice(0, N * d), d);
-  let base: Float32Array;
-  if (kind === 'held') {
-    base = m.data.subarray(N * d, (N + B) * d);
-  } else {
-    base = new Float32Array(B * d);
-    for (let i = 0; i < B; i++) {
-      const r = Math.floor((i * N) / B) + 7;
-      base.set(m.data.subarray(r * d, (r + 1) * d), i * d);
-    }
-  }
+  const base = kind === 'held' ? m.data.subarray(N * d, (N + B) * d) : spreadRows(m.data, N, d, B);
   const x = noised(base, sigma, 1, kind === 'jitter' ? 1e-3 : 0);
   setPruning(arg('pruning', 'on') === 'on');
   const score = new Float32Array(x.length);

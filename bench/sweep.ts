@@ -27,20 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { capabilities, datasets, randn, ReferenceSet, setPruning } from '../lib/index';
 import { noised } from '../test/helpers/estimator-ref';
-import { emit, median } from './util';
-
-// 256 training rows spread evenly over the n rows of the set (rows 7, 7 + n/256, ...): the
-// queries' own rows lie everywhere in the set, as a sampler's do, not all in its first tile
-// (earlier sweeps used the first 256 rows, which flattered pruning: each query's
-// nearest row was in the first tile the scan visits).
-function spreadRows(data: Float32Array, n: number, d: number, count = 256): Float32Array {
-  const out = new Float32Array(count * d);
-  for (let i = 0; i < count; i++) {
-    const r = Math.floor((i * n) / count) + 7;
-    out.set(data.subarray(r * d, (r + 1) * d), i * d);
-  }
-  return out;
-}
+import { emit, median, spreadRows } from './util';
 
 class NumpyServer {
   private proc: ChildProcessWithoutNullStreams;

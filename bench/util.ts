@@ -69,3 +69,18 @@ export function filled(n: number, seed: number): Float32Array {
   }
   return a;
 }
+
+/**
+ * `count` training rows spread evenly over the n rows of a set (rows 7, 7 + n/count, ...): the
+ * queries' own rows lie everywhere in the set, as a sampler's do, not all in its first tile
+ * (earlier sweeps used the first 256 rows, which flattered pruning: each query's nearest row
+ * was in the first tile the scan visits).
+ */
+export function spreadRows(data: Float32Array, n: number, d: number, count = 256): Float32Array {
+  const out = new Float32Array(count * d);
+  for (let i = 0; i < count; i++) {
+    const r = Math.floor((i * n) / count) + 7;
+    out.set(data.subarray(r * d, (r + 1) * d), i * d);
+  }
+  return out;
+}
