@@ -93,7 +93,7 @@ function parent(): void {
           });
           const res = JSON.parse(text.trim().split('\n').pop() as string) as ChildResult;
           cell[which].push(res);
-          emit({ bench: 'compare-run', round: r, addon: which, file, kind, sigma, ms: res.med * 1000, p10Ms: res.p10 * 1000, exactPairs: res.exactPairs });
+          emit({ bench: 'compare-run', round: r, addon: which, file, kind, sigma, ms: res.med * 1000, p10Ms: res.p10 * 1000, exactPairs: res.exactPairs, sparseQueries: res.sparseQueries });
         }
       }
     }
