@@ -20,14 +20,9 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { emit, median, spreadRows } from './util';
+import { emit, flag, median, spreadRows } from './util';
 
 type Kind = 'held' | 'train' | 'jitter';
-
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
-}
 
 interface ChildResult {
   med: number;
@@ -41,17 +36,17 @@ async function child(): Promise<void> {
   // loaded here, after SCOREFIELD_NATIVE is set by the parent
   const { datasets, ReferenceSet, setPruning } = await import('../lib/index');
   const { noised } = await import('../test/helpers/estimator-ref');
-  const kind = arg('kind', 'held') as Kind;
-  const sigma = Number(arg('sigma', '0.01'));
-  const B = Number(arg('b', '256'));
-  const reps = Number(arg('reps', '21'));
+  const kind = flag('kind', 'held') as Kind;
+  const sigma = Number(flag('sigma', '0.01'));
+  const B = Number(flag('b', '256'));
+  const reps = Number(flag('reps', '21'));
   const d = 784;
   const N = 9000;
   const m = datasets.mnist();
   const ref = new ReferenceSet(m.data.slice(0, N * d), d);
   const base = kind === 'held' ? m.data.subarray(N * d, (N + B) * d) : spreadRows(m.data, N, d, B);
   const x = noised(base, sigma, 1, kind === 'jitter' ? 1e-3 : 0);
-  setPruning(arg('pruning', 'on') === 'on');
+  setPruning(flag('pruning', 'on') === 'on');
   const score = new Float32Array(x.length);
   const call = () => ref.estimateWithStats(x, { sigma, outputs: ['score'], out: { score } });
   let st = call();
@@ -74,10 +69,10 @@ function parent(): void {
     throw new Error(`Expected two addon files (npm run bench:compare -- <a.node> <b.node>) but received ${files.length}`);
   }
   const [a, b] = files;
-  const rounds = Number(arg('rounds', '4'));
-  const sigmas = arg('sigmas', '0.01,1').split(',').map(Number);
-  const kinds = arg('kinds', 'held').split(',') as Kind[];
-  const pass = ['--b', arg('b', '256'), '--reps', arg('reps', '21'), '--pruning', arg('pruning', 'on')];
+  const rounds = Number(flag('rounds', '4'));
+  const sigmas = flag('sigmas', '0.01,1').split(',').map(Number);
+  const kinds = flag('kinds', 'held').split(',') as Kind[];
+  const pass = ['--b', flag('b', '256'), '--reps', flag('reps', '21'), '--pruning', flag('pruning', 'on')];
   const cells = new Map<string, { a: ChildResult[]; b: ChildResult[] }>();
   for (let r = 0; r < rounds; r++) {
     for (const sigma of sigmas) {
@@ -105,7 +100,7 @@ function parent(): void {
       bench: 'compare',
       kind,
       sigma: Number(sigma),
-      B: Number(arg('b', '256')),
+      B: Number(flag('b', '256')),
       rounds,
       aMs: median(cell.a.map((x) => x.med)) * 1000,
       bMs: median(cell.b.map((x) => x.med)) * 1000,

@@ -28,7 +28,7 @@ import { startRedis, startWorker } from '../test/helpers/redis';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { Queue, QueueEvents, Worker } from 'bullmq';
-import { emit, median } from './util';
+import { emit, median, numFlag } from './util';
 
 /** Median ms to send `bytes` over a loopback TCP socket and get a 1-byte acknowledgement. */
 async function socketMs(bytes: number, reps: number): Promise<number> {
@@ -124,13 +124,9 @@ async function transport(url: string, reps: number) {
   r.disconnect();
 }
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
 
 async function main() {
-  const reps = arg('reps', 9);
+  const reps = numFlag('reps', 9);
   const m = datasets.mnist();
   const d = m.dim;
   const N = m.n;

@@ -19,15 +19,10 @@ import { native } from '../lib/native';
 import { mnistLike, noisyQueries, toy2d } from '../test/helpers/estimator-ref';
 import { rand } from '../test/helpers/reference';
 import { sweep } from './sweep';
-import { emit, median } from './util';
+import { emit, median, numFlag } from './util';
 
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const part = (name: string) => only === undefined || only === name;
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
 
 /** The straightforward JS estimator of one query: logits, max, exp, weighted sum. */
 function jsEstimate(Y: Float32Array, d: number, x: Float32Array, sigma: number, out: Float64Array): void {
@@ -81,8 +76,8 @@ function timeIt(fn: () => unknown, reps: number): number {
 }
 
 async function main(): Promise<void> {
-  const reps = arg('reps', 5);
-  setThreads(arg('threads', capabilities().hardwareThreads));
+  const reps = numFlag('reps', 5);
+  setThreads(numFlag('threads', capabilities().hardwareThreads));
   const caps = capabilities();
   const lanes = caps.simd === 'avx512' ? 16 : caps.simd === 'avx2' ? 8 : caps.simd === 'neon' ? 4 : 1;
   // The machine is shared: peak and exp rate are measured right next to every timed run

@@ -14,15 +14,10 @@ import { capabilities, eulerStep, heunStep, ReferenceSet, sampleHeun, schedules,
 import { native } from '../lib/native';
 import { mnistLike } from '../test/helpers/estimator-ref';
 import { rand } from '../test/helpers/reference';
-import { emit, filled, median, timePair } from './util';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+import { emit, filled, median, timePair, numFlag } from './util';
 
 async function main(): Promise<void> {
-  const reps = arg('reps', 3);
+  const reps = numFlag('reps', 3);
   const caps = capabilities();
   emit({ bench: 'env', simd: caps.simd, threads: caps.threads, node: process.version });
   const sigmas = schedules.karrasSigmas(18);

@@ -10,17 +10,12 @@
 // Float32Array loop.
 import { capabilities, conditionalScore, convert, dsmLoss, perturb, perturbAsync, randn, setThreads, velocityTarget } from '../lib/index';
 import { native } from '../lib/native';
-import { emit, filled, timePair, timeSync, timeAsync } from './util';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+import { emit, filled, timePair, timeSync, timeAsync, numFlag } from './util';
 
 async function main(): Promise<void> {
-  const n = arg('size', 16 * 1024 * 1024); // 64 MiB per array: far beyond any cache
-  const reps = arg('reps', 7);
-  const threads = arg('threads', capabilities().hardwareThreads);
+  const n = numFlag('size', 16 * 1024 * 1024); // 64 MiB per array: far beyond any cache
+  const reps = numFlag('reps', 7);
+  const threads = numFlag('threads', capabilities().hardwareThreads);
   setThreads(threads);
   const caps = capabilities();
   emit({ bench: 'env', simd: caps.simd, threads: caps.threads, node: process.version, elements: n, reps });

@@ -1,6 +1,18 @@
 // Shared helpers for the microbenchmarks: timing with medians, JSON-lines output.
 import { performance } from 'node:perf_hooks';
 
+/** The value after `--name` on the command line, or def. */
+export function flag(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
+}
+
+/** The number after `--name` on the command line, or def. */
+export function numFlag(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
 /** Median seconds per call of fn over `reps` timed runs of `inner` calls each (after a warm-up). */
 export function timeSync(fn: () => unknown, reps = 7, inner = 1): number {
   for (let i = 0; i < Math.max(1, Math.ceil(inner / 4)); i++) fn();
