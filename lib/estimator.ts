@@ -31,6 +31,14 @@ export interface EstimateStats {
    * from every reference, such as held-out digits; docs/numerics.md, "Wide tiles").
    */
   wideTiles: number;
+  /**
+   * Rows of references (counted once per block of up to 32 queries) the fused pass's bf16
+   * screen judged, and those whose float32 dot products it skipped because their weight was
+   * certain to be exactly 0 for every query of the block (docs/numerics.md, "The bf16
+   * screen"); 0 where the screen does not run.
+   */
+  screenedRows: number;
+  screenSkippedRows: number;
   /** Share of the pairs never computed: 1 - (densePairs + exactPairs) / pairs. */
   prunedShare: number;
   /**
@@ -266,7 +274,8 @@ export class ReferenceSet {
    * the fused pass, and for exact pruning (docs/numerics.md) the call's query-reference `pairs`,
    * the `densePairs` the fused full pass computed, the `exactPairs` the pruned pass computed,
    * the `sparseQueries` it finished, the `wideTiles` it bounded densely, and `prunedShare`, the
-   * share of pairs never computed.
+   * share of pairs never computed; `screenedRows` and `screenSkippedRows` count the bf16
+   * screen's work.
    */
   estimateWithStats<O extends EstimateOutput = 'mean' | 'score'>(
     x: Float32Array,

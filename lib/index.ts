@@ -3,7 +3,7 @@
  * @packageDocumentation
  */
 export * from './errors';
-export { capabilities, setThreads, setSimdLevel, setMemoryLimit, floatingPointStatus, setFlushDenormals, setPruning } from './runtime';
+export { capabilities, setThreads, setSimdLevel, setMemoryLimit, floatingPointStatus, setFlushDenormals, setPruning, setScreening } from './runtime';
 export type { Capabilities, SimdLevel, FloatingPointStatus } from './runtime';
 export {
   perturb,

@@ -25,6 +25,7 @@ export interface NativeBinding {
     arch: string;
     chunkElements: number;
     memoryLimit: number;
+    bf16Screen: boolean;
   };
   setThreads(n: number): void;
   setMemoryLimit(bytes: number): void;
@@ -33,6 +34,7 @@ export interface NativeBinding {
   fpStatus(reset: boolean): { flushDenormals: boolean; denormal: boolean; underflow: boolean };
   setFlushDenormals(on: boolean): void;
   setPruning(on: boolean): boolean;
+  setScreening(on: boolean): boolean;
   perturb(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
   conditionalScore(out: Float32Array, x: Float32Array, x0: Float32Array, B: number, d: number, alpha: C, sigma: C, async: boolean): MaybeAsync<undefined>;
   velocityTarget(out: Float32Array, x0: Float32Array, eps: Float32Array, B: number, d: number, dAlpha: C, dSigma: C, async: boolean): MaybeAsync<undefined>;

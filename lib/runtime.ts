@@ -19,6 +19,11 @@ export interface Capabilities {
   chunkElements: number;
   /** The working-memory cap per call in bytes (0: none); see setMemoryLimit. */
   memoryLimit: number;
+  /**
+   * Whether the fused pass can run its bf16 screen here (an x86-64 CPU with AVX512_BF16;
+   * docs/numerics.md, "The bf16 screen"). It changes no result, only the time; see setScreening.
+   */
+  bf16Screen: boolean;
   /** The addon file in use (a prebuild, build/Release, or SCOREFIELD_NATIVE). */
   addon: string;
 }
@@ -101,4 +106,15 @@ export function setFlushDenormals(on: boolean): void {
 export function setPruning(on: boolean): boolean {
   if (typeof on !== 'boolean') throw is.typeError('a boolean', 'on', on);
   return callSync(() => native().setPruning(on));
+}
+
+/**
+ * Turns the fused pass's bf16 screen (docs/numerics.md, "The bf16 screen") on or off for the
+ * whole process (default on where `capabilities().bf16Screen`; for benchmarks and tests). The
+ * screen never changes a result bit, only which float32 dot products are computed. Returns the
+ * previous setting.
+ */
+export function setScreening(on: boolean): boolean {
+  if (typeof on !== 'boolean') throw is.typeError('a boolean', 'on', on);
+  return callSync(() => native().setScreening(on));
 }

@@ -12,6 +12,7 @@
 #include "fpenv.hpp"
 #include "limits.hpp"
 #include "npy.hpp"
+#include "screen_bf16.hpp"
 #include "thread_pool.hpp"
 
 namespace sfb {
@@ -369,6 +370,7 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 #endif
   o.Set("chunkElements", static_cast<double>(sf::kChunkElems));
   o.Set("memoryLimit", static_cast<double>(sf::memory_limit()));
+  o.Set("bf16Screen", sf::dot_bf16_kernel() != nullptr);
   return o;
 }
 
@@ -423,6 +425,15 @@ Napi::Value SetPruning(const Napi::CallbackInfo& info) {
   }
   const bool was = sf::pruning();
   sf::set_pruning(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(info.Env(), was);
+}
+
+Napi::Value SetScreening(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBoolean()) {
+    ThrowCoded(info.Env(), sf::code::kType, "Expected a boolean for on but received another type", true);
+  }
+  const bool was = sf::screening();
+  sf::set_screening(info[0].As<Napi::Boolean>().Value());
   return Napi::Boolean::New(info.Env(), was);
 }
 
@@ -516,6 +527,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fpStatus", Napi::Function::New(env, FpStatus, "fpStatus"));
   exports.Set("setFlushDenormals", Napi::Function::New(env, SetFlushDenormals, "setFlushDenormals"));
   exports.Set("setPruning", Napi::Function::New(env, SetPruning, "setPruning"));
+  exports.Set("setScreening", Napi::Function::New(env, SetScreening, "setScreening"));
   exports.Set("isDetached", Napi::Function::New(env, IsDetached, "isDetached"));
   exports.Set("parseNpyHeader", Napi::Function::New(env, ParseNpyHeader, "parseNpyHeader"));
   InitTargets(env, exports);

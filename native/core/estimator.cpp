@@ -22,10 +22,13 @@ using namespace est;
 
 namespace {
 std::atomic<bool> g_pruning{true};
+std::atomic<bool> g_screening{true};
 }  // namespace
 
 void set_pruning(bool on) { g_pruning.store(on, std::memory_order_relaxed); }
 bool pruning() { return g_pruning.load(std::memory_order_relaxed); }
+void set_screening(bool on) { g_screening.store(on, std::memory_order_relaxed); }
+bool screening() { return g_screening.load(std::memory_order_relaxed); }
 
 PrecisionPolicy& precision_policy() {
   static PrecisionPolicy p;

@@ -42,6 +42,16 @@ class ReferenceSet {
   const float* maxabs() const { return am_.data(); }   // max_k |row_k|
   double max_norm() const { return max_norm_; }        // max_j ||row_j||
   const PruneIndex* prune_index() const { return prune_.get(); }  // null for small sets
+  // The bf16 screen's copy (screen_bf16.hpp, docs/numerics.md "The bf16 screen"): the rows
+  // rounded to bfloat16 in panels of kPanelRows, coordinate pairs interleaved, each row padded
+  // to bf16_dim() (d rounded up to even) coordinates; per row ||bf16(row)|| and the norm of its
+  // rounding error ||row - bf16(row)||, both rounded up. nullptr / empty unless the set has
+  // panels, d >= kScreenMinDim and the CPU can run the screen.
+  const uint16_t* bf16_panels() const { return bf16_.get(); }
+  size_t bf16_dim() const { return bf16_dp_; }
+  const float* bf16_norms() const { return bny_.data(); }
+  const float* bf16_errors() const { return bdy_.data(); }
+  static constexpr size_t kScreenMinDim = 128;
   size_t bytes() const;
   // The caller's rows idx[0..n) (exact: row + centre), into out (n x dim). Throws
   // ERR_SCOREFIELD_RANGE for an index >= size().
@@ -55,6 +65,9 @@ class ReferenceSet {
   // pages are first touched by the pool's threads as they write them
   std::unique_ptr<float[]> panels_;
   size_t panel_floats_ = 0;
+  std::unique_ptr<uint16_t[]> bf16_;
+  size_t bf16_dp_ = 0, bf16_elems_ = 0;
+  std::vector<float> bny_, bdy_;
   double max_norm_ = 0;
   std::shared_ptr<const PruneIndex> prune_;
 };
@@ -152,6 +165,9 @@ struct EstimateStats {
   uint64_t pairs = 0, dense_pairs = 0, exact_pairs = 0, sparse_queries = 0;
   // Tiles (per query block) the pruned pass bounded densely with its full projection (wide).
   uint64_t wide_tiles = 0;
+  // Rows of query blocks (a row counted once per block of up to 32 queries) whose float32 dot
+  // products the fused pass's bf16 screen skipped, and rows it screened.
+  uint64_t screened_rows = 0, screen_skipped_rows = 0;
   // Thread time spent deciding which pairs to compute precisely (fused pass) or at all (the
   // pruned pass's bounds), summed over threads.
   uint64_t decide_ns = 0;
@@ -205,5 +221,11 @@ PrecisionPolicy& precision_policy();
 // switched by setPruning from any thread.
 void set_pruning(bool on);
 bool pruning();
+
+// The fused pass's bf16 screen (docs/numerics.md, "The bf16 screen") where the set and CPU
+// have it: on by default; it never changes a result bit, only which float32 dot products are
+// computed. Read by every call, switched by setScreening from any thread.
+void set_screening(bool on);
+bool screening();
 
 }  // namespace sf

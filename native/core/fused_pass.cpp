@@ -13,6 +13,7 @@
 #include "dispatch.hpp"
 #include "engine.hpp"
 #include "estimator_kernels.hpp"
+#include "screen_bf16.hpp"
 #include "thread_pool.hpp"
 
 namespace sf {
@@ -95,6 +96,12 @@ struct Scratch {
   std::vector<double> exact;      // nq x d: weighted sums of heavy recomputed pairs (lazy)
   std::vector<char> exact_used;   // per query
   std::vector<uint32_t> rowbits;  // per tile row: lanes with a possible candidate
+  // the bf16 screen: the queries' lanes in bf16 pairs, the tile's bf16 dot products, the rows
+  // it keeps, per lane ||bf16(x')|| and ||x' - bf16(x')||
+  std::vector<uint16_t> Xb;
+  AlignedVec<float> Sb;
+  std::vector<uint32_t> kept;
+  std::vector<double> bnx, bdx;
 };
 
 // An upper bound: every kernel's vectors (S, P and the nonlinear kernels' E per tile; 23
@@ -108,6 +115,7 @@ size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
 struct Counters {
   std::atomic<uint64_t> refined{0};    // pairs recomputed precisely
   std::atomic<uint64_t> decide_ns{0};  // time spent deciding which pairs to recompute
+  std::atomic<uint64_t> screened{0}, skipped{0};  // rows the bf16 screen judged / skipped (per block)
 };
 
 // The thread's scratch, kept between items and calls: its larger vectors (d x qblock
@@ -167,7 +175,15 @@ class FusedItem {
     // pairs, the rest keep to that copy and read the references once, not twice (MNIST at
     // sigma 1, where 0.2% of the pairs are recomputed: 4% faster than panels throughout).
     use_panels = !recomputing && ref.panels() != nullptr;
-    dot_products(jt, nt, Y);
+    bool screened = false;
+    if constexpr (K::kKind == 0) {
+      if (screen && screen_wait > 0) {
+        --screen_wait;
+      } else if (screen) {
+        screened = screen_tile(jt, nt, Y);
+      }
+    }
+    if (!screened) dot_products(jt, nt, Y);
     const auto decide_start = std::chrono::steady_clock::now();
     fuse = false;
     any_uncertain = false;
@@ -192,6 +208,8 @@ class FusedItem {
     write_state(st);
     counters.refined.fetch_add(my_refined, std::memory_order_relaxed);
     counters.decide_ns.fetch_add(my_decide_ns, std::memory_order_relaxed);
+    counters.screened.fetch_add(my_screened, std::memory_order_relaxed);
+    counters.skipped.fetch_add(my_skipped, std::memory_order_relaxed);
     // a very large scratch (huge d) is not kept
     if (s.acc.capacity() * sizeof(double) + s.X.capacity() * sizeof(float) > (size_t{16} << 20)) s = Scratch();
   }
@@ -243,6 +261,133 @@ class FusedItem {
         heavy_double[q] = err > 0.125 * pol.tolerance * std::fabs(lane[q].alpha) * lane[q].sigma *
                                     std::sqrt(static_cast<double>(d));
     }
+    prepare_screen();
+  }
+
+  // Step 1'. The bf16 screen (docs/numerics.md, "The bf16 screen"), for the Gaussian kernel with
+  // queries in lanes of 32 where the set has its bf16 copy: the lanes rounded to bf16 pairs
+  // (from the float lanes the GEMM multiplies) and per lane ||bf16(x')|| and ||x' - bf16(x')||.
+  void prepare_screen() {
+    screen = false;
+    if constexpr (K::kKind == 0) {
+      dot_bf16 = dot_bf16_kernel();
+      if (!dot_bf16 || !screening() || !lanes || small || QB != 32 || !ref.bf16_panels() || nq == 0) return;
+      const size_t dp = ref.bf16_dim();
+      s.Xb.assign(dp * QB, 0);
+      s.bnx.assign(QB, 0.0);
+      s.bdx.assign(QB, 0.0);
+      // pair t of lane q as one 32-bit word (coordinate 2t in its low half); loops over all 32
+      // lanes (padded ones are 0) so that they vectorise
+      uint32_t* xb = reinterpret_cast<uint32_t*>(s.Xb.data());
+      double* bnx = s.bnx.data();
+      double* bdx = s.bdx.data();
+      for (size_t t = 0; t < dp / 2; ++t) {
+        const float* x0 = s.X.data() + 2 * t * QB;
+        const float* x1 = 2 * t + 1 < d ? x0 + QB : nullptr;
+        for (size_t q = 0; q < 32; ++q) {
+          const float v0 = x0[q], v1 = x1 ? x1[q] : 0.0f;
+          const uint16_t b0 = to_bf16(v0), b1 = to_bf16(v1);
+          xb[t * 32 + q] = static_cast<uint32_t>(b0) | (static_cast<uint32_t>(b1) << 16);
+          const double f0 = from_bf16(b0), f1 = from_bf16(b1);
+          const double e0 = static_cast<double>(v0) - f0, e1 = static_cast<double>(v1) - f1;
+          bnx[q] += f0 * f0 + f1 * f1;
+          bdx[q] += e0 * e0 + e1 * e1;
+        }
+      }
+      for (size_t q = 0; q < nq; ++q) {
+        s.bnx[q] = std::sqrt(s.bnx[q]) * (1 + 1e-12);
+        s.bdx[q] = std::sqrt(s.bdx[q]) * (1 + 1e-12);
+      }
+      s.Sb.resize(plan.nt * QB);
+      s.kept.resize(plan.nt);
+      screen = true;
+    }
+  }
+
+  // Step 3'. The screen of one tile: the bf16 dot products Sb of every pair and a bound D of
+  // each pair's log-weight's distance from the one the float32 GEMM would give; a row whose
+  // bound lies, for every query of the block, below both the weight floor under the least the
+  // softmax's new reference can be and the precision policy's window under the least its
+  // candidate threshold can be, has weight exactly 0 and no recomputed pair either way: its
+  // float32 dot products are not computed and its S holds Sb (which passes the same tests).
+  // Returns false when the tile keeps more than half its rows: the float32 GEMM then runs over
+  // the whole tile, and the screen pauses for 2, 4, 8, ... tiles, or stops for the rest of the
+  // item when the tile kept more than 7/8 of its rows.
+  bool screen_tile(size_t jt, size_t nt, const float* Y) {
+    const auto t0 = std::chrono::steady_clock::now();
+    float* Sb = s.Sb.data();
+    dot_bf16(s.Xb.data(), ref.bf16_panels(), jt, nt, ref.bf16_dim(), Sb);
+    double ny_max = 0, am_max = 0, yy_max = 0;
+    for (size_t j = 0; j < nt; ++j) {
+      ny_max = std::max<double>(ny_max, ny[jt + j]);
+      am_max = std::max<double>(am_max, am[jt + j]);
+      yy_max = std::max<double>(yy_max, yy[jt + j]);
+    }
+    // |S_float - Sb|: the bf16 roundings plus both GEMMs' float sums, each at most gamma_d
+    // times the sum of |products|, <= gamma_d (||x'|| ||y'||), with ||x'|| <= bn + bd
+    const double gamma = 1.01 * static_cast<double>(d + 2) * kU;
+    alignas(64) float lane_lo[32], lane_e[32], absA[32], bn[32], bd[32], gm[32], thr[32];
+    for (size_t q = 0; q < QB; ++q) {
+      if (q < nq) {
+        K::coefs(lane[q], s.off[q], &s.cA[q], &s.cB[q], &s.cC[q]);
+        K::error_coefs(lane[q], d, s.off[q], &s.eA[q], &s.eG[q], &s.eB[q], &s.eC[q]);
+        const double x1 = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];
+        lane_e[q] = static_cast<float>(x1 * (1 + 1e-6));
+        absA[q] = std::fabs(s.cA[q]) * (1 + 1e-5f);
+        bn[q] = static_cast<float>(s.bnx[q]);
+        bd[q] = static_cast<float>(s.bdx[q]);
+        gm[q] = static_cast<float>(2 * gamma * (s.bnx[q] + s.bdx[q]));
+      } else {
+        s.cA[q] = s.cB[q] = s.cC[q] = 0.0f;
+        lane_e[q] = absA[q] = bn[q] = bd[q] = gm[q] = 0.0f;
+      }
+    }
+    float* negU = s.P.data();  // -(the pair's largest possible log-weight, with the lane's float error)
+    const ScreenLanes lanes_c{s.cA.data(), s.cB.data(), s.cC.data(), absA, bn, bd, gm, lane_e};
+    kt.screen_bounds(Sb, nt, yy + jt, ref.bf16_norms() + jt, ref.bf16_errors() + jt, lanes_c, negU, lane_lo);
+    for (size_t q = 0; q < QB; ++q) {
+      if (q >= nq) {
+        thr[q] = -std::numeric_limits<float>::infinity();  // -U <= -inf: never kept for a padded lane
+        continue;
+      }
+      const float mb = lane_lo[q] - lane_e[q];  // at most the tile's largest log-weight, float or exact
+      const float old = s.M[q];
+      const bool unset = old <= -1e29f;
+      // at most the new reference: the softmax moves it to the tile's maximum (>= mb) only when
+      // that exceeds the old one by kSoftmaxSlack (a guard for the float rounding of mb)
+      const float guard = 0.01f + 1e-5f * std::fabs(mb);
+      const float mref = unset ? mb : (mb > old + kSoftmaxSlack + guard ? mb : old);
+      // below both the weight floor under the reference and the policy's window under its
+      // candidate threshold (max(M, tile max - e) - window), whether or not the lane can recompute
+      const float t = std::min(mref - weight_floor, static_cast<float>((unset ? mb : std::max(old, mb)) - pol.window));
+      thr[q] = -(t - (0.05f + 1e-5f * (std::fabs(mref) + std::fabs(mb))));  // keep where -U <= -threshold
+    }
+    s.rowbits.resize(nt);
+    alignas(64) float counts[32] = {};
+    kt.select_le(negU, nt, thr, s.rowbits.data(), counts);
+    size_t n_kept = 0;
+    for (size_t j = 0; j < nt; ++j)
+      if (s.rowbits[j]) s.kept[n_kept++] = static_cast<uint32_t>(j);
+    my_screened += nt;
+    // Worth it when at most half the rows are kept. A block's first tile judges against its own
+    // maximum only (no running reference yet) and keeps more (60% at sigma 1 on MNIST, against
+    // 18% later on): it does not pause the screen.
+    bool first = false;
+    for (size_t q = 0; q < nq; ++q) first |= s.M[q] <= -1e29f;
+    const bool use = n_kept * 2 <= nt;
+    if (use) {
+      std::copy(Sb, Sb + nt * QB, s.S.data());
+      kt.dot_listed(s.X.data(), Y, s.kept.data(), n_kept, d, s.S.data());
+      my_skipped += nt - n_kept;
+    } else if (n_kept * 8 > nt * 7) {
+      screen = false;  // nearly every row has weight (sigma 2 and up on MNIST)
+    } else if (!first) {
+      screen_wait = screen_backoff;  // try again after 2, 4, 8, ... tiles
+      screen_backoff *= 2;
+    }
+    my_decide_ns += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    return use;
   }
 
   // Step 2 (small d). The whole tile in registers when no pair is uncertain; returns false
@@ -685,7 +830,11 @@ class FusedItem {
   bool fuse = false, any_uncertain = false;
   // this tile's GEMMs read the row panels; an earlier tile recomputed pairs (tile())
   bool use_panels = true, recomputing = false;
-  uint64_t my_refined = 0, my_decide_ns = 0;
+  uint64_t my_refined = 0, my_decide_ns = 0, my_screened = 0, my_skipped = 0;
+  // the bf16 screen runs on this item's tiles (prepare_screen), until a tile keeps most rows
+  bool screen = false;
+  size_t screen_wait = 0, screen_backoff = 2;  // tiles left to pause, and the next pause
+  DotBf16Fn dot_bf16 = nullptr;
 };
 
 void run_plan(const ReferenceSet& ref, const EstimateRequest& req, const Plan& plan, std::vector<PartialState>& states,
@@ -725,6 +874,8 @@ PartialState fused_partial(const ReferenceSet& ref, const EstimateRequest& req, 
   if (stats) {
     stats->refined += counters.refined.load();
     stats->decide_ns += counters.decide_ns.load();
+    stats->screened_rows += counters.screened.load();
+    stats->screen_skipped_rows += counters.skipped.load();
     stats->scratch_bytes = std::max(stats->scratch_bytes, estimate_scratch_bytes(ref, req.B, req.weighted_sum));
     stats->dense_pairs += static_cast<uint64_t>(req.B) * (end - begin);
   }

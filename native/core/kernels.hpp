@@ -14,6 +14,10 @@ namespace sf {
 // kPanelRows references: R = 12, 6, 12, 4 for AVX-512, AVX2, NEON, scalar).
 inline constexpr size_t kPanelRows = 12;
 
+// The online softmax's lazily moved reference (KernelTable::softmax_lanes) moves only when a
+// tile's maximum exceeds it by more than this.
+inline constexpr float kSoftmaxSlack = 16.0f;
+
 // Per-lane constants of the nonlinear tile form (Poisson and radial kernels), each an array
 // of qblock floats (see KernelTable::nonlinear_tile and estimator.cpp).
 struct NonlinearLanes {
@@ -33,6 +37,14 @@ struct NonlinearLanes {
   const float* eG = nullptr;
   const float* eB = nullptr;
   const float* eC = nullptr;
+};
+
+// Per-lane constants of the bf16 screen's bounds (KernelTable::screen_bounds), qblock floats
+// each: the tile form's coefficients, |cA| rounded up, ||bf16(x')||, ||x' - bf16(x')||, the
+// float sums' error factor gamma_d (||bf16(x')|| + ||x' - bf16(x')||), and the lane's largest
+// modelled float error of a log-weight in the tile.
+struct ScreenLanes {
+  const float *cA, *cB, *cC, *absA, *bn, *bd, *gm, *e;
 };
 
 struct KernelTable {
@@ -63,6 +75,9 @@ struct KernelTable {
   // micro-tile's references come from one sequential stream). acc_panels also gets the tile's
   // row-major rows Y (row j0 of the set), which it reads instead when few rows carry weight.
   void (*dot_panels)(const float* XT, const float* Yp, size_t j0, size_t nt, size_t d, float* S);
+  // dot_lanes for n listed rows of a tile (the bf16 screen's kept rows): S[rows[i] * qblock + q]
+  // for i < n, row rows[i] at Y + rows[i] * d; bit-identical to dot_lanes on those rows.
+  void (*dot_listed)(const float* XT, const float* Y, const uint32_t* rows, size_t n, size_t d, float* S);
   void (*acc_panels)(double* AccT, const float* P, const float* Y, const float* Yp, size_t j0, size_t nt, size_t d);
   // "Rows" layout for a few queries (row-major X, nq < qblock), same S and P layouts.
   void (*dot_rows)(const float* X, size_t nq, const float* Y, size_t nt, size_t d, float* S);
@@ -146,6 +161,13 @@ struct KernelTable {
   bool (*bounds_lanes)(const float* XT, const float* A, size_t nt, size_t kp, const float* aa, const float* cA,
                        const float* cB, const float* cC, const float* T, float* S, uint32_t* rowbits, float* counts,
                        float* lane_min);
+
+  // The bf16 screen (fused_pass.cpp, docs/numerics.md "The bf16 screen"): from the bf16 dot
+  // products Sb[j * qblock + q] and per row ||bf16(y)|| and ||y - bf16(y)||, each pair's tile
+  // form L = cA Sb + (cB yy + cC) and a bound D of its distance from the float32 GEMM's;
+  // writes negU = -(L + D + e[q]) (for select_le) and per lane the largest L - D.
+  void (*screen_bounds)(const float* Sb, size_t nt, const float* yy, const float* bny, const float* bdy,
+                        const ScreenLanes& p, float* negU, float* lane_lo);
 
   // ---- The fused pass's double bookkeeping for recomputed pairs (all in double).
   // e[k] += p * y[k], k < d.

@@ -185,6 +185,50 @@ void k_dot_lanes(const float* XT, const float* Y, size_t nt, size_t d, float* S)
   }
 }
 
+// dot_lanes_block for RR listed rows: row rows[r] at Y + rows[r] * d + k0, its products to
+// S + rows[r] * QB. Each pair gets the same FMAs in the same order as in dot_lanes_block.
+template <size_t RR>
+void dot_listed_block(const float* XT, const float* Y, const uint32_t* rows, size_t k0, size_t kc, size_t d, float* S,
+                      bool accumulate) {
+  typename V::reg a0[RR], a1[RR];
+  const float* y[RR];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < RR; ++r) {
+    a0[r] = accumulate ? V::load(S + rows[r] * QB) : V::zero();
+    a1[r] = accumulate ? V::load(S + rows[r] * QB + W) : V::zero();
+    y[r] = Y + rows[r] * d + k0;
+  }
+  for (size_t k = 0; k < kc; ++k) {
+    const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
+#pragma GCC unroll 16
+    for (size_t r = 0; r < RR; ++r) {
+      const typename V::reg b = V::set1(y[r][k]);
+      a0[r] = V::fma(x0, b, a0[r]);
+      a1[r] = V::fma(x1, b, a1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (size_t r = 0; r < RR; ++r) {
+    V::store(S + rows[r] * QB, a0[r]);
+    V::store(S + rows[r] * QB + W, a1[r]);
+  }
+}
+
+void k_dot_listed(const float* XT, const float* Y, const uint32_t* rows, size_t n, size_t d, float* S) {
+  constexpr size_t kKC = 256;
+  for (size_t k0 = 0; k0 < d; k0 += kKC) {
+    const size_t kc = d - k0 < kKC ? d - k0 : kKC;
+    const bool acc = k0 > 0;
+    size_t i = 0;
+    for (; i + R <= n; i += R) dot_listed_block<R>(XT + k0 * QB, Y, rows + i, k0, kc, d, S, acc);
+    if (i < n) {
+      Unroll<R>::dispatch(n - i, [&](auto rr) {
+        dot_listed_block<decltype(rr)::value>(XT + k0 * QB, Y, rows + i, k0, kc, d, S, acc);
+      });
+    }
+  }
+}
+
 // AccT[k * QB + q] += sum over rows of P[j * QB + q] * Y[j * d + k] for KK coordinates; the
 // rows are all nt of the tile, or (rows != nullptr) the nt listed ones.
 template <size_t KK>
@@ -575,8 +619,36 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
   }
 }
 
+// The bf16 screen's bounds (kernels.hpp). |S_float - Sb| <= eb = gm n2 + bn dy + bd n2 (the
+// bf16 rounding of the row and of the query, and both GEMMs' float sums; n2 >= ||y||), and the
+// two tile forms' roundings are within 4u of the magnitudes involved.
+void k_screen_bounds(const float* Sb, size_t nt, const float* yy, const float* bny, const float* bdy,
+                     const sf::ScreenLanes& p, float* negU, float* lane_lo) {
+  const typename V::reg u4 = V::set1(4.0f * 0x1p-24f), tiny = V::set1(1e-30f), grow = V::set1(1.0001f);
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t o = h * W;
+    const typename V::reg cA = V::load(p.cA + o), cB = V::load(p.cB + o), cC = V::load(p.cC + o);
+    const typename V::reg aA = V::load(p.absA + o), bn = V::load(p.bn + o), bd = V::load(p.bd + o);
+    const typename V::reg gm = V::load(p.gm + o), e = V::load(p.e + o);
+    const typename V::reg aB = V::abs(cB), aC = V::abs(cC);
+    typename V::reg lo = V::set1(-3.0e38f);
+    for (size_t j = 0; j < nt; ++j) {
+      const typename V::reg y = V::set1(yy[j]), dy = V::set1(bdy[j]);
+      const typename V::reg n2 = V::set1(bny[j] + bdy[j]);
+      const typename V::reg eb = V::mul(V::add(V::fma(gm, n2, V::fma(bn, dy, V::mul(bd, n2))), tiny), grow);
+      const typename V::reg sb = V::load(Sb + j * QB + o);
+      const typename V::reg L = V::fma(cA, sb, V::fma(cB, y, cC));
+      const typename V::reg mag = V::add(V::add(V::abs(L), V::mul(aA, V::add(V::abs(sb), eb))), V::fma(aB, y, aC));
+      const typename V::reg D = V::add(V::fma(u4, mag, V::mul(aA, eb)), tiny);
+      V::store(negU + j * QB + o, V::sub(V::zero(), V::add(V::add(L, D), e)));
+      lo = V::max(lo, V::sub(L, D));
+    }
+    V::store(lane_lo + o, lo);
+  }
+}
+
 // ---- The lazily moved online-softmax reference, shared by softmax_lanes and fused_small.
-constexpr float kSlack = 16.0f;
+constexpr float kSlack = sf::kSoftmaxSlack;
 
 // No subnormals (docs/numerics.md): a weight exp(l - M) below e^-floor of the running
 // reference M (floor <= kWeightFloor, chosen per call by the caller) is exactly 0, so every
@@ -1284,11 +1356,11 @@ double k_centred_sq(const float* x, const float* c, double alpha, size_t d, doub
 }
 
 const sf::KernelTable kTable = {V::name,        k_combine,     k_combine4,      k_sqdiff,        W,          QB,
-                                k_dot_lanes,   k_acc_lanes,   k_dot_panels,    k_acc_panels,    k_dot_rows,      k_acc_rows, k_logits_gauss,
+                                k_dot_lanes,   k_acc_lanes,   k_dot_panels,    k_dot_listed,    k_acc_panels,    k_dot_rows,      k_acc_rows, k_logits_gauss,
                                 k_softmax_lanes, k_fused_small, kSmallD,       k_nonlinear_tile,
                                 k_exact_r2,      k_first_nonfinite, k_centred_sq,
                                 k_project,     k_rank1,         k_select_le,     k_refine_bounds, k_refine_mask,     k_bounds_cols, k_select_col,   k_bounds_lanes,
-                                k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,
+                                k_screen_bounds, k_axpy_d,        k_scale_d,     k_shift_lanes,   k_lane_sums_d,
                                 k_fma_loop,      k_exp_inplace};
 
 }  // namespace

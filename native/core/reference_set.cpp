@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "errors.hpp"
@@ -12,6 +13,7 @@
 #include "estimator.hpp"
 #include "limits.hpp"
 #include "prune.hpp"
+#include "screen_bf16.hpp"
 #include "thread_pool.hpp"
 
 namespace sf {
@@ -42,7 +44,11 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
   // (+ the pruning index: n x 66 floats and the sample's d x 64 x 8 doubles at most)
   const size_t npanels = (n + kPanelRows - 1) / kPanelRows;
   const size_t panel_floats = panels ? checked_mul(checked_mul(npanels, kPanelRows, "reference rows"), d, "reference rows x dim") : 0;
-  check_memory(checked_mul(nd + panel_floats + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
+  // the bf16 screen's copy: half as many bytes as the panels (d rounded up to even), and 2 floats per row
+  const bool screen = panels && d >= kScreenMinDim && dot_bf16_kernel() != nullptr;
+  const size_t bf16_dp = d + (d & 1);
+  const size_t bf16_elems = screen ? npanels * kPanelRows * bf16_dp : 0;
+  check_memory(checked_mul(nd + panel_floats + bf16_elems / 2 + (screen ? 2 * n + 1 : 0) + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
                "the reference set");
   if (const size_t i = first_nonfinite(data, nd); i != nd) {
     throw Error(code::kRange, "Expected finite values for data but received a non-finite value at index " + std::to_string(i));
@@ -147,6 +153,37 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
       }
     }
   }, inline_ok);
+  if (screen) {
+    // The bf16 panels: row r of panel p, coordinate pair t at p * kPanelRows * dp + 2 (t kPanelRows + r);
+    // per row ||bf16(row)|| and ||row - bf16(row)|| (in double, rounded up to float).
+    rs->bf16_dp_ = bf16_dp;
+    rs->bf16_elems_ = bf16_elems;
+    rs->bf16_.reset(new uint16_t[bf16_elems]);
+    rs->bny_.assign(n, 0.0f);
+    rs->bdy_.assign(n, 0.0f);
+    const auto up = [](double v) { return std::nextafter(static_cast<float>(v), std::numeric_limits<float>::infinity()); };
+    pool.parallel_for((npanels + ppc - 1) / ppc, [&](size_t ch) {
+      for (size_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
+        uint16_t* out = rs->bf16_.get() + p * kPanelRows * bf16_dp;
+        for (size_t r = 0; r < kPanelRows; ++r) {
+          const size_t j = p * kPanelRows + r;
+          double nb = 0, nd2 = 0;
+          for (size_t k = 0; k < bf16_dp; ++k) {
+            const float v = (j < n && k < d) ? rs->y_[j * d + k] : 0.0f;
+            const uint16_t b = to_bf16(v);
+            out[(k / 2) * 2 * kPanelRows + 2 * r + (k & 1)] = b;
+            const double bv = from_bf16(b), e = static_cast<double>(v) - bv;
+            nb += bv * bv;
+            nd2 += e * e;
+          }
+          if (j < n) {
+            rs->bny_[j] = up(std::sqrt(nb) * (1 + 1e-12));
+            rs->bdy_[j] = up(std::sqrt(nd2) * (1 + 1e-12));
+          }
+        }
+      }
+    }, inline_ok);
+  }
   rs->prune_ = build_prune_index(rs->y_.data(), n, d, inline_ok);
   return rs;
 }
@@ -164,7 +201,9 @@ void ReferenceSet::gather(const uint32_t* idx, size_t n, float* out) const {
 }
 
 size_t ReferenceSet::bytes() const {
-  return sizeof(float) * (y_.capacity() + panel_floats_ + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity()) +
+  return sizeof(float) * (y_.capacity() + panel_floats_ + c_.capacity() + yy_.capacity() + ny_.capacity() + am_.capacity() +
+                           bny_.capacity() + bdy_.capacity()) +
+         sizeof(uint16_t) * bf16_elems_ +
          sizeof(*this) + (prune_ ? prune_->bytes() : 0);
 }
 
