@@ -344,7 +344,11 @@ class FusedItem {
     }
     float* negU = s.P.data();  // -(the pair's largest possible log-weight, with the lane's float error)
     const ScreenLanes lanes_c{s.cA.data(), s.cB.data(), s.cC.data(), absA, bn, bd, gm, lane_e};
-    kt.screen_bounds(Sb, nt, yy + jt, ref.bf16_norms() + jt, ref.bf16_errors() + jt, lanes_c, negU, lane_lo);
+    if (!kt.screen_bounds(Sb, nt, yy + jt, ref.bf16_norms() + jt, ref.bf16_errors() + jt, lanes_c, negU, lane_lo)) {
+      my_decide_ns += static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+      return false;  // a bf16 product overflowed (huge coordinates): this tile in float32 alone
+    }
     for (size_t q = 0; q < QB; ++q) {
       if (q >= nq) {
         thr[q] = -std::numeric_limits<float>::infinity();  // -U <= -inf: never kept for a padded lane

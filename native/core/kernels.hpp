@@ -165,8 +165,9 @@ struct KernelTable {
   // The bf16 screen (fused_pass.cpp, docs/numerics.md "The bf16 screen"): from the bf16 dot
   // products Sb[j * qblock + q] and per row ||bf16(y)|| and ||y - bf16(y)||, each pair's tile
   // form L = cA Sb + (cB yy + cC) and a bound D of its distance from the float32 GEMM's;
-  // writes negU = -(L + D + e[q]) (for select_le) and per lane the largest L - D.
-  void (*screen_bounds)(const float* Sb, size_t nt, const float* yy, const float* bny, const float* bdy,
+  // writes negU = -(L + D + e[q]) (for select_le) and per lane the largest L - D; returns false
+  // when some value is not finite (the screen then leaves the tile to the float32 GEMM).
+  bool (*screen_bounds)(const float* Sb, size_t nt, const float* yy, const float* bny, const float* bdy,
                         const ScreenLanes& p, float* negU, float* lane_lo);
 
   // ---- The fused pass's double bookkeeping for recomputed pairs (all in double).

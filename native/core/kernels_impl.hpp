@@ -622,9 +622,10 @@ void k_logits_gauss(float* S, size_t nt, const float* yy, const float* cA, const
 // The bf16 screen's bounds (kernels.hpp). |S_float - Sb| <= eb = gm n2 + bn dy + bd n2 (the
 // bf16 rounding of the row and of the query, and both GEMMs' float sums; n2 >= ||y||), and the
 // two tile forms' roundings are within 4u of the magnitudes involved.
-void k_screen_bounds(const float* Sb, size_t nt, const float* yy, const float* bny, const float* bdy,
+bool k_screen_bounds(const float* Sb, size_t nt, const float* yy, const float* bny, const float* bdy,
                      const sf::ScreenLanes& p, float* negU, float* lane_lo) {
   const typename V::reg u4 = V::set1(4.0f * 0x1p-24f), tiny = V::set1(1e-30f), grow = V::set1(1.0001f);
+  typename V::reg nonfinite = V::zero();  // 0 * v: NaN where some v is not finite
   for (size_t h = 0; h < 2; ++h) {
     const size_t o = h * W;
     const typename V::reg cA = V::load(p.cA + o), cB = V::load(p.cB + o), cC = V::load(p.cC + o);
@@ -640,11 +641,18 @@ void k_screen_bounds(const float* Sb, size_t nt, const float* yy, const float* b
       const typename V::reg L = V::fma(cA, sb, V::fma(cB, y, cC));
       const typename V::reg mag = V::add(V::add(V::abs(L), V::mul(aA, V::add(V::abs(sb), eb))), V::fma(aB, y, aC));
       const typename V::reg D = V::add(V::fma(u4, mag, V::mul(aA, eb)), tiny);
-      V::store(negU + j * QB + o, V::sub(V::zero(), V::add(V::add(L, D), e)));
+      const typename V::reg nu = V::sub(V::zero(), V::add(V::add(L, D), e));
+      V::store(negU + j * QB + o, nu);
       lo = V::max(lo, V::sub(L, D));
+      nonfinite = V::fma(V::zero(), V::sub(nu, lo), nonfinite);
     }
     V::store(lane_lo + o, lo);
   }
+  float f[W];
+  V::store(f, nonfinite);
+  for (size_t i = 0; i < W; ++i)
+    if (f[i] != 0.0f) return false;
+  return true;
 }
 
 // ---- The lazily moved online-softmax reference, shared by softmax_lanes and fused_small.

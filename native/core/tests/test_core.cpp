@@ -20,6 +20,7 @@
 #include "finite.hpp"
 #include "fpenv.hpp"
 #include "prune.hpp"
+#include "screen_bf16.hpp"
 #include "npy.hpp"
 #include "philox.hpp"
 #include "targets.hpp"
@@ -1081,6 +1082,121 @@ void test_first_nonfinite() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
+
+// The bf16 screen (docs/numerics.md, "The bf16 screen"): dot_listed is dot_lanes bit for bit on
+// the listed rows (every level); the bf16 rounding (ties to even, tiny values to 0); and, where
+// the CPU has AVX512_BF16, the set's bf16 panels and the bound of screen_bounds: the float32
+// GEMM's dot product lies within L -/+ D of the bf16 one for every pair, on data whose
+// coordinates span six orders of magnitude (so the roundings are large), odd and even d.
+void test_bf16_screen() {
+  g_context = "to_bf16";
+  CHECK(sf::to_bf16(1.0f) == 0x3f80);
+  CHECK(sf::to_bf16(1.0f + 0x1p-8f) == 0x3f80);              // tie: to even
+  CHECK(sf::to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82);          // tie: to even (up)
+  CHECK(sf::to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81);   // above the tie
+  CHECK(sf::to_bf16(-2.5f) == 0xc020);
+  CHECK(sf::to_bf16(1e-31f) == 0x0000 && sf::to_bf16(-1e-31f) == 0x8000);  // below 2^-100: signed 0
+  CHECK(sf::from_bf16(sf::to_bf16(0.15625f)) == 0.15625f);
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    const sf::KernelTable& kt = sf::kernels();
+    const size_t QB = kt.qblock, d = 300, nt = 37;
+    std::vector<float> XT = random_vec(d * QB, 301), Y = random_vec(nt * d, 302);
+    std::vector<uint32_t> rows;
+    for (uint32_t j = 0; j < nt; ++j)
+      if (j % 3 != 1) rows.push_back(j);
+    std::vector<float> S1(nt * QB, 7.0f), S2(nt * QB, 7.0f);
+    kt.dot_lanes(XT.data(), Y.data(), nt, d, S1.data());
+    kt.dot_listed(XT.data(), Y.data(), rows.data(), rows.size(), d, S2.data());
+    g_context = level + " dot_listed";
+    bool same = true, untouched = true;
+    for (uint32_t j = 0; j < nt; ++j)
+      for (size_t q = 0; q < QB; ++q) {
+        if (j % 3 != 1) same = same && std::memcmp(&S1[j * QB + q], &S2[j * QB + q], 4) == 0;
+        else untouched = untouched && S2[j * QB + q] == 7.0f;
+      }
+    CHECK(same);
+    CHECK(untouched);
+  }
+  sf::set_simd_level(sf::simd_available().front());
+  const sf::DotBf16Fn dot = sf::dot_bf16_kernel();
+  std::printf("bf16 screen kernel: %s\n", dot ? "yes" : "no (not checked)");
+  if (!dot) return;
+  const sf::KernelTable& kt = sf::kernels();
+  if (kt.qblock != 32) return;
+  for (const size_t d : {size_t{129}, size_t{256}}) {
+    const size_t n = 53;
+    std::mt19937 rng(400 + static_cast<uint32_t>(d));
+    std::normal_distribution<float> g;
+    std::uniform_real_distribution<float> ex(-3.0f, 3.0f);
+    std::vector<float> data(n * d), x(32 * d);
+    for (float& v : data) v = g(rng) * std::pow(10.0f, ex(rng));
+    for (float& v : x) v = g(rng) * std::pow(10.0f, ex(rng));
+    auto rs = sf::ReferenceSet::build(data.data(), n, d, true);
+    g_context = "bf16 panels d=" + std::to_string(d);
+    CHECK(rs->bf16_panels() != nullptr && rs->bf16_dim() == d + (d & 1));
+    if (!rs->bf16_panels()) continue;
+    const size_t dp = rs->bf16_dim();
+    bool layout = true, norms = true;
+    for (size_t j = 0; j < n; ++j) {
+      double nb = 0, ne = 0;
+      for (size_t k = 0; k < dp; ++k) {
+        const float v = k < d ? rs->rows()[j * d + k] : 0.0f;
+        const uint16_t b = rs->bf16_panels()[(j / sf::kPanelRows) * sf::kPanelRows * dp + (k / 2) * 2 * sf::kPanelRows +
+                                             2 * (j % sf::kPanelRows) + (k & 1)];
+        layout = layout && b == sf::to_bf16(v);
+        nb += static_cast<double>(sf::from_bf16(b)) * sf::from_bf16(b);
+        ne += (static_cast<double>(v) - sf::from_bf16(b)) * (static_cast<double>(v) - sf::from_bf16(b));
+      }
+      norms = norms && rs->bf16_norms()[j] >= std::sqrt(nb) && rs->bf16_errors()[j] >= std::sqrt(ne) &&
+              rs->bf16_norms()[j] <= std::sqrt(nb) * 1.0001 + 1e-30;
+    }
+    CHECK(layout);
+    CHECK(norms);
+    // the queries' lanes as the fused pass builds them, and its per-lane constants
+    std::vector<float> XT(d * 32);
+    std::vector<uint16_t> Xb(dp * 32, 0);
+    std::vector<double> bn(32, 0.0), bd(32, 0.0);
+    for (size_t q = 0; q < 32; ++q)
+      for (size_t k = 0; k < d; ++k) {
+        const float v = x[q * d + k];
+        XT[k * 32 + q] = v;
+        const uint16_t b = sf::to_bf16(v);
+        Xb[((k / 2) * 32 + q) * 2 + (k & 1)] = b;
+        bn[q] += static_cast<double>(sf::from_bf16(b)) * sf::from_bf16(b);
+        bd[q] += (static_cast<double>(v) - sf::from_bf16(b)) * (static_cast<double>(v) - sf::from_bf16(b));
+      }
+    const double gamma = 1.01 * static_cast<double>(d + 2) * 0x1p-24;
+    std::vector<float> cA(32), cB(32, 0.0f), cC(32, 0.0f), absA(32), bnf(32), bdf(32), gm(32), e(32, 0.0f), lo(32);
+    for (size_t q = 0; q < 32; ++q) {
+      bnf[q] = static_cast<float>(std::sqrt(bn[q]) * (1 + 1e-12));
+      bdf[q] = static_cast<float>(std::sqrt(bd[q]) * (1 + 1e-12));
+      gm[q] = static_cast<float>(2 * gamma * (bnf[q] + bdf[q]));
+    }
+    std::vector<float> Sf(n * 32), Sb(n * 32), negU(n * 32);
+    kt.dot_lanes(XT.data(), rs->rows(), n, d, Sf.data());
+    dot(Xb.data(), rs->bf16_panels(), 0, n, dp, Sb.data());
+    for (const float sign : {1.0f, -1.0f}) {  // L = +-S: the bound on both sides
+      for (size_t q = 0; q < 32; ++q) {
+        cA[q] = sign;
+        absA[q] = 1.0f * (1 + 1e-5f);
+      }
+      const sf::ScreenLanes p{cA.data(), cB.data(), cC.data(), absA.data(), bnf.data(), bdf.data(), gm.data(), e.data()};
+      std::vector<float> yy(n, 0.0f);
+      g_context = "screen bound d=" + std::to_string(d) + (sign > 0 ? " upper" : " lower");
+      CHECK(kt.screen_bounds(Sb.data(), n, yy.data(), rs->bf16_norms(), rs->bf16_errors(), p, negU.data(), lo.data()));
+      bool within = true, useful = true;
+      for (size_t i = 0; i < n * 32; ++i) {
+        within = within && sign * Sf[i] <= -negU[i];
+        // and not vacuous: D is a small multiple of the bf16 rounding, never the size of S itself
+        useful = useful && (-negU[i] - sign * Sb[i]) < 0.05 * (bnf[i % 32] + bdf[i % 32]) * (rs->bf16_norms()[i / 32] + 1e-3);
+      }
+      CHECK(within);
+      CHECK(useful);
+    }
+  }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IONBF, 0);  // a check that fails before an abort is still printed
   std::printf("simd levels available:");
@@ -1110,6 +1226,7 @@ int main() {
   test_nonlinear_kernels();
   test_npy_header();
   test_pruning();
+  test_bf16_screen();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
