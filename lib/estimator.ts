@@ -43,7 +43,8 @@ export interface EstimateStats {
   prunedShare: number;
   /**
    * Thread time (summed over threads) spent deciding which pairs to recompute precisely (the
-   * fused pass) and which to compute at all (the pruned pass's bounds and selection).
+   * fused pass) and which to compute at all (the pruned pass's bounds and selection, and the
+   * fused pass's bf16 screen, including its bf16 dot products).
    */
   decideSeconds: number;
 }

@@ -105,10 +105,13 @@ struct Scratch {
 };
 
 // An upper bound: every kernel's vectors (S, P and the nonlinear kernels' E per tile; 23
-// float and 14 double per-lane vectors; the refined-pair lists at their largest).
+// float and 14 double per-lane vectors; the refined-pair lists at their largest; the bf16
+// screen's).
 size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
   return sizeof(float) * (qb * d + 3 * nt * qb + 23 * qb + d) + sizeof(uint32_t) * nt + sizeof(double) * ((ws ? qb * d : 0) + 14 * qb) +
-         (2 * sizeof(uint32_t) + sizeof(double)) * nt * qb;
+         (2 * sizeof(uint32_t) + sizeof(double)) * nt * qb +
+         // the bf16 screen: the lanes in bf16, the tile's bf16 products, the kept rows, 2 norms per lane
+         sizeof(uint16_t) * (d + 1) * qb + sizeof(float) * nt * qb + sizeof(uint32_t) * nt + 2 * sizeof(double) * qb;
 }
 
 // What the work items of one call count, summed over threads.
