@@ -47,7 +47,7 @@ export interface NativeBinding {
   sample(request: SampleRequest): Promise<{ nfe: number; seconds: number; estimatorSeconds: number; progressCalls: number }>;
   newAbortToken(): AbortHandle;
   abortToken(token: AbortHandle): void;
-  refBuild(data: Float32Array, n: number, d: number, async: boolean, panels?: boolean): MaybeAsync<RefHandle>;
+  refBuild(data: Float32Array, n: number, d: number, async: boolean, panels?: boolean, screen?: boolean): MaybeAsync<RefHandle>;
   refInfo(ref: RefHandle): { size: number; dim: number; bytes: number; centre: Float32Array };
   refRows(ref: RefHandle, indices: Uint32Array, out: Float32Array): undefined;
   estimate(request: QueryRequest & { out: Outputs; async: boolean }): MaybeAsync<EstimateStatsRaw>;

@@ -44,6 +44,21 @@ function onOff(set: ReferenceSet, x: Float32Array, sigma: number) {
 
 const zero = Object.fromEntries(OUTPUTS.map((o) => [o, 0]));
 
+test('{ screen: false } builds the set without the bf16 copy: less memory, never screened, the same bits', (t) => {
+  const data = mnist.data.slice(0, 1500 * d);
+  const withCopy = new ReferenceSet(data, d);
+  const without = new ReferenceSet(data, d, { screen: false });
+  if (capabilities().bf16Screen) t.is(withCopy.byteLength - without.byteLength, 2 * 1500 * d + 2 * 4 * 1500);
+  else t.is(withCopy.byteLength, without.byteLength);
+  const x = noised(held, 0.5, 31);
+  const a = withCopy.estimateWithStats(x, { sigma: 0.5, outputs: OUTPUTS });
+  const b = without.estimateWithStats(x, { sigma: 0.5, outputs: OUTPUTS });
+  t.is(b.screenedRows, 0);
+  if (capabilities().bf16Screen) t.true(a.screenSkippedRows > 0);
+  for (const o of OUTPUTS) t.is(bitsDiffer((a.result as Record<string, Float32Array>)[o], (b.result as Record<string, Float32Array>)[o]), 0, o);
+  t.throws(() => new ReferenceSet(data, d, { screen: 1 as unknown as boolean }), { code: 'ERR_SCOREFIELD_TYPE', message: /options\.screen/ });
+});
+
 test('setScreening returns the previous setting and rejects a non-boolean', (t) => {
   const was = setScreening(false);
   t.is(typeof was, 'boolean');

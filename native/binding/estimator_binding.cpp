@@ -59,19 +59,23 @@ class BuildTask : public Task {
  public:
   const float* data = nullptr;
   size_t n = 0, d = 0;
-  bool panels = true;
+  bool panels = true, screen = true;
   RefPtr ref;
-  void Execute(bool inline_ok) override { ref = sf::ReferenceSet::build(data, n, d, inline_ok, panels); }
+  void Execute(bool inline_ok) override { ref = sf::ReferenceSet::build(data, n, d, inline_ok, panels, screen); }
   Napi::Value Result(Napi::Env env) override { return WrapRef(env, ref); }
 };
 
-// (data, N, d, async, panels?) -> handle
+// (data, N, d, async, panels?, screen?) -> handle
 Napi::Value RefBuild(const Napi::CallbackInfo& info) {
   auto t = std::make_unique<BuildTask>();
   ArgAsync(info[3], t.get());
   if (!info[4].IsUndefined()) {
     if (!info[4].IsBoolean()) ThrowCoded(info.Env(), sf::code::kType, "Expected a boolean for panels but received another type", true);
     t->panels = info[4].As<Napi::Boolean>().Value();
+  }
+  if (!info[5].IsUndefined()) {
+    if (!info[5].IsBoolean()) ThrowCoded(info.Env(), sf::code::kType, "Expected a boolean for screen but received another type", true);
+    t->screen = info[5].As<Napi::Boolean>().Value();
   }
   t->n = ArgSize(info[1], "size");
   t->d = ArgSize(info[2], "dim");

@@ -28,7 +28,9 @@ class ReferenceSet {
  public:
   // panels: also keep the rows in 12-row panels for the fused pass's GEMMs (faster, 4 N d more
   // bytes); without them the GEMMs read the row-major rows, with the same results.
-  static std::unique_ptr<ReferenceSet> build(const float* data, size_t n, size_t d, bool inline_ok, bool panels = true);
+  // screen: also keep the bf16 copy for the fused pass's bf16 screen where it can run (below).
+  static std::unique_ptr<ReferenceSet> build(const float* data, size_t n, size_t d, bool inline_ok, bool panels = true,
+                                             bool screen = true);
 
   size_t size() const { return n_; }
   size_t dim() const { return d_; }
@@ -45,8 +47,8 @@ class ReferenceSet {
   // The bf16 screen's copy (screen_bf16.hpp, docs/numerics.md "The bf16 screen"): the rows
   // rounded to bfloat16 in panels of kPanelRows, coordinate pairs interleaved, each row padded
   // to bf16_dim() (d rounded up to even) coordinates; per row ||bf16(row)|| and the norm of its
-  // rounding error ||row - bf16(row)||, both rounded up. nullptr / empty unless the set has
-  // panels, d >= kScreenMinDim and the CPU can run the screen.
+  // rounding error ||row - bf16(row)||, both rounded up. nullptr / empty unless the set was
+  // built with panels and screen, d >= kScreenMinDim and the CPU can run the screen.
   const uint16_t* bf16_panels() const { return bf16_.get(); }
   size_t bf16_dim() const { return bf16_dp_; }
   const float* bf16_norms() const { return bny_.data(); }

@@ -352,6 +352,7 @@ class FusedItem {
           std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
       return false;  // a bf16 product overflowed (huge coordinates): this tile in float32 alone
     }
+    const double log_n_tol = std::log(static_cast<double>(ref.size()) / pol.tolerance);  // as refine_linear's
     for (size_t q = 0; q < QB; ++q) {
       if (q >= nq) {
         thr[q] = -std::numeric_limits<float>::infinity();  // -U <= -inf: never kept for a padded lane
@@ -364,9 +365,12 @@ class FusedItem {
       // that exceeds the old one by kSoftmaxSlack (a guard for the float rounding of mb)
       const float guard = 0.01f + 1e-5f * std::fabs(mb);
       const float mref = unset ? mb : (mb > old + kSoftmaxSlack + guard ? mb : old);
-      // below both the weight floor under the reference and the policy's window under its
-      // candidate threshold (max(M, tile max - e) - window), whether or not the lane can recompute
-      const float t = std::min(mref - weight_floor, static_cast<float>((unset ? mb : std::max(old, mb)) - pol.window));
+      // below the weight floor under the reference, and out of the precision policy's reach: it
+      // recomputes a pair only if L + e >= max(M, tile max - e_max) - window and
+      // L + e + log e >= max(M, tile max - e_max) - log(N / tol) (refine_linear), with e <= e_max
+      const double top = unset ? mb : std::max(old, mb);
+      const double reach = std::min(pol.window, log_n_tol + std::log(static_cast<double>(lane_e[q])));
+      const float t = std::min(mref - weight_floor, static_cast<float>(top - reach));
       thr[q] = -(t - (0.05f + 1e-5f * (std::fabs(mref) + std::fabs(mb))));  // keep where -U <= -threshold
     }
     s.rowbits.resize(nt);

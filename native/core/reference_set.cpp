@@ -38,14 +38,15 @@ size_t rows_per_chunk(size_t d) { return std::max<size_t>(1, (size_t{1} << 16) /
 
 }  // namespace
 
-std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok, bool panels) {
+std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, size_t d, bool inline_ok, bool panels,
+                                                   bool screen_copy) {
   const size_t nd = checked_mul(n, d, "reference rows x dim");
   // rows, their panels, per-row norms and the per-chunk column sums of the centring pass
   // (+ the pruning index: n x 66 floats and the sample's d x 64 x 8 doubles at most)
   const size_t npanels = (n + kPanelRows - 1) / kPanelRows;
   const size_t panel_floats = panels ? checked_mul(checked_mul(npanels, kPanelRows, "reference rows"), d, "reference rows x dim") : 0;
   // the bf16 screen's copy: half as many bytes as the panels (d rounded up to even), and 2 floats per row
-  const bool screen = panels && d >= kScreenMinDim && dot_bf16_kernel() != nullptr;
+  const bool screen = screen_copy && panels && d >= kScreenMinDim && dot_bf16_kernel() != nullptr;
   const size_t bf16_dp = d + (d & 1);
   const size_t bf16_elems = screen ? npanels * kPanelRows * bf16_dp : 0;
   check_memory(checked_mul(nd + panel_floats + bf16_elems / 2 + (screen ? 2 * n + 1 : 0) + 3 * n + d + 66 * n, sizeof(float), "the reference set") + checked_mul(d, sizeof(double) * (n / rows_per_chunk(d) + 2 + 520), "the reference set"),
