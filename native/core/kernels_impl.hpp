@@ -112,19 +112,21 @@ inline void add_to_double(double* p, typename V::reg v, size_t n) {
   for (size_t i = 0; i < n; ++i) p[i] += static_cast<double>(tmp[i]);
 }
 
-// S[r * QB + q] (+)= sum_{k < kc} XT[k * QB + q] * Y[r * ystride + k] for r < RR. Every loop
-// over r is unrolled before GCC's scalar replacement runs, so the 2 RR accumulators live in
-// registers: left as loops, they were kept on the stack (zeroed with rep stos, reloaded and
-// stored around the k loop), which cost 40% of the time at the pruned pass's small kc.
+// s[r][q] (+)= sum_{k < kc} XT[k * QB + q] * y[r][k] for r < RR: RR rows from anywhere, their
+// products to anywhere (the row-major tile of dot_lanes, the listed rows of dot_listed), each
+// pair's FMAs in k order. Every loop over r is unrolled before GCC's scalar replacement runs, so
+// the 2 RR accumulators live in registers: left as loops, they were kept on the stack (zeroed
+// with rep stos, reloaded and stored around the k loop), which cost 40% of the time at the
+// pruned pass's small kc.
 template <size_t RR>
-void dot_lanes_block(const float* XT, const float* Y, size_t kc, size_t ystride, float* S, bool accumulate) {
+__attribute__((always_inline)) inline void dot_block(const float* XT, const float* const* y, float* const* s, size_t kc,
+                                                     bool accumulate) {
   typename V::reg a0[RR], a1[RR];
-  const float* y[RR];
   if (accumulate) {
 #pragma GCC unroll 16
     for (size_t r = 0; r < RR; ++r) {
-      a0[r] = V::load(S + r * QB);
-      a1[r] = V::load(S + r * QB + W);
+      a0[r] = V::load(s[r]);
+      a1[r] = V::load(s[r] + W);
     }
   } else {
 #pragma GCC unroll 16
@@ -133,8 +135,6 @@ void dot_lanes_block(const float* XT, const float* Y, size_t kc, size_t ystride,
       a1[r] = V::zero();
     }
   }
-#pragma GCC unroll 16
-  for (size_t r = 0; r < RR; ++r) y[r] = Y + r * ystride;
   for (size_t k = 0; k < kc; ++k) {
     const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
 #pragma GCC unroll 16
@@ -146,9 +146,22 @@ void dot_lanes_block(const float* XT, const float* Y, size_t kc, size_t ystride,
   }
 #pragma GCC unroll 16
   for (size_t r = 0; r < RR; ++r) {
-    V::store(S + r * QB, a0[r]);
-    V::store(S + r * QB + W, a1[r]);
+    V::store(s[r], a0[r]);
+    V::store(s[r] + W, a1[r]);
   }
+}
+
+// S[r * QB + q] (+)= sum_{k < kc} XT[k * QB + q] * Y[r * ystride + k] for r < RR.
+template <size_t RR>
+void dot_lanes_block(const float* XT, const float* Y, size_t kc, size_t ystride, float* S, bool accumulate) {
+  const float* y[RR];
+  float* s[RR];
+#pragma GCC unroll 16
+  for (size_t r = 0; r < RR; ++r) {
+    y[r] = Y + r * ystride;
+    s[r] = S + r * QB;
+  }
+  dot_block<RR>(XT, y, s, kc, accumulate);
 }
 
 template <size_t N>
@@ -186,32 +199,18 @@ void k_dot_lanes(const float* XT, const float* Y, size_t nt, size_t d, float* S)
 }
 
 // dot_lanes_block for RR listed rows: row rows[r] at Y + rows[r] * d + k0, its products to
-// S + rows[r] * QB. Each pair gets the same FMAs in the same order as in dot_lanes_block.
+// S + rows[r] * QB.
 template <size_t RR>
 void dot_listed_block(const float* XT, const float* Y, const uint32_t* rows, size_t k0, size_t kc, size_t d, float* S,
                       bool accumulate) {
-  typename V::reg a0[RR], a1[RR];
   const float* y[RR];
+  float* s[RR];
 #pragma GCC unroll 16
   for (size_t r = 0; r < RR; ++r) {
-    a0[r] = accumulate ? V::load(S + rows[r] * QB) : V::zero();
-    a1[r] = accumulate ? V::load(S + rows[r] * QB + W) : V::zero();
     y[r] = Y + rows[r] * d + k0;
+    s[r] = S + rows[r] * QB;
   }
-  for (size_t k = 0; k < kc; ++k) {
-    const typename V::reg x0 = V::load(XT + k * QB), x1 = V::load(XT + k * QB + W);
-#pragma GCC unroll 16
-    for (size_t r = 0; r < RR; ++r) {
-      const typename V::reg b = V::set1(y[r][k]);
-      a0[r] = V::fma(x0, b, a0[r]);
-      a1[r] = V::fma(x1, b, a1[r]);
-    }
-  }
-#pragma GCC unroll 16
-  for (size_t r = 0; r < RR; ++r) {
-    V::store(S + rows[r] * QB, a0[r]);
-    V::store(S + rows[r] * QB + W, a1[r]);
-  }
+  dot_block<RR>(XT, y, s, kc, accumulate);
 }
 
 void k_dot_listed(const float* XT, const float* Y, const uint32_t* rows, size_t n, size_t d, float* S) {
