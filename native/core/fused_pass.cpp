@@ -97,11 +97,11 @@ struct Scratch {
   std::vector<char> exact_used;   // per query
   std::vector<uint32_t> rowbits;  // per tile row: lanes with a possible candidate
   // the bf16 screen: the queries' lanes in bf16 pairs, the tile's bf16 dot products, the rows
-  // it keeps, per lane ||bf16(x')|| and ||x' - bf16(x')||
+  // it keeps, per lane ||bf16(x')|| and ||x' - bf16(x')|| (rounded up)
   std::vector<uint16_t> Xb;
   AlignedVec<float> Sb;
   std::vector<uint32_t> kept;
-  std::vector<double> bnx, bdx;
+  std::vector<float> bnx, bdx;
 };
 
 // An upper bound: every kernel's vectors (S, P and the nonlinear kernels' E per tile; 23
@@ -111,7 +111,7 @@ size_t scratch_bytes(size_t qb, size_t nt, size_t d, bool ws) {
   return sizeof(float) * (qb * d + 3 * nt * qb + 23 * qb + d) + sizeof(uint32_t) * nt + sizeof(double) * ((ws ? qb * d : 0) + 14 * qb) +
          (2 * sizeof(uint32_t) + sizeof(double)) * nt * qb +
          // the bf16 screen: the lanes in bf16, the tile's bf16 products, the kept rows, 2 norms per lane
-         sizeof(uint16_t) * (d + 1) * qb + sizeof(float) * nt * qb + sizeof(uint32_t) * nt + 2 * sizeof(double) * qb;
+         sizeof(uint16_t) * (d + 1) * qb + sizeof(float) * nt * qb + sizeof(uint32_t) * nt + 2 * sizeof(float) * qb;
 }
 
 // What the work items of one call count, summed over threads.
@@ -128,6 +128,20 @@ Scratch& thread_scratch(size_t slot) {
   static thread_local Scratch s[kMaxGroup];
   return s[slot];
 }
+
+// The largest row norm, coordinate and squared norm of a tile: with a lane's error
+// coefficients, the largest modelled float error of its log-weights in the tile.
+struct TileMaxima {
+  double ny = 0, am = 0, yy = 0;
+  TileMaxima(const float* ny_, const float* am_, const float* yy_, size_t nt) {
+    for (size_t j = 0; j < nt; ++j) {
+      ny = std::max<double>(ny, ny_[j]);
+      am = std::max<double>(am, am_[j]);
+      yy = std::max<double>(yy, yy_[j]);
+    }
+  }
+  double error(double eA, double eG, double eB, double eC) const { return eA * ny + eG * am + eB * yy + eC; }
+};
 
 // One query block (queries q0 .. q0 + nq) over the references of tiles [t0, t1).
 template <class K>
@@ -277,29 +291,23 @@ class FusedItem {
       if (!dot_bf16 || !screening() || !lanes || small || QB != 32 || !ref.bf16_panels() || nq == 0) return;
       const size_t dp = ref.bf16_dim();
       s.Xb.assign(dp * QB, 0);
-      s.bnx.assign(QB, 0.0);
-      s.bdx.assign(QB, 0.0);
-      // pair t of lane q as one 32-bit word (coordinate 2t in its low half); loops over all 32
-      // lanes (padded ones are 0) so that they vectorise
+      // pair t of lane q as one 32-bit word (coordinate 2t in its low half), over all 32 lanes
+      // (padded ones are 0)
       uint32_t* xb = reinterpret_cast<uint32_t*>(s.Xb.data());
-      double* bnx = s.bnx.data();
-      double* bdx = s.bdx.data();
+      double nb[32] = {}, ne[32] = {};
       for (size_t t = 0; t < dp / 2; ++t) {
         const float* x0 = s.X.data() + 2 * t * QB;
         const float* x1 = 2 * t + 1 < d ? x0 + QB : nullptr;
         for (size_t q = 0; q < 32; ++q) {
-          const float v0 = x0[q], v1 = x1 ? x1[q] : 0.0f;
-          const uint16_t b0 = to_bf16(v0), b1 = to_bf16(v1);
+          const uint16_t b0 = to_bf16_acc(x0[q], nb[q], ne[q]), b1 = to_bf16_acc(x1 ? x1[q] : 0.0f, nb[q], ne[q]);
           xb[t * 32 + q] = static_cast<uint32_t>(b0) | (static_cast<uint32_t>(b1) << 16);
-          const double f0 = from_bf16(b0), f1 = from_bf16(b1);
-          const double e0 = static_cast<double>(v0) - f0, e1 = static_cast<double>(v1) - f1;
-          bnx[q] += f0 * f0 + f1 * f1;
-          bdx[q] += e0 * e0 + e1 * e1;
         }
       }
-      for (size_t q = 0; q < nq; ++q) {
-        s.bnx[q] = std::sqrt(s.bnx[q]) * (1 + 1e-12);
-        s.bdx[q] = std::sqrt(s.bdx[q]) * (1 + 1e-12);
+      s.bnx.resize(QB);
+      s.bdx.resize(QB);
+      for (size_t q = 0; q < QB; ++q) {
+        s.bnx[q] = norm_up(nb[q]);
+        s.bdx[q] = norm_up(ne[q]);
       }
       s.Sb.resize(plan.nt * QB);
       s.kept.resize(plan.nt);
@@ -320,33 +328,25 @@ class FusedItem {
     const auto t0 = std::chrono::steady_clock::now();
     float* Sb = s.Sb.data();
     dot_bf16(s.Xb.data(), ref.bf16_panels(), jt, nt, ref.bf16_dim(), Sb);
-    double ny_max = 0, am_max = 0, yy_max = 0;
-    for (size_t j = 0; j < nt; ++j) {
-      ny_max = std::max<double>(ny_max, ny[jt + j]);
-      am_max = std::max<double>(am_max, am[jt + j]);
-      yy_max = std::max<double>(yy_max, yy[jt + j]);
-    }
+    const TileMaxima tm(ny + jt, am + jt, yy + jt, nt);
     // |S_float - Sb|: the bf16 roundings plus both GEMMs' float sums, each at most gamma_d
     // times the sum of |products|, <= gamma_d (||x'|| ||y'||), with ||x'|| <= bn + bd
     const double gamma = 1.01 * static_cast<double>(d + 2) * kU;
-    alignas(64) float lane_lo[32], lane_e[32], absA[32], bn[32], bd[32], gm[32], thr[32];
+    alignas(64) float lane_lo[32], lane_e[32], absA[32], gm[32], thr[32];
     for (size_t q = 0; q < QB; ++q) {
       if (q < nq) {
         K::coefs(lane[q], s.off[q], &s.cA[q], &s.cB[q], &s.cC[q]);
         K::error_coefs(lane[q], d, s.off[q], &s.eA[q], &s.eG[q], &s.eB[q], &s.eC[q]);
-        const double x1 = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];
-        lane_e[q] = static_cast<float>(x1 * (1 + 1e-6));
+        lane_e[q] = static_cast<float>(tm.error(s.eA[q], s.eG[q], s.eB[q], s.eC[q]) * (1 + 1e-6));
         absA[q] = std::fabs(s.cA[q]) * (1 + 1e-5f);
-        bn[q] = static_cast<float>(s.bnx[q]);
-        bd[q] = static_cast<float>(s.bdx[q]);
-        gm[q] = static_cast<float>(2 * gamma * (s.bnx[q] + s.bdx[q]));
+        gm[q] = static_cast<float>(2 * gamma * (static_cast<double>(s.bnx[q]) + s.bdx[q]));
       } else {
         s.cA[q] = s.cB[q] = s.cC[q] = 0.0f;
-        lane_e[q] = absA[q] = bn[q] = bd[q] = gm[q] = 0.0f;
+        lane_e[q] = absA[q] = gm[q] = 0.0f;
       }
     }
     float* negU = s.P.data();  // -(the pair's largest possible log-weight, with the lane's float error)
-    const ScreenLanes lanes_c{s.cA.data(), s.cB.data(), s.cC.data(), absA, bn, bd, gm, lane_e};
+    const ScreenLanes lanes_c{s.cA.data(), s.cB.data(), s.cC.data(), absA, s.bnx.data(), s.bdx.data(), gm, lane_e};
     if (!kt.screen_bounds(Sb, nt, yy + jt, ref.bf16_norms() + jt, ref.bf16_errors() + jt, lanes_c, negU, lane_lo)) {
       my_decide_ns += static_cast<uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -489,18 +489,13 @@ class FusedItem {
       // precise recomputation of every pair that is uncertain and could be within the
       // window. The per-pair error is only evaluated for pairs that pass the cheap test
       // with the lane's largest error.
-      double ny_max = 0, am_max = 0, yy_max = 0;
-      for (size_t j = 0; j < nt; ++j) {
-        ny_max = std::max<double>(ny_max, ny[jt + j]);
-        am_max = std::max<double>(am_max, am[jt + j]);
-        yy_max = std::max<double>(yy_max, yy[jt + j]);
-      }
+      const TileMaxima tm(ny + jt, am + jt, yy + jt, nt);
       for (size_t q = 0; q < nq; ++q) s.x0[q] = s.tlo[q];  // the tile's largest value per lane (K::tile)
       // As in the nonlinear branch below: pairs more than log(N e / tol) below the top stay
       // approximate.
       const double log_n_tol = std::log(static_cast<double>(ref.size()) / pol.tolerance);
       for (size_t q = 0; q < nq; ++q) {
-        s.x1[q] = s.eA[q] * ny_max + s.eG[q] * am_max + s.eB[q] * yy_max + s.eC[q];  // largest error
+        s.x1[q] = tm.error(s.eA[q], s.eG[q], s.eB[q], s.eC[q]);  // largest error
         s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
       }
       // The decision in SIMD float (a superset of what the double test below accepts), then

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <string>
 
 #include "errors.hpp"
@@ -162,7 +161,6 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
     rs->bf16_.reset(new uint16_t[bf16_elems]);
     rs->bny_.assign(n, 0.0f);
     rs->bdy_.assign(n, 0.0f);
-    const auto up = [](double v) { return std::nextafter(static_cast<float>(v), std::numeric_limits<float>::infinity()); };
     pool.parallel_for((npanels + ppc - 1) / ppc, [&](size_t ch) {
       for (size_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
         uint16_t* out = rs->bf16_.get() + p * kPanelRows * bf16_dp;
@@ -171,15 +169,11 @@ std::unique_ptr<ReferenceSet> ReferenceSet::build(const float* data, size_t n, s
           double nb = 0, nd2 = 0;
           for (size_t k = 0; k < bf16_dp; ++k) {
             const float v = (j < n && k < d) ? rs->y_[j * d + k] : 0.0f;
-            const uint16_t b = to_bf16(v);
-            out[(k / 2) * 2 * kPanelRows + 2 * r + (k & 1)] = b;
-            const double bv = from_bf16(b), e = static_cast<double>(v) - bv;
-            nb += bv * bv;
-            nd2 += e * e;
+            out[(k / 2) * 2 * kPanelRows + 2 * r + (k & 1)] = to_bf16_acc(v, nb, nd2);
           }
           if (j < n) {
-            rs->bny_[j] = up(std::sqrt(nb) * (1 + 1e-12));
-            rs->bdy_[j] = up(std::sqrt(nd2) * (1 + 1e-12));
+            rs->bny_[j] = norm_up(nb);
+            rs->bdy_[j] = norm_up(nd2);
           }
         }
       }

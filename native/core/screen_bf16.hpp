@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 namespace sf {
@@ -24,6 +25,23 @@ inline float from_bf16(uint16_t b) {
   float v;
   std::memcpy(&v, &u, 4);
   return v;
+}
+
+// to_bf16(v), adding bf16(v)^2 to value_sq and (v - bf16(v))^2 to error_sq (in double): the
+// two norms the screen's bound needs, of the set's rows and of the queries' lanes alike.
+inline uint16_t to_bf16_acc(float v, double& value_sq, double& error_sq) {
+  const uint16_t b = to_bf16(v);
+  const double bv = from_bf16(b), e = static_cast<double>(v) - bv;
+  value_sq += bv * bv;
+  error_sq += e * e;
+  return b;
+}
+
+// sqrt(sum_sq) as a float never below it.
+inline float norm_up(double sum_sq) {
+  const double n = std::sqrt(sum_sq) * (1 + 1e-12);
+  const float f = static_cast<float>(n);
+  return static_cast<double>(f) >= n ? f : std::nextafter(f, 3.0e38f);
 }
 
 // Whether this build and CPU can run the screen (x86-64 with AVX512_BF16, OS support
