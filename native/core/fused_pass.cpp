@@ -92,6 +92,8 @@ struct Scratch {
   std::vector<float> nl_xx, nl_a, nl_a2, nl_s2, nl_it, nl_c, nl_off, nl_iq, nl_eA, nl_eG, nl_eB, nl_eC;
   AlignedVec<double> acc;  // lanes: d x qb; rows: nq x d
   std::vector<float> M, scale, sums, cA, cB, cC;
+  std::vector<float> R;      // per lane: the running maximum, in the frame of S (softmax)
+  std::vector<double> rmax;  // per lane: the largest log-weight of the tiles so far (absolute)
   std::vector<double> off, s0, s1, s2, eA, eG, eB, eC, lo, x0, x1, x2;  // x*: tile temporaries
   std::vector<double> exact;      // nq x d: weighted sums of heavy recomputed pairs (lazy)
   std::vector<char> exact_used;   // per query
@@ -243,6 +245,8 @@ class FusedItem {
     }
     if (req.weighted_sum) s.acc.assign(d * (lanes ? QB : nq), 0.0);
     s.M.assign(QB, kEmpty);
+    s.R.assign(QB, kEmpty);
+    s.rmax.assign(QB, -std::numeric_limits<double>::infinity());
     s.scale.assign(QB, 1.0f);
     s.sums.assign(3 * QB, 0.0f);
     for (auto* v : {&s.cA, &s.cB, &s.cC, &s.tlo, &s.thi, &s.thr, &s.nl_xx, &s.nl_a, &s.nl_a2, &s.nl_s2, &s.nl_it, &s.nl_c,
@@ -365,13 +369,17 @@ class FusedItem {
       // that exceeds the old one by kSoftmaxSlack (a guard for the float rounding of mb)
       const float guard = 0.01f + 1e-5f * std::fabs(mb);
       const float mref = unset ? mb : (mb > old + kSoftmaxSlack + guard ? mb : old);
-      // below the weight floor under the reference, and out of the precision policy's reach: it
-      // recomputes a pair only if L + e >= max(M, tile max - e_max) - window and
-      // L + e + log e >= max(M, tile max - e_max) - log(N / tol) (refine_linear), with e <= e_max
-      const double top = unset ? mb : std::max(old, mb);
+      // below the weight floor under the larger of the reference and the earlier tiles' maximum
+      // R (softmax), and out of the precision policy's reach: it recomputes a pair only if
+      // L + e >= max(M, R, tile max - e_max) - window and L + e + log e >= max(M, R, tile max -
+      // e_max) - log(N / tol) (refine_linear), with e <= e_max
+      const float run = running_max(q);  // kEmpty before the lane's first tile
+      const bool has_run = run > kEmpty;
+      const double top = std::max(unset ? static_cast<double>(mb) : std::max(old, mb), has_run ? static_cast<double>(run) : -1e30);
       const double reach = std::min(pol.window, log_n_tol + std::log(static_cast<double>(lane_e[q])));
-      const float t = std::min(mref - weight_floor, static_cast<float>(top - reach));
-      thr[q] = -(t - (0.05f + 1e-5f * (std::fabs(mref) + std::fabs(mb))));  // keep where -U <= -threshold
+      const float t = std::min(std::max(mref, run) - weight_floor, static_cast<float>(top - reach));
+      const float slack = 0.05f + 1e-5f * (std::fabs(mref) + std::fabs(mb) + (has_run ? std::fabs(run) : 0.0f));
+      thr[q] = -(t - slack);  // keep where -U <= -threshold
     }
     s.rowbits.resize(nt);
     alignas(64) float counts[32] = {};
@@ -496,7 +504,7 @@ class FusedItem {
       const double log_n_tol = std::log(static_cast<double>(ref.size()) / pol.tolerance);
       for (size_t q = 0; q < nq; ++q) {
         s.x1[q] = tm.error(s.eA[q], s.eG[q], s.eB[q], s.eC[q]);  // largest error
-        s.lo[q] = std::max<double>(s.M[q], s.x0[q] - s.x1[q]) - pol.window;           // candidate threshold
+        s.lo[q] = std::max<double>(std::max(s.M[q], running_max(q)), s.x0[q] - s.x1[q]) - pol.window;  // candidate threshold
       }
       // The decision in SIMD float (a superset of what the double test below accepts), then
       // the double test on the flagged pairs only.
@@ -637,11 +645,11 @@ class FusedItem {
     refined_q.clear();
     refined_l.clear();
     // Per lane, in double: a lower bound of the true maximum (this tile's largest value
-    // minus error, or the running reference), the candidate threshold relative to the base,
+    // minus error, or the running maximum), the candidate threshold relative to the base,
     // and the largest value so far (the new offset).
     for (size_t q = 0; q < nq; ++q) {
       const double prev = (s.M[q] != kEmpty) ? s.off[q] + s.M[q] : -std::numeric_limits<double>::infinity();
-      s.lo[q] = std::max(prev, s.nl_base[q] + s.tlo[q]);
+      s.lo[q] = std::max(std::max(prev, s.rmax[q]), s.nl_base[q] + s.tlo[q]);
       s.x1[q] = s.lo[q] - pol.window - s.nl_base[q];  // threshold on the float values
       s.x0[q] = std::max(prev, s.nl_base[q] + s.thi[q]);
     }
@@ -718,15 +726,26 @@ class FusedItem {
       for (size_t q = nq; q < QB; ++q) s.S[j * QB + q] = kEmpty;
   }
 
-  // Step 6. The online-softmax step: weights of the tile against the lazily moved reference.
+  // Step 6. The online-softmax step: weights of the tile against the lazily moved reference,
+  // flushed below e^-floor of the running maximum (which the reference lags by up to
+  // kSoftmaxSlack; fewer weights to sum and rows to accumulate, the same guarantee).
   void softmax(size_t jt, size_t nt) {
+    for (size_t q = 0; q < QB; ++q) s.R[q] = q < nq ? running_max(q) : kEmpty;
     if (fuse) {
-      kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), s.cA.data(),
-                       s.cB.data(), s.cC.data(), flags, weight_floor);
+      kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.R.data(), s.scale.data(), s.sums.data(),
+                       s.cA.data(), s.cB.data(), s.cC.data(), flags, weight_floor);
     } else {
-      kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.scale.data(), s.sums.data(), nullptr, nullptr,
-                       nullptr, flags, weight_floor);
+      kt.softmax_lanes(s.S.data(), s.P.data(), nt, yy + jt, s.M.data(), s.R.data(), s.scale.data(), s.sums.data(),
+                       nullptr, nullptr, nullptr, flags, weight_floor);
     }
+    for (size_t q = 0; q < nq; ++q)
+      if (s.R[q] > kEmpty) s.rmax[q] = std::max(s.rmax[q], s.off[q] + static_cast<double>(s.R[q]));
+  }
+
+  // The lane's largest log-weight of the earlier tiles relative to its offset (kEmpty before
+  // its first tile).
+  float running_max(size_t q) const {
+    return s.rmax[q] > -std::numeric_limits<double>::infinity() ? static_cast<float>(s.rmax[q] - s.off[q]) : kEmpty;
   }
 
   // Step 7. The running sums (sum of weights, of their squares, of weights times ||y||^2),

@@ -94,9 +94,11 @@ struct KernelTable {
   // sums[2qb..3qb) = sum_j P * yy[j]. With cA non-null, L holds dot products and the
   // Gaussian log-weights cA S + cB yy + cC are formed in the same pass. flags: bit 0 computes
   // the sum of P^2, bit 1 the sum of P * yy (left 0 otherwise).
-  // A weight below e^-floor of the running reference (floor <= 40) is exactly 0.
-  void (*softmax_lanes)(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
-                        const float* cA, const float* cB, const float* cC, unsigned flags, float floor);
+  // A weight below e^-floor (floor <= 40) of max(M, R) is exactly 0, R[q] being the lane's
+  // largest log-weight of the earlier tiles in the same frame (-1e30 when there is none);
+  // on return R[q] = max(R[q], the tile's largest log-weight, M's new value).
+  void (*softmax_lanes)(const float* L, float* P, size_t nt, const float* yy, float* M, float* R, float* scale,
+                        float* sums, const float* cA, const float* cB, const float* cC, unsigned flags, float floor);
   // For d <= small_d: one tile of dot products, Gaussian log-weights (cA S + cB yy + cC),
   // online softmax (as softmax_lanes, same M / scale / sums / flags) and weighted sums, all in
   // registers; XT is d x qblock, Y the tile's rows (stride d); the tile's weighted sums go to

@@ -662,16 +662,19 @@ constexpr float kSlack = sf::kSoftmaxSlack;
 // weight, its square and its products with the data stay normal floats. M never exceeds the
 // running maximum, so a flushed weight is below e^-floor of the top weight, and all flushed
 // weights together move a normalised output by less than N e^-floor of the data's spread.
+// softmax_lanes also flushes below e^-floor of the running maximum R of the earlier tiles
+// (R >= M: the lazy reference lags it by up to kSlack), the same guarantee with fewer weights.
 // Rescale factors exp(M_old - M_new) are flushed below e^-kScaleFloor (what they multiply is
 // at most N e^16 of the old reference).
 constexpr float kWeightFloor = 40.0f;
 constexpr float kScaleFloor = 80.0f;
 
-// exp(x) for x >= -floor, exactly 0 below.
-inline typename V::reg flushed_exp(typename V::reg x, float floor) {
-  const typename V::reg lo = V::set1(-floor);
+// exp(x) for x >= lo (per lane, lo >= -kScaleFloor), exactly 0 below.
+inline typename V::reg flushed_exp_below(typename V::reg x, typename V::reg lo) {
   return V::keep_ge(V::exp(V::max(x, lo)), x, lo);
 }
+// exp(x) for x >= -floor, exactly 0 below.
+inline typename V::reg flushed_exp(typename V::reg x, float floor) { return flushed_exp_below(x, V::set1(-floor)); }
 
 // True when some lane has no reference yet (before its first tile).
 inline bool any_unset(typename V::reg ref) {
@@ -714,8 +717,11 @@ inline void store_softmax_state(size_t o, typename V::reg old, typename V::reg r
 // maximum exceeds it by more than kSlack, or on the first tile; then the tile is redone
 // from L. One pass over the tile in the common case. With cA set, L holds dot products and
 // the Gaussian log-weights cA S + cB yy + cC are formed on the fly (L is not modified).
+// R: per lane the largest log-weight of the earlier tiles (kEmpty-like before the first) in
+// the frame of L and M; weights below e^-floor of max(M, R) are 0; on return R also counts
+// this tile.
 template <bool kSq, bool kYy>
-void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
+void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float* M, float* R, float* scale, float* sums,
                      const float* cA, const float* cB, const float* cC, float floor) {
   const bool fused = cA != nullptr;
   for (size_t h = 0; h < 2; ++h) {
@@ -737,16 +743,19 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
       for (size_t j = 0; j < nt; ++j) mx = V::max(mx, logit(j));
       ref = mx;
     }
-    typename V::reg s0, s1, s2;
+    const typename V::reg run = V::load(R + o), fl = V::set1(-floor);
+    typename V::reg s0, s1, s2, mx;
     for (int attempt = 0; attempt < 2; ++attempt) {
       s0 = V::zero();
       s1 = V::zero();
       s2 = V::zero();
-      typename V::reg mx = ref;
+      mx = ref;
+      // below e^-floor of max(ref, R): in [-floor, -floor + kSlack] relative to ref
+      const typename V::reg lo = V::max(fl, V::add(V::sub(run, ref), fl));
       for (size_t j = 0; j < nt; ++j) {
         const typename V::reg l = logit(j);
         mx = V::max(mx, l);
-        const typename V::reg p = flushed_exp(V::sub(l, ref), floor);
+        const typename V::reg p = flushed_exp_below(V::sub(l, ref), lo);
         V::store(P + j * QB + o, p);
         s0 = V::add(s0, p);
         if (kSq) s1 = V::fma(p, p, s1);
@@ -754,19 +763,20 @@ void softmax_lanes_t(const float* L, float* P, size_t nt, const float* yy, float
       }
       if (!move_reference(mx, ref)) break;  // else redo the tile against the moved reference
     }
+    V::store(R + o, V::max(run, mx));
     store_softmax_state(o, old, ref, s0, s1, s2, M, scale, sums);
   }
 }
 
 // flags: bit 0 also sums P^2, bit 1 also sums P * yy (otherwise those sums are 0).
-void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float* M, float* scale, float* sums,
+void k_softmax_lanes(const float* L, float* P, size_t nt, const float* yy, float* M, float* R, float* scale, float* sums,
                      const float* cA, const float* cB, const float* cC, unsigned flags, float floor) {
   floor = floor < kWeightFloor ? floor : kWeightFloor;
   switch (flags & 3u) {
-    case 0: softmax_lanes_t<false, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
-    case 1: softmax_lanes_t<true, false>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
-    case 2: softmax_lanes_t<false, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
-    default: softmax_lanes_t<true, true>(L, P, nt, yy, M, scale, sums, cA, cB, cC, floor); break;
+    case 0: softmax_lanes_t<false, false>(L, P, nt, yy, M, R, scale, sums, cA, cB, cC, floor); break;
+    case 1: softmax_lanes_t<true, false>(L, P, nt, yy, M, R, scale, sums, cA, cB, cC, floor); break;
+    case 2: softmax_lanes_t<false, true>(L, P, nt, yy, M, R, scale, sums, cA, cB, cC, floor); break;
+    default: softmax_lanes_t<true, true>(L, P, nt, yy, M, R, scale, sums, cA, cB, cC, floor); break;
   }
 }
 

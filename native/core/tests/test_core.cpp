@@ -240,6 +240,47 @@ void test_second_gemm_halves_every_level() {
   sf::set_simd_level(sf::simd_available().front());
 }
 
+// The online softmax flushes a weight below e^-floor of the larger of its lazy reference M and
+// the running maximum R of the earlier tiles (which M lags by up to kSoftmaxSlack), and returns
+// R updated by the tile; on every level, with the log-weights given or formed from cA S + cB yy
+// + cC.
+void test_softmax_running_max_every_level() {
+  for (const std::string& level : sf::simd_available()) {
+    sf::set_simd_level(level);
+    const sf::KernelTable& kt = sf::kernels();
+    const size_t QB = kt.qblock, nt = 6;
+    const float floor = 20.0f;
+    for (int fused = 0; fused < 2; ++fused) {
+      g_context = level + (fused ? " fused" : " plain");
+      // lane q: M = 0, R = 10 (lanes 0 mod 3), R = -1e30 (none yet: lanes 1 mod 3) or R = -5
+      // (below M: lanes 2 mod 3); logits 0, -9.5, -10.5, -19.5, -20.5, 4 (the tile's max, not
+      // enough to move M)
+      const float logits[nt] = {0.0f, -9.5f, -10.5f, -19.5f, -20.5f, 4.0f};
+      std::vector<float> L(nt * QB), P(nt * QB, -1.0f), M(QB, 0.0f), R(QB), scale(QB), sums(3 * QB), yy(nt, 1.0f);
+      std::vector<float> cA(QB, 2.0f), cB(QB, 0.5f), cC(QB, -0.5f);
+      for (size_t q = 0; q < QB; ++q) R[q] = q % 3 == 0 ? 10.0f : (q % 3 == 1 ? -1e30f : -5.0f);
+      for (size_t j = 0; j < nt; ++j)
+        for (size_t q = 0; q < QB; ++q) L[j * QB + q] = fused ? logits[j] / 2.0f : logits[j];  // 2 (l/2) + 0.5 - 0.5
+      kt.softmax_lanes(L.data(), P.data(), nt, yy.data(), M.data(), R.data(), scale.data(), sums.data(),
+                       fused ? cA.data() : nullptr, fused ? cB.data() : nullptr, fused ? cC.data() : nullptr, 0u, floor);
+      for (size_t q = 0; q < QB; ++q) {
+        const float top = q % 3 == 0 ? 10.0f : 0.0f;  // max(M, R)
+        double sum = 0;
+        for (size_t j = 0; j < nt; ++j) {
+          const float p = P[j * QB + q];
+          const bool zero = logits[j] < top - floor;
+          CHECK(zero ? p == 0.0f : std::fabs(p - std::exp(logits[j])) <= 1e-5f * std::exp(logits[j]));
+          sum += p;
+        }
+        CHECK(M[q] == 0.0f && scale[q] == 1.0f);
+        CHECK(std::fabs(sums[q] - sum) <= 1e-5 * sum);
+        CHECK(R[q] == (q % 3 == 0 ? 10.0f : 4.0f));
+      }
+    }
+  }
+  sf::set_simd_level(sf::simd_available().front());
+}
+
 // The pruned pass's first level in the rows layout, up to 4 queries at once: each query gets
 // the same bits in any group as alone, for tiles of any length, on every level, and within a
 // few float roundings of the bound in double.
@@ -1208,6 +1249,7 @@ int main() {
   test_kernels_every_level();
   test_panel_gemms_every_level();
   test_second_gemm_halves_every_level();
+  test_softmax_running_max_every_level();
   test_bounds_cols_every_level();
   test_unsupported_level();
   test_targets_against_float64();
