@@ -32,6 +32,13 @@ export interface EstimateStats {
    */
   wideTiles: number;
   /**
+   * Blocks of up to 32 queries the pruned pass did not attempt: in a request of one sigma and
+   * one alpha, its first two blocks left no query to prune (every one went to the full pass,
+   * as at sigma 0.5-2 on MNIST), so the other blocks went straight to the full pass
+   * (docs/numerics.md, "Probe blocks").
+   */
+  skippedBlocks: number;
+  /**
    * Rows of references (counted once per block of up to 32 queries) the fused pass's bf16
    * screen judged, and those whose float32 dot products it skipped because their weight was
    * certain to be exactly 0 for every query of the block (docs/numerics.md, "The bf16
@@ -284,7 +291,8 @@ export class ReferenceSet {
    * Like estimate, also returning what the engine did: `refined` pairs recomputed precisely by
    * the fused pass, and for exact pruning (docs/numerics.md) the call's query-reference `pairs`,
    * the `densePairs` the fused full pass computed, the `exactPairs` the pruned pass computed,
-   * the `sparseQueries` it finished, the `wideTiles` it bounded densely, and `prunedShare`, the
+   * the `sparseQueries` it finished, the `wideTiles` it bounded densely, the `skippedBlocks` it
+   * did not attempt, and `prunedShare`, the
    * share of pairs never computed; `screenedRows` and `screenSkippedRows` count the bf16
    * screen's work.
    */

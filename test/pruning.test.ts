@@ -333,3 +333,30 @@ test('a block with at most a quarter of its queries left in the scan sends them 
     t.true(worst < 1e-4, `${sparse.length} sparse queries: ${worst}`);
   }
 });
+
+test.serial('probe blocks: at one sigma where the first two query blocks leave no query to prune, the other blocks go straight to the full pass', (t) => {
+  // 160 held-out digits (5 blocks of 32 with AVX-512, 10 of 16 with AVX2): at sigma 1 their
+  // bounds are too loose to prune, so only the first two blocks are attempted; with the same
+  // sigma given per sample, or at sigma 0.01 (prunable), every block is.
+  const B = 160;
+  const heldB = mnist.data.slice(N * d, (N + B) * d);
+  const x = noisy(heldB, 1, 41);
+  const one = ref.estimateWithStats(x, { sigma: 1, outputs: ['mean'] });
+  t.is(one.sparseQueries, 0);
+  t.true(one.skippedBlocks >= 3, `skipped ${one.skippedBlocks} blocks`);
+  const per = ref.estimateWithStats(x, { sigma: new Float32Array(B).fill(1), outputs: ['mean'] });
+  t.is(per.skippedBlocks, 0);
+  t.is(per.sparseQueries, 0);
+  setPruning(false);
+  const full = ref.estimate(x, { sigma: 1, outputs: ['mean'] });
+  setPruning(true);
+  let worst = 0;
+  for (let i = 0; i < B; i += 7) {
+    const want = reference(train, d, x.subarray(i * d, (i + 1) * d), 1, 'gaussian');
+    worst = Math.max(worst, relErr(one.result.mean, want.mean, i * d), relErr(full.mean, want.mean, i * d));
+  }
+  t.true(worst < 1e-4, `worst ${worst}`);
+  const small = ref.estimateWithStats(noisy(heldB, 0.01, 42), { sigma: 0.01, outputs: ['mean'] });
+  t.is(small.skippedBlocks, 0);
+  t.true(small.sparseQueries > B / 2, `${small.sparseQueries} finished by the pruned pass`);
+});

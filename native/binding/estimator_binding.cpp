@@ -189,6 +189,7 @@ class EstimateTask : public Task {
     o.Set("exactPairs", static_cast<double>(stats.exact_pairs));
     o.Set("sparseQueries", static_cast<double>(stats.sparse_queries));
     o.Set("wideTiles", static_cast<double>(stats.wide_tiles));
+    o.Set("skippedBlocks", static_cast<double>(stats.skipped_blocks));
     o.Set("screenedRows", static_cast<double>(stats.screened_rows));
     o.Set("screenSkippedRows", static_cast<double>(stats.screen_skipped_rows));
     o.Set("decideSeconds", static_cast<double>(stats.decide_ns) * 1e-9);

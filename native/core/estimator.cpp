@@ -114,6 +114,7 @@ void pruned_into(const ReferenceSet& ref, const PruneIndex& px, const EstimateRe
     stats->sparse_queries += ps.sparse_queries;
     stats->decide_ns += ps.decide_ns;
     stats->wide_tiles += ps.wide_tiles;
+    stats->skipped_blocks += ps.skipped_blocks;
     stats->scratch_bytes = std::max(stats->scratch_bytes, estimate_scratch_bytes(ref, req.B, req.weighted_sum));
   }
   std::vector<size_t> ids;

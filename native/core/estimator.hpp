@@ -167,6 +167,8 @@ struct EstimateStats {
   uint64_t pairs = 0, dense_pairs = 0, exact_pairs = 0, sparse_queries = 0;
   // Tiles (per query block) the pruned pass bounded densely with its full projection (wide).
   uint64_t wide_tiles = 0;
+  // Query blocks the pruned pass did not attempt: the request's first blocks left it no query.
+  uint64_t skipped_blocks = 0;
   // Rows of query blocks (a row counted once per block of up to 32 queries) whose float32 dot
   // products the fused pass's bf16 screen skipped, and rows it screened.
   uint64_t screened_rows = 0, screen_skipped_rows = 0;

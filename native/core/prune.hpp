@@ -57,6 +57,7 @@ struct PruneStats {
   uint64_t sparse_queries = 0;  // queries finished by the pruned pass
   uint64_t decide_ns = 0;       // thread time of the bounds and the selection
   uint64_t wide_tiles = 0;      // (query block, tile) pairs bounded with the full projection densely
+  uint64_t skipped_blocks = 0;  // query blocks not attempted (their first blocks left no query in the scan)
 };
 
 // Every query of req over rows [begin, end): either finished by the pruned pass (its state
