@@ -360,3 +360,24 @@ test.serial('probe blocks: at one sigma where the first two query blocks leave n
   t.is(small.skippedBlocks, 0);
   t.true(small.sparseQueries > B / 2, `${small.sparseQueries} finished by the pruned pass`);
 });
+
+test.serial('probe blocks under concurrent async calls and any thread count: every call resolves with the bits of the same call alone', async (t) => {
+  // Blocks after the probe wait inside the pool for the probe blocks; concurrent requests share
+  // the pool's queue. Requests at sigma 1 (probe skips) and 0.01 (every block attempted), 1, 2
+  // and 3 threads, eight calls in flight.
+  const B = 160;
+  const heldB = mnist.data.slice(N * d, (N + B) * d);
+  const xs = [noisy(heldB, 1, 51), noisy(heldB, 0.01, 52)];
+  const sigmas = [1, 0.01];
+  const alone = xs.map((x, i) => ref.estimate(x, { sigma: sigmas[i], outputs: ['mean'] }).mean);
+  try {
+    for (const threads of [1, 2, 3]) {
+      setThreads(threads);
+      const calls = Array.from({ length: 8 }, (_, k) => ref.estimateAsync(xs[k % 2], { sigma: sigmas[k % 2], outputs: ['mean'] }));
+      const got = await Promise.all(calls);
+      got.forEach((r, k) => t.deepEqual(r.mean, alone[k % 2], `threads ${threads}, call ${k}`));
+    }
+  } finally {
+    setThreads(capabilities().hardwareThreads);
+  }
+});
