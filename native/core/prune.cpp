@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -189,6 +188,52 @@ constexpr double kWidePairs = 3.0;
 // the other blocks are not attempted and go to the full pass whole (their queries are alike:
 // the same noise level). Two, so that the probe occupies two threads.
 constexpr size_t kProbeBlocks = 2;
+
+// The probe's verdict (pruned_pass_t): whether some probe block has a query left in the scan
+// after its first tile. Blocks after the probe wait for it.
+class Probe {
+ public:
+  explicit Probe(size_t blocks) : blocks_(blocks) {}
+  void report(bool left_in_scan) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      ++reports_;
+      any_left_ = any_left_ || left_in_scan;
+    }
+    cv_.notify_all();
+  }
+  // Blocks until some probe block has a query left (true) or every one has reported none.
+  bool attempt() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return any_left_ || reports_ == blocks_; });
+    return any_left_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const size_t blocks_;
+  size_t reports_ = 0;
+  bool any_left_ = false;
+};
+
+// One probe block's report, sent once: the first call's value, or none left when the block
+// ends (or throws) before it reports, so that no later block waits forever.
+class ProbeReport {
+ public:
+  explicit ProbeReport(Probe& p) : p_(p) {}
+  ProbeReport(const ProbeReport&) = delete;
+  ProbeReport& operator=(const ProbeReport&) = delete;
+  ~ProbeReport() { (*this)(false); }
+  void operator()(bool left_in_scan) {
+    if (!sent_) p_.report(left_in_scan);
+    sent_ = true;
+  }
+
+ private:
+  Probe& p_;
+  bool sent_ = false;
+};
 
 float round_up(double v) {
   if (!(v < 3.0e38)) return std::numeric_limits<float>::infinity();
@@ -379,7 +424,7 @@ class PrunedBlock {
   // report, if given, is told as soon as it is known whether a query of the block is left in
   // the scan after its first tile (the probe, pruned_pass_t; it may be told again later, and
   // keeps the first).
-  void bounds(double base_cap, const std::function<void(bool)>* report = nullptr) {
+  void bounds(double base_cap, ProbeReport* report = nullptr) {
     const auto t0 = std::chrono::steady_clock::now();
     active.assign(nq, 1);
     live = nq;
@@ -972,7 +1017,7 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
   finished.assign(req.B, 0);
   std::vector<size_t> over(nqb, 0);
   std::vector<char> done(nqb, 0);
-  const auto phase1 = [&](size_t bi, const std::function<void(bool)>* report_to) {
+  const auto phase1 = [&](size_t bi, ProbeReport* report_to) {
     PrunedBlock<K>& b = *blocks[bi];
     b.bounds(base_cap, report_to);
     const size_t nq = std::min(QB, req.B - bi * QB);
@@ -991,46 +1036,19 @@ void pruned_pass_t(const ReferenceSet& ref, const PruneIndex& px, const Estimate
   // a query left after its first tile (then every block is attempted; a probe reports within
   // its first tile, so the wait is short) or every probe block has reported none.
   const size_t probe = req.sigma.uniform() && req.alpha.uniform() && nqb > kProbeBlocks ? kProbeBlocks : nqb;
-  std::mutex probe_mu;
-  std::condition_variable probe_cv;
-  size_t reports = 0;     // guarded by probe_mu
-  bool any_left = false;  // guarded by probe_mu
+  Probe verdict(probe);
   std::vector<char> skipped(nqb, 0);
-  const std::function<void(bool)> report = [&](bool left_in_scan) {
-    {
-      std::lock_guard<std::mutex> g(probe_mu);
-      ++reports;
-      any_left = any_left || left_in_scan;
-    }
-    probe_cv.notify_all();
-  };
   pool.parallel_for(nqb, [&](size_t bi) {
-    if (bi >= probe) {
-      std::unique_lock<std::mutex> lk(probe_mu);
-      probe_cv.wait(lk, [&] { return any_left || reports == probe; });
-      if (!any_left) {  // not attempted: every query to the full pass
-        over[bi] = std::min(QB, req.B - bi * QB);
-        done[bi] = 1;
-        skipped[bi] = 1;
-        return;
-      }
-      lk.unlock();
+    if (bi < probe) {
+      ProbeReport report(verdict);
+      phase1(bi, &report);
+    } else if (verdict.attempt()) {
       phase1(bi, nullptr);
-      return;
+    } else {  // not attempted: every query to the full pass
+      over[bi] = std::min(QB, req.B - bi * QB);
+      done[bi] = 1;
+      skipped[bi] = 1;
     }
-    // a probe block reports exactly once, even when it finishes (or throws) before its first
-    // tile, so that no later block waits forever
-    struct Once {
-      const std::function<void(bool)>& f;
-      bool sent = false;
-      void operator()(bool v) {
-        if (!sent) f(v);
-        sent = true;
-      }
-      ~Once() { (*this)(false); }
-    } once{report};
-    const std::function<void(bool)> mine = [&](bool v) { once(v); };
-    phase1(bi, &mine);
   }, inline_ok);
   size_t to_full = 0;
   std::vector<size_t> rest;
