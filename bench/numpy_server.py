@@ -6,6 +6,14 @@ per line on stdout:
   {"op": "queries", "path": "...", "b": B}                 queries (raw float32, B x d)
   {"op": "run", "sigma": s, "warm": w}                    -> {"seconds": t}  one timed estimate
                                                              (after an untimed one when w)
+  {"op": "settle"}                                         -> {"waitedMs": t, "settled": bool}
+                                                             returns once this process has
+                                                             used < 1 ms of CPU in 20 ms
+
+OpenBLAS's worker threads keep spinning after a call (measured on the development VM: about
+130 ms of a full core after one sgemm), so a fixed pause after NumPy's turn is not enough:
+scorefield's next calls would share the cores with them. "settle" waits, by the process's own
+CPU clock (all its threads), until they are parked.
 
 The estimator is the straightforward NumPy program (B x N matrix through BLAS sgemm): logits
 from X @ Y.T and the squared norms, max-subtracted exp, normalised weights, W @ Y.
@@ -44,6 +52,15 @@ def main():
             t0 = time.perf_counter()
             estimate(X, Y, yy, req["sigma"])
             out = {"seconds": time.perf_counter() - t0}
+        elif op == "settle":
+            t0 = time.perf_counter()
+            prev, quiet = time.process_time(), 0
+            while quiet < 2 and time.perf_counter() - t0 < 2.0:
+                time.sleep(0.01)
+                now = time.process_time()
+                quiet = quiet + 1 if now - prev < 0.0005 else 0
+                prev = now
+            out = {"waitedMs": (time.perf_counter() - t0) * 1e3, "settled": quiet >= 2}
         else:
             raise ValueError(op)
         sys.stdout.write(json.dumps(out) + "\n")

@@ -130,7 +130,7 @@ export async function sweep(o: SweepOptions): Promise<void> {
         if (np) await np.queries(x, B);
         const score = new Float32Array(x.length);
         let stats = ref.estimateWithStats(x, { sigma, outputs: ['score'], out: { score } });
-        const t = { pruned: [] as number[], full: [] as number[], numpy: [] as number[], vsNumpy: [] as number[], vsFull: [] as number[], peak: [] as number[], decide: [] as number[] };
+        const t = { pruned: [] as number[], full: [] as number[], numpy: [] as number[], vsNumpy: [] as number[], vsFull: [] as number[], peak: [] as number[], decide: [] as number[], settleMs: [] as number[], unsettled: 0 };
         // Each contender's timed call follows an untimed one of its own, so none is timed cold
         // (after the other's turn or a pause the pool's threads are parked and caches hold
         // the other's data).
@@ -171,12 +171,17 @@ export async function sweep(o: SweepOptions): Promise<void> {
           t.decide.push(stats.decideSeconds / (pruned * threads));
           t.peak.push(o.peakNow());
           if (np) {
-            // OpenBLAS's threads spin for a while after a call; let them go idle before and
-            // after NumPy's turn so neither side runs against the other's spinning threads.
-            // NumPy's timed call also follows an untimed one (op run, warm).
+            // OpenBLAS's threads spin for a while after a call (about 130 ms of a core on the
+            // development VM): NumPy's turn ends only when its process has gone idle (op
+            // settle, by its own CPU clock), so scorefield's next calls never share the cores
+            // with them (a fixed 100 ms pause let them slow scorefield's full scan at sigma
+            // <= 0.05 from 7.5-8.8 ms to 11-15 ms). NumPy's timed call follows an untimed one
+            // (op run, warm), after a pause like every turn's.
             await sleep(100);
             const s = Number((await np.call({ op: 'run', sigma, warm: true })).seconds);
-            await sleep(100);
+            const settle = await np.call({ op: 'settle' });
+            t.settleMs.push(Number(settle.waitedMs));
+            if (settle.settled !== true) t.unsettled++;
             t.numpy.push(s);
             t.vsNumpy.push(s / pruned);
           }
@@ -204,6 +209,8 @@ export async function sweep(o: SweepOptions): Promise<void> {
           rec.numpyMs = median(t.numpy) * 1e3;
           rec.vsNumpy = median(t.vsNumpy);
           rec.numpy = numpyVersion;
+          rec.numpySettleMs = median(t.settleMs);  // the wait for its threads to park after its turn
+          rec.numpyUnsettled = t.unsettled;  // turns whose threads were still busy after 2 s
         }
         emit(rec);
       }
